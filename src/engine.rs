@@ -1,0 +1,305 @@
+//! The engine: presets, a content-keyed cache, batch quantization and size estimates.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::layout::blocks::{QK8_0, QK_K};
+use crate::layout::TernaryLayout;
+use crate::scheme::int8::{quantize_int8, Int8Options, Int8Tensor};
+use crate::scheme::metrics::{error_stats, ErrorStats};
+use crate::scheme::ternary::{quantize_ternary, ScaleRule, TernaryOptions, TernaryTensor};
+use crate::scheme::Scope;
+
+/// A named configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub layout: TernaryLayout,
+    pub rule: ScaleRule,
+    pub scope: Scope,
+}
+
+/// The presets, in the order the docs list them.
+pub const PRESETS: [Preset; 4] = [
+    Preset {
+        name: "bitnet",
+        description: "BitNet b1.58: absmean scale per tensor, TQ2_0",
+        layout: TernaryLayout::Tq2_0,
+        rule: ScaleRule::AbsMean,
+        scope: Scope::Tensor,
+    },
+    Preset {
+        name: "compact",
+        description: "smallest: absmean scale per tensor, TQ1_0 (1.69 bits/weight)",
+        layout: TernaryLayout::Tq1_0,
+        rule: ScaleRule::AbsMean,
+        scope: Scope::Tensor,
+    },
+    Preset {
+        name: "lossless",
+        description: "absmax per 256-block, TQ2_0: exact for weights that are already ternary per block",
+        layout: TernaryLayout::Tq2_0,
+        rule: ScaleRule::AbsMax,
+        scope: Scope::Block(QK_K),
+    },
+    Preset {
+        name: "accurate",
+        description: "absmean scale per row, TQ2_0",
+        layout: TernaryLayout::Tq2_0,
+        rule: ScaleRule::AbsMean,
+        scope: Scope::Row,
+    },
+];
+
+impl Preset {
+    /// Looks a preset up by name.
+    pub fn by_name(name: &str) -> Result<Preset> {
+        PRESETS.iter().copied().find(|p| p.name == name).ok_or_else(|| Error::InvalidOption {
+            name: "preset",
+            reason: format!("unknown preset '{name}' (expected bitnet, compact, lossless or accurate)"),
+        })
+    }
+
+    /// Ternary options of this preset on the best backend.
+    pub fn options(&self) -> TernaryOptions {
+        TernaryOptions { layout: self.layout, rule: self.rule, scope: self.scope, ..TernaryOptions::default() }
+    }
+}
+
+/// A 128-bit content hash (two keyed SipHash passes), so that a cache hit means the
+/// same bytes with overwhelming probability, never merely the same name.
+fn content_hash(data: &[f32]) -> u128 {
+    let mut halves = [0u64; 2];
+    for (salt, half) in halves.iter_mut().enumerate() {
+        #[allow(deprecated)]
+        let mut h =
+            std::hash::SipHasher::new_with_keys(0x7465_726e_6172_7900 ^ salt as u64, 0x7175_616e_7400 + salt as u64);
+        h.write_usize(data.len());
+        for chunk in data.chunks(1024) {
+            let mut buf = [0u8; 4096];
+            for (b, v) in buf.chunks_exact_mut(4).zip(chunk) {
+                b.copy_from_slice(&v.to_bits().to_le_bytes());
+            }
+            h.write(&buf[..chunk.len() * 4]);
+        }
+        *half = h.finish();
+    }
+    (halves[0] as u128) << 64 | halves[1] as u128
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct CacheKey {
+    content: u128,
+    rows: usize,
+    cols: usize,
+    options: TernaryOptions,
+}
+
+/// Cache counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+    /// Stored bytes of the cached tensors.
+    pub bytes: usize,
+}
+
+/// Quantizes with one configuration and remembers results by content.
+#[derive(Default)]
+pub struct QuantizationEngine {
+    pub weights: TernaryOptions,
+    pub activations: Int8Options,
+    cache: HashMap<CacheKey, Arc<TernaryTensor>>,
+    stats: CacheStats,
+}
+
+impl QuantizationEngine {
+    /// An engine with these weight and activation options.
+    pub fn new(weights: TernaryOptions, activations: Int8Options) -> Self {
+        Self { weights, activations, cache: HashMap::new(), stats: CacheStats::default() }
+    }
+
+    /// Ternary weights, from the cache when the same bytes, shape and options were seen.
+    pub fn quantize_weights(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<Arc<TernaryTensor>> {
+        let key = CacheKey { content: content_hash(data), rows, cols, options: self.weights };
+        if let Some(hit) = self.cache.get(&key) {
+            self.stats.hits += 1;
+            return Ok(Arc::clone(hit));
+        }
+        let tensor = Arc::new(quantize_ternary(data, rows, cols, &self.weights)?);
+        self.stats.misses += 1;
+        self.stats.entries += 1;
+        self.stats.bytes += tensor.stored_bytes();
+        self.cache.insert(key, Arc::clone(&tensor));
+        Ok(tensor)
+    }
+
+    /// Int8 activations (not cached: activations change with every input).
+    pub fn quantize_activations(&self, data: &[f32], rows: usize, cols: usize) -> Result<Int8Tensor> {
+        quantize_int8(data, rows, cols, &self.activations)
+    }
+
+    /// Ternary weights and their error against the input.
+    pub fn quantize_and_measure(
+        &mut self,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(Arc<TernaryTensor>, ErrorStats)> {
+        let tensor = self.quantize_weights(data, rows, cols)?;
+        let stats = error_stats(data, &tensor.dequantize(), self.weights.backend)?;
+        Ok((tensor, stats))
+    }
+
+    /// The cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// Empties the cache; hit and miss counts are kept.
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+        self.stats.entries = 0;
+        self.stats.bytes = 0;
+    }
+}
+
+/// One named tensor of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct NamedTensor<'a> {
+    pub name: &'a str,
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// What batch quantization reports for one tensor.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TensorReport {
+    pub name: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub layout: TernaryLayout,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+    pub bits_per_weight: f64,
+    pub compression: f64,
+    pub zero_fraction: f64,
+    pub scale_min: f32,
+    pub scale_max: f32,
+    pub stats: ErrorStats,
+}
+
+/// Totals of a batch.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchReport {
+    pub tensors: Vec<TensorReport>,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+    pub compression: f64,
+    pub bits_per_weight: f64,
+}
+
+/// Quantizes every tensor with one configuration, with per-tensor error and size.
+pub fn quantize_batch(tensors: &[NamedTensor<'_>], opts: &TernaryOptions) -> Result<(Vec<TernaryTensor>, BatchReport)> {
+    let mut out = Vec::with_capacity(tensors.len());
+    let mut reports = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let q = quantize_ternary(t.data, t.rows, t.cols, opts).map_err(|e| name_error(t.name, e))?;
+        let stats = error_stats(t.data, &q.dequantize(), opts.backend).map_err(|e| name_error(t.name, e))?;
+        let zeros = q.codes().iter().filter(|&&c| c == 0).count();
+        reports.push(TensorReport {
+            name: t.name.to_string(),
+            rows: t.rows,
+            cols: t.cols,
+            layout: q.layout,
+            bytes_in: t.data.len() * 4,
+            bytes_out: q.stored_bytes(),
+            bits_per_weight: q.bits_per_weight(),
+            compression: q.compression_vs_f32(),
+            zero_fraction: zeros as f64 / q.len() as f64,
+            scale_min: q.scales.iter().copied().fold(f32::INFINITY, f32::min),
+            scale_max: q.scales.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            stats,
+        });
+        out.push(q);
+    }
+    let bytes_in: usize = reports.iter().map(|r| r.bytes_in).sum();
+    let bytes_out: usize = reports.iter().map(|r| r.bytes_out).sum();
+    let values = bytes_in / 4;
+    let report = BatchReport {
+        tensors: reports,
+        bytes_in,
+        bytes_out,
+        compression: bytes_in as f64 / bytes_out.max(1) as f64,
+        bits_per_weight: bytes_out as f64 * 8.0 / values.max(1) as f64,
+    };
+    Ok((out, report))
+}
+
+fn name_error(name: &str, e: Error) -> Error {
+    Error::Unsupported(format!("tensor '{name}': {e}"))
+}
+
+/// How one tensor is stored in a size estimate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoredAs {
+    Ternary,
+    /// Rows not a multiple of the ternary block, but of 32.
+    Q8_0,
+    /// Neither.
+    F16,
+}
+
+/// Exact stored size of a model in one layout.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SizeEstimate {
+    pub layout: TernaryLayout,
+    pub bytes: usize,
+    pub f32_bytes: usize,
+    pub f16_bytes: usize,
+    pub compression_vs_f32: f64,
+    pub bits_per_weight: f64,
+    /// How each tensor is stored, in input order.
+    pub stored_as: Vec<StoredAs>,
+}
+
+/// Exact bytes of `[rows, cols]` tensors in `layout` with `scope`, falling back as the
+/// converter does: Q8_0 where the row length is a multiple of 32, else F16.
+pub fn estimate_model_size(shapes: &[(usize, usize)], layout: TernaryLayout, scope: Scope) -> Result<SizeEstimate> {
+    let mut bytes = 0usize;
+    let mut values = 0usize;
+    let mut stored_as = Vec::with_capacity(shapes.len());
+    for &(rows, cols) in shapes {
+        let n = crate::error::checked_mul(rows, cols, "rows * cols")?;
+        let (size, how) = match layout.stored_bytes(rows, cols, scope) {
+            Ok(size) => (size, StoredAs::Ternary),
+            Err(Error::RowNotBlockAligned { .. }) if cols % QK8_0 == 0 => (n / QK8_0 * 34, StoredAs::Q8_0),
+            Err(Error::RowNotBlockAligned { .. }) => (n * 2, StoredAs::F16),
+            Err(e) => return Err(e),
+        };
+        bytes = bytes.checked_add(size).ok_or(Error::SizeOverflow { what: "model bytes" })?;
+        values = values.checked_add(n).ok_or(Error::SizeOverflow { what: "model values" })?;
+        stored_as.push(how);
+    }
+    if values == 0 {
+        return Err(Error::EmptyInput { what: "shapes" });
+    }
+    Ok(SizeEstimate {
+        layout,
+        bytes,
+        f32_bytes: values * 4,
+        f16_bytes: values * 2,
+        compression_vs_f32: (values * 4) as f64 / bytes as f64,
+        bits_per_weight: bytes as f64 * 8.0 / values as f64,
+        stored_as,
+    })
+}

@@ -1,0 +1,52 @@
+//! The one error type of the crate. Every fallible function returns [`Result`].
+
+use thiserror::Error;
+
+/// Everything that can go wrong, each variant carrying what a user needs to fix it.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An input slice had no elements.
+    #[error("empty input: {what} has no elements")]
+    EmptyInput { what: &'static str },
+
+    /// A NaN or infinity was found; quantizing it would silently poison a whole scope.
+    #[error("non-finite value {value} at index {index} of {what}")]
+    NonFinite { what: &'static str, index: usize, value: f32 },
+
+    /// `rows * cols` (or another size) does not match the data given.
+    #[error("shape mismatch: {what}: expected {expected} elements, got {actual}")]
+    ShapeMismatch { what: &'static str, expected: usize, actual: usize },
+
+    /// A size computation overflowed `usize`.
+    #[error("size overflow: {what}")]
+    SizeOverflow { what: &'static str },
+
+    /// A row length is not a multiple of the layout's block size.
+    #[error("{layout} needs rows whose length is a multiple of {block}; got {cols}")]
+    RowNotBlockAligned { layout: &'static str, block: usize, cols: usize },
+
+    /// A combination of options that the layout cannot store.
+    #[error("unsupported combination: {0}")]
+    Unsupported(String),
+
+    /// An option value outside its domain.
+    #[error("invalid option {name}: {reason}")]
+    InvalidOption { name: &'static str, reason: String },
+
+    /// A byte buffer whose length does not match the layout and shape it claims.
+    #[error("{layout}: expected {expected} bytes, got {actual}")]
+    ByteLength { layout: &'static str, expected: usize, actual: usize },
+
+    /// A stored byte that cannot be a valid code of the layout.
+    #[error("{layout}: invalid code {code} at value index {index}")]
+    InvalidCode { layout: &'static str, index: usize, code: i32 },
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Checked `a * b`, naming what overflowed.
+pub(crate) fn checked_mul(a: usize, b: usize, what: &'static str) -> Result<usize> {
+    a.checked_mul(b).ok_or(Error::SizeOverflow { what })
+}

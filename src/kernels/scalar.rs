@@ -1,0 +1,391 @@
+//! The scalar kernels: the specification every SIMD backend reproduces bit for bit.
+//!
+//! Floating-point sums are order-sensitive, so their order is part of the spec:
+//! element `i` of a slice is added into lane `i % SUM_LANES` (an f64 accumulator
+//! starting at +0.0), and the lanes are folded by [`fold_lanes`]. A SIMD backend
+//! with 4, 8 or 16 lanes per register keeps 16 logical lanes and pads tails with
+//! +0.0, which leaves every lane unchanged. No FMA is used anywhere.
+
+use super::{CodeRule, MetricSums, SUM_LANES};
+use crate::layout::blocks::{f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
+
+/// Folds the logical lanes pairwise: lane i += lane i+8, then +4, +2, +1.
+#[inline]
+pub fn fold_lanes(mut lanes: [f64; SUM_LANES]) -> f64 {
+    let mut step = SUM_LANES / 2;
+    while step > 0 {
+        for i in 0..step {
+            lanes[i] += lanes[i + step];
+        }
+        step /= 2;
+    }
+    lanes[0]
+}
+
+/// Round half away from zero for |v| well below 2^23, as `roundf`.
+#[inline]
+pub fn round_away(v: f32) -> f32 {
+    v.round()
+}
+
+/// round_away(clamp(v, -127, 127)) as i8. Only a scale below ~3.7e-37, whose
+/// reciprocal overflows, makes v infinite (clamped) or NaN (0 * inf, read as 0); such a
+/// scale is 0 once stored as f16, so those codes never change a dequantized value.
+#[inline]
+pub fn round_away_i8(v: f32) -> i8 {
+    round_away(v.clamp(-127.0, 127.0)) as i8
+}
+
+/// Index of the first NaN or infinity.
+pub fn first_non_finite(x: &[f32]) -> Option<usize> {
+    x.iter().position(|v| !v.is_finite())
+}
+
+/// Sum of |x| in the lane order of the module docs.
+pub fn abs_sum(x: &[f32]) -> f64 {
+    let mut lanes = [0f64; SUM_LANES];
+    for chunk in x.chunks(SUM_LANES) {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v.abs() as f64;
+        }
+    }
+    fold_lanes(lanes)
+}
+
+/// max |x|, or 0 for an empty slice.
+pub fn abs_max(x: &[f32]) -> f32 {
+    x.iter().fold(0f32, |m, &v| m.max(v.abs()))
+}
+
+/// (min, max) of x; (+inf, -inf) for an empty slice. -0.0 and +0.0 compare equal,
+/// so callers must not depend on which zero is returned.
+pub fn min_max(x: &[f32]) -> (f32, f32) {
+    x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// (sum of |x| over |x| > t, count of such x), for the TWN rule.
+pub fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
+    let mut lanes = [0f64; SUM_LANES];
+    let mut count = 0u64;
+    for chunk in x.chunks(SUM_LANES) {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            let a = v.abs();
+            if a > t {
+                *lane += a as f64;
+                count += 1;
+            }
+        }
+    }
+    (fold_lanes(lanes), count)
+}
+
+/// The ternary code q in {-1, 0, 1} of one value.
+#[inline]
+pub fn ternary_code(v: f32, rule: CodeRule) -> i8 {
+    match rule {
+        // clamp(round_away(v * inv), -1, 1) is 1 exactly when v * inv >= 0.5; a NaN
+        // product (0 * inf) compares false and gives 0.
+        CodeRule::Scaled { inv } => {
+            let s = v * inv;
+            (s >= 0.5) as i8 - (s <= -0.5) as i8
+        }
+        CodeRule::Threshold { threshold } => (v > threshold) as i8 - (v < -threshold) as i8,
+    }
+}
+
+/// Ternary codes q of every value.
+pub fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = ternary_code(v, rule);
+    }
+}
+
+/// Quantizes `x` (a multiple of 256 values) into TQ2_0 blocks that all get scale bits `d`.
+pub fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) {
+    for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        for half in 0..2 {
+            for m in 0..32 {
+                let mut byte = 0u8;
+                for lane in 0..4 {
+                    let c = (ternary_code(xb[half * 128 + lane * 32 + m], rule) + 1) as u8;
+                    byte |= c << (2 * lane);
+                }
+                block.qs[half * 32 + m] = byte;
+            }
+        }
+        block.d = d;
+    }
+}
+
+/// Codes (q in {-1,0,1}) of TQ2_0 blocks. The code 3 cannot come from a quantizer; it
+/// reads as +2 (c - 1), as ggml's dequantizer does.
+pub fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]) {
+    for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        for half in 0..2 {
+            for lane in 0..4 {
+                for m in 0..32 {
+                    let c = (block.qs[half * 32 + m] >> (2 * lane)) & 3;
+                    ob[half * 128 + lane * 32 + m] = c as i8 - 1;
+                }
+            }
+        }
+    }
+}
+
+/// Dequantized values of TQ2_0 blocks: q * f16(d).
+pub fn dequantize_tq2_0(blocks: &[BlockTq2_0], out: &mut [f32]) {
+    for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let d = f16_value(block.d);
+        for half in 0..2 {
+            for lane in 0..4 {
+                for m in 0..32 {
+                    let c = (block.qs[half * 32 + m] >> (2 * lane)) & 3;
+                    ob[half * 128 + lane * 32 + m] = (c as i8 - 1) as f32 * d;
+                }
+            }
+        }
+    }
+}
+
+/// Powers of three of the TQ1_0 digits, most significant first.
+const POW3: [u8; 5] = [81, 27, 9, 3, 1];
+
+/// Maps a base-3 number b < 243 to the byte whose top digits a multiply-by-3 extracts.
+#[inline]
+fn tq1_scale_byte(b: u16) -> u8 {
+    ((b * 256 + 242) / 243) as u8
+}
+
+/// Quantizes `x` (a multiple of 256 values) into TQ1_0 blocks with scale bits `d`.
+pub fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]) {
+    for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let c = |i: usize| (ternary_code(xb[i], rule) + 1) as u16;
+        for m in 0..32 {
+            let b: u16 = (0..5).map(|n| c(n * 32 + m) * POW3[n] as u16).sum();
+            block.qs[m] = tq1_scale_byte(b);
+        }
+        for m in 0..16 {
+            let b: u16 = (0..5).map(|n| c(160 + n * 16 + m) * POW3[n] as u16).sum();
+            block.qs[32 + m] = tq1_scale_byte(b);
+        }
+        for m in 0..4 {
+            let b: u16 = (0..4).map(|n| c(240 + n * 4 + m) * POW3[n] as u16).sum();
+            block.qh[m] = tq1_scale_byte(b);
+        }
+        block.d = d;
+    }
+}
+
+/// Digit n (0 = most significant) of a TQ1_0 byte: multiply by 3^n, keep 8 bits, then
+/// the top digit is (byte * 3) >> 8.
+#[inline]
+fn tq1_digit(byte: u8, n: usize) -> i8 {
+    let shifted = byte.wrapping_mul(POW3[4 - n]);
+    (((shifted as u16) * 3) >> 8) as i8 - 1
+}
+
+/// Codes of TQ1_0 blocks.
+pub fn unpack_tq1_0(blocks: &[BlockTq1_0], out: &mut [i8]) {
+    for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        for n in 0..5 {
+            for m in 0..32 {
+                ob[n * 32 + m] = tq1_digit(block.qs[m], n);
+            }
+            for m in 0..16 {
+                ob[160 + n * 16 + m] = tq1_digit(block.qs[32 + m], n);
+            }
+        }
+        for n in 0..4 {
+            for m in 0..4 {
+                ob[240 + n * 4 + m] = tq1_digit(block.qh[m], n);
+            }
+        }
+    }
+}
+
+/// Dequantized values of TQ1_0 blocks.
+pub fn dequantize_tq1_0(blocks: &[BlockTq1_0], out: &mut [f32]) {
+    let mut codes = [0i8; QK_K];
+    for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        unpack_tq1_0(core::slice::from_ref(block), &mut codes);
+        let d = f16_value(block.d);
+        for (o, &q) in ob.iter_mut().zip(&codes) {
+            *o = q as f32 * d;
+        }
+    }
+}
+
+/// One packed bitnet-hf row: byte k = sum over i of c(sources[i][k]) << 2i. Missing
+/// sources (when the row count is not a multiple of 4) contribute zero bits, as
+/// transformers' `pack_weights` does.
+pub fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]) {
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut byte = 0u8;
+        for (i, src) in sources.iter().enumerate() {
+            byte |= ((ternary_code(src[k], rule) + 1) as u8) << (2 * i);
+        }
+        *o = byte;
+    }
+}
+
+/// Symmetric int8: q = clamp(round_away(clamp(x, -clip, clip) * id), -127, 127).
+pub fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        let s = v.clamp(-clip, clip) * id;
+        *o = round_away(s.clamp(-127.0, 127.0)) as i8;
+    }
+}
+
+/// Asymmetric int8: q = clamp(round_away(clamp(x, lo, hi) / scale) + zero_point, -128, 127).
+/// `scale` must be positive.
+pub fn quantize_i8_asymmetric(x: &[f32], scale: f32, zero_point: i32, lo: f32, hi: f32, out: &mut [i8]) {
+    let zp = zero_point as f32;
+    for (o, &v) in out.iter_mut().zip(x) {
+        // Clamping before rounding keeps |s| small, where round_away is exact.
+        let s = (v.clamp(lo, hi) / scale).clamp(-512.0, 512.0);
+        *o = (round_away(s) + zp).clamp(-128.0, 127.0) as i8;
+    }
+}
+
+/// (q - zero_point) * scale.
+pub fn dequantize_i8(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(q) {
+        *o = (v as i32 - zero_point) as f32 * scale;
+    }
+}
+
+/// Q8_0 blocks of `x` (a multiple of 32 values), as ggml's reference quantizer.
+pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+    for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK8_0)) {
+        let d = abs_max(xb) / 127.0;
+        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+        for (q, &v) in block.qs.iter_mut().zip(xb) {
+            *q = round_away_i8(v * id);
+        }
+        block.d = crate::layout::blocks::f16_bits(d);
+    }
+}
+
+/// Dequantized Q8_0 blocks.
+pub fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
+    for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK8_0)) {
+        let d = f16_value(block.d);
+        for (o, &q) in ob.iter_mut().zip(&block.qs) {
+            *o = q as f32 * d;
+        }
+    }
+}
+
+/// Q8_K blocks of `x` (a multiple of 256 values), with the symmetric rule of the int8
+/// scheme (d = absmax/127, round half away) and the 16-value sums.
+pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let d = abs_max(xb) / 127.0;
+        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+        for (q, &v) in block.qs.iter_mut().zip(xb) {
+            *q = round_away_i8(v * id);
+        }
+        for (s, qs) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+            *s = qs.iter().map(|&q| q as i16).sum();
+        }
+        block.d = d;
+    }
+}
+
+/// Dequantized Q8_K blocks.
+pub fn dequantize_q8_k(blocks: &[BlockQ8K], out: &mut [f32]) {
+    for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        for (o, &q) in ob.iter_mut().zip(&block.qs) {
+            *o = q as f32 * block.d;
+        }
+    }
+}
+
+/// IEEE half bits -> f32.
+pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
+    for (o, &h) in out.iter_mut().zip(src) {
+        *o = half::f16::from_bits(h).to_f32();
+    }
+}
+
+/// bfloat16 bits -> f32 (exact: bf16 is the top half of an f32).
+pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
+    for (o, &h) in out.iter_mut().zip(src) {
+        *o = f32::from_bits((h as u32) << 16);
+    }
+}
+
+/// The sums behind the error metrics of `reference` against `approx` (same length).
+pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
+    let mut ref_sq = [0f64; SUM_LANES];
+    let mut err_sq = [0f64; SUM_LANES];
+    let mut dot = [0f64; SUM_LANES];
+    let mut approx_sq = [0f64; SUM_LANES];
+    let mut max_abs_err = 0f64;
+    for (rc, ac) in reference.chunks(SUM_LANES).zip(approx.chunks(SUM_LANES)) {
+        for (lane, (&r, &a)) in rc.iter().zip(ac).enumerate() {
+            let (r, a) = (r as f64, a as f64);
+            let e = r - a;
+            ref_sq[lane] += r * r;
+            err_sq[lane] += e * e;
+            dot[lane] += r * a;
+            approx_sq[lane] += a * a;
+            max_abs_err = max_abs_err.max(e.abs());
+        }
+    }
+    MetricSums {
+        ref_sq: fold_lanes(ref_sq),
+        err_sq: fold_lanes(err_sq),
+        dot: fold_lanes(dot),
+        approx_sq: fold_lanes(approx_sq),
+        max_abs_err,
+    }
+}
+
+/// Integer dot product of one TQ2_0 block with one Q8_K block: sum of q_w * q_x.
+#[inline]
+pub fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
+    let mut sum = 0i32;
+    for half in 0..2 {
+        for lane in 0..4 {
+            for m in 0..32 {
+                let c = ((w.qs[half * 32 + m] >> (2 * lane)) & 3) as i32;
+                sum += c * x.qs[half * 128 + lane * 32 + m] as i32;
+            }
+        }
+    }
+    // sum (c - 1) * q = sum c * q - sum q, and bsums hold sum q per 16 values.
+    sum - x.bsums.iter().map(|&s| s as i32).sum::<i32>()
+}
+
+/// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order.
+pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (wb, xb) in w.iter().zip(x) {
+        acc += (f16_value(wb.d) * xb.d) * dot_tq2_0_q8_k_block(wb, xb) as f32;
+    }
+    acc
+}
+
+/// Integer dot product of ternary codes with int8 values.
+pub fn dot_codes_i8(w: &[i8], x: &[i8]) -> i64 {
+    w.iter().zip(x).map(|(&a, &b)| a as i64 * b as i64).sum()
+}
+
+/// f32 dot product: 16 logical f32 lanes (element i into lane i % 16), folded pairwise.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; SUM_LANES];
+    for (ac, bc) in a.chunks(SUM_LANES).zip(b.chunks(SUM_LANES)) {
+        for (lane, (&x, &y)) in lanes.iter_mut().zip(ac.iter().zip(bc)) {
+            *lane += x * y;
+        }
+    }
+    let mut step = SUM_LANES / 2;
+    while step > 0 {
+        for i in 0..step {
+            lanes[i] += lanes[i + step];
+        }
+        step /= 2;
+    }
+    lanes[0]
+}

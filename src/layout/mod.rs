@@ -1,0 +1,118 @@
+//! Byte layouts: what a quantized tensor looks like in memory and in files.
+
+pub mod bitnet_hf;
+pub mod blocks;
+
+use crate::error::{checked_mul, Error, Result};
+use crate::scheme::Scope;
+use blocks::{BlockTq1_0, BlockTq2_0, QK_K};
+
+/// Where the ternary codes and scales of a tensor are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum TernaryLayout {
+    /// ggml TQ2_0: 66 bytes per 256 values (2.0625 bits/weight).
+    #[serde(rename = "tq2_0")]
+    Tq2_0,
+    /// ggml TQ1_0: 54 bytes per 256 values (1.6875 bits/weight).
+    #[serde(rename = "tq1_0")]
+    Tq1_0,
+    /// transformers' BitNet packing: four rows per byte, one f32 scale per tensor.
+    #[serde(rename = "bitnet-hf")]
+    BitnetHf,
+    /// One signed byte per value, plus one f32 scale per scope.
+    #[serde(rename = "codes")]
+    Codes,
+}
+
+impl TernaryLayout {
+    /// Every layout.
+    pub const ALL: [TernaryLayout; 4] = [Self::Tq2_0, Self::Tq1_0, Self::BitnetHf, Self::Codes];
+
+    /// The name used in the JS API, the CLI and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tq2_0 => "tq2_0",
+            Self::Tq1_0 => "tq1_0",
+            Self::BitnetHf => "bitnet-hf",
+            Self::Codes => "codes",
+        }
+    }
+
+    /// Parses [`TernaryLayout::name`].
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name).ok_or_else(|| Error::InvalidOption {
+            name: "layout",
+            reason: format!("unknown layout '{name}' (expected tq2_0, tq1_0, bitnet-hf or codes)"),
+        })
+    }
+
+    /// Values per block whose length rows must be a multiple of, if any.
+    pub fn row_block(self) -> Option<usize> {
+        match self {
+            Self::Tq2_0 | Self::Tq1_0 => Some(QK_K),
+            Self::BitnetHf | Self::Codes => None,
+        }
+    }
+
+    /// Checks that this layout can store a `rows x cols` tensor with the given scope.
+    pub fn check(self, rows: usize, cols: usize, scope: Scope) -> Result<()> {
+        if rows == 0 || cols == 0 {
+            return Err(Error::EmptyInput { what: "tensor shape" });
+        }
+        checked_mul(rows, cols, "rows * cols")?;
+        if let Some(block) = self.row_block() {
+            if cols % block != 0 {
+                return Err(Error::RowNotBlockAligned { layout: self.name(), block, cols });
+            }
+        }
+        match (self, scope) {
+            (_, Scope::Block(0)) => Err(Error::InvalidOption { name: "blockSize", reason: "must be positive".into() }),
+            (Self::Tq2_0 | Self::Tq1_0, Scope::Block(n)) if n != QK_K => Err(Error::Unsupported(format!(
+                "{} stores one scale per 256 values, so the block scope needs blockSize 256, not {n}",
+                self.name()
+            ))),
+            (Self::BitnetHf, Scope::Row | Scope::Block(_)) => {
+                Err(Error::Unsupported("bitnet-hf stores one scale per tensor; use the tensor scope".into()))
+            }
+            (Self::Codes, Scope::Block(n)) if cols % n != 0 => {
+                Err(Error::RowNotBlockAligned { layout: "codes with the block scope", block: n, cols })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Length of [`crate::TernaryTensor::bytes`] for a tensor this layout can store.
+    pub fn data_bytes(self, rows: usize, cols: usize) -> Result<usize> {
+        let n = checked_mul(rows, cols, "rows * cols")?;
+        match self {
+            Self::Tq2_0 => checked_mul(n / QK_K, core::mem::size_of::<BlockTq2_0>(), "TQ2_0 bytes"),
+            Self::Tq1_0 => checked_mul(n / QK_K, core::mem::size_of::<BlockTq1_0>(), "TQ1_0 bytes"),
+            Self::BitnetHf => checked_mul(rows.div_ceil(4), cols, "bitnet-hf bytes"),
+            Self::Codes => Ok(n),
+        }
+    }
+
+    /// Bytes of scales stored beside the data (TQ layouts keep theirs inside it).
+    pub fn side_scale_bytes(self, scopes: usize) -> usize {
+        match self {
+            Self::Tq2_0 | Self::Tq1_0 => 0,
+            Self::BitnetHf | Self::Codes => 4 * scopes,
+        }
+    }
+
+    /// Every stored byte, scales included: what compression and bits/weight count.
+    pub fn stored_bytes(self, rows: usize, cols: usize, scope: Scope) -> Result<usize> {
+        self.check(rows, cols, scope)?;
+        let scopes = scope.count(rows, cols);
+        self.data_bytes(rows, cols)?
+            .checked_add(self.side_scale_bytes(scopes))
+            .ok_or(Error::SizeOverflow { what: "stored bytes" })
+    }
+}
+
+impl core::fmt::Display for TernaryLayout {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,350 @@
+//! Ternary weights: the four scale rules over the three scopes, and the tensor type.
+
+use crate::error::{Error, Result};
+use crate::kernels::{Backend, CodeRule, Kernels};
+use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_bits, f16_value, BlockTq1_0, BlockTq2_0};
+use crate::layout::{bitnet_hf, TernaryLayout};
+use crate::scheme::{check_input, Scope};
+
+/// Lower bound of the absmean and median scales, as BitNet b1.58 clamps them.
+pub const MIN_SCALE: f32 = 1e-5;
+/// TWN threshold factor: t = 0.7 * mean|w|.
+pub const TWN_THRESHOLD_FACTOR: f64 = 0.7;
+
+/// How a scope's scale is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleRule {
+    /// BitNet b1.58: g = max(mean|w|, 1e-5), q = clamp(round(w / g), -1, 1).
+    AbsMean,
+    /// ggml's TQ reference: d = max|w|, q = round(w / d).
+    AbsMax,
+    /// b1.58 Reloaded: g = max(median|w|, 1e-5), codes as absmean.
+    Median,
+    /// Ternary weight networks: threshold 0.7 mean|w|, scale the mean of |w| above it.
+    Twn,
+}
+
+impl ScaleRule {
+    /// Every rule.
+    pub const ALL: [ScaleRule; 4] = [Self::AbsMean, Self::AbsMax, Self::Median, Self::Twn];
+
+    /// The JS/CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AbsMean => "absmean",
+            Self::AbsMax => "absmax",
+            Self::Median => "median",
+            Self::Twn => "twn",
+        }
+    }
+
+    /// Parses [`ScaleRule::name`].
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name).ok_or_else(|| Error::InvalidOption {
+            name: "rule",
+            reason: format!("unknown rule '{name}' (expected absmean, absmax, median or twn)"),
+        })
+    }
+}
+
+/// A scope's scale and the rule that turns its values into codes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScopeScale {
+    /// The dequantization scale (value = q * scale), before any f16 rounding.
+    pub scale: f32,
+    /// How values become codes.
+    pub code: CodeRule,
+}
+
+impl ScopeScale {
+    const ZERO: Self = Self { scale: 0.0, code: CodeRule::Scaled { inv: 0.0 } };
+}
+
+/// The median of |x| (mean of the two middle values for an even count).
+fn abs_median(x: &[f32]) -> f32 {
+    let mut abs: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+    let mid = abs.len() / 2;
+    let (lower, upper, _) = abs.select_nth_unstable_by(mid, f32::total_cmp);
+    let upper = *upper;
+    if x.len() % 2 == 1 {
+        upper
+    } else {
+        let lower_max = lower.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        ((lower_max as f64 + upper as f64) / 2.0) as f32
+    }
+}
+
+/// The scale and code rule of one scope of finite values.
+pub fn scope_scale(k: &Kernels, x: &[f32], rule: ScaleRule) -> ScopeScale {
+    match rule {
+        ScaleRule::AbsMean => {
+            let sum = (k.abs_sum)(x);
+            if sum == 0.0 {
+                return ScopeScale::ZERO;
+            }
+            let g = ((sum / x.len() as f64) as f32).max(MIN_SCALE);
+            ScopeScale { scale: g, code: CodeRule::Scaled { inv: 1.0 / g } }
+        }
+        ScaleRule::AbsMax => {
+            let d = (k.abs_max)(x);
+            let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
+            ScopeScale { scale: d, code: CodeRule::Scaled { inv } }
+        }
+        ScaleRule::Median => {
+            if (k.abs_max)(x) == 0.0 {
+                return ScopeScale::ZERO;
+            }
+            let g = abs_median(x).max(MIN_SCALE);
+            ScopeScale { scale: g, code: CodeRule::Scaled { inv: 1.0 / g } }
+        }
+        ScaleRule::Twn => {
+            let sum = (k.abs_sum)(x);
+            if sum == 0.0 {
+                return ScopeScale::ZERO;
+            }
+            let threshold = (TWN_THRESHOLD_FACTOR * (sum / x.len() as f64)) as f32;
+            let (above, count) = (k.abs_sum_above)(x, threshold);
+            let scale = if count == 0 { 0.0 } else { (above / count as f64) as f32 };
+            ScopeScale { scale, code: CodeRule::Threshold { threshold } }
+        }
+    }
+}
+
+/// Options of [`quantize_ternary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TernaryOptions {
+    pub layout: TernaryLayout,
+    pub rule: ScaleRule,
+    pub scope: Scope,
+    pub backend: Backend,
+}
+
+impl Default for TernaryOptions {
+    /// The `bitnet` preset: TQ2_0, absmean, one scale per tensor.
+    fn default() -> Self {
+        Self { layout: TernaryLayout::Tq2_0, rule: ScaleRule::AbsMean, scope: Scope::Tensor, backend: Backend::best() }
+    }
+}
+
+/// A quantized ternary tensor: its layout's exact bytes plus the scales they hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TernaryTensor {
+    pub rows: usize,
+    pub cols: usize,
+    pub layout: TernaryLayout,
+    pub scope: Scope,
+    /// Exactly the layout's bytes (for TQ layouts the f16 scales are inside).
+    pub bytes: Vec<u8>,
+    /// One scale per scope, as stored (f16-rounded for the TQ layouts).
+    pub scales: Vec<f32>,
+}
+
+/// Quantizes a row-major `rows x cols` tensor to ternary.
+pub fn quantize_ternary(data: &[f32], rows: usize, cols: usize, opts: &TernaryOptions) -> Result<TernaryTensor> {
+    let k = opts
+        .backend
+        .kernels()
+        .ok_or_else(|| Error::Unsupported(format!("backend {} on this machine", opts.backend)))?;
+    check_input(k, data, rows, cols, "weights")?;
+    opts.layout.check(rows, cols, opts.scope)?;
+    let span = opts.scope.span(rows, cols);
+    let scopes: Vec<ScopeScale> = data.chunks(span).map(|x| scope_scale(k, x, opts.rule)).collect();
+    Ok(pack_scopes(k, data, rows, cols, opts.layout, opts.scope, &scopes))
+}
+
+/// Packs validated data whose scopes' scales are known.
+fn pack_scopes(
+    k: &Kernels,
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    layout: TernaryLayout,
+    scope: Scope,
+    scopes: &[ScopeScale],
+) -> TernaryTensor {
+    let span = scope.span(rows, cols);
+    let mut bytes = vec![0u8; layout.data_bytes(rows, cols).expect("checked by layout.check")];
+    let scales: Vec<f32> = match layout {
+        TernaryLayout::Tq2_0 => {
+            let blocks = as_blocks_mut::<BlockTq2_0>(&mut bytes);
+            for ((x, s), out) in data.chunks(span).zip(scopes).zip(blocks.chunks_mut(span / 256)) {
+                (k.pack_tq2_0)(x, s.code, f16_bits(s.scale), out);
+            }
+            scopes.iter().map(|s| f16_value(f16_bits(s.scale))).collect()
+        }
+        TernaryLayout::Tq1_0 => {
+            let blocks = as_blocks_mut::<BlockTq1_0>(&mut bytes);
+            for ((x, s), out) in data.chunks(span).zip(scopes).zip(blocks.chunks_mut(span / 256)) {
+                (k.pack_tq1_0)(x, s.code, f16_bits(s.scale), out);
+            }
+            scopes.iter().map(|s| f16_value(f16_bits(s.scale))).collect()
+        }
+        TernaryLayout::BitnetHf => {
+            bitnet_hf::pack(k, data, rows, cols, scopes[0].code, &mut bytes);
+            vec![scopes[0].scale]
+        }
+        TernaryLayout::Codes => {
+            // SAFETY: i8 and u8 have the same size and alignment, and every bit
+            // pattern is valid for both; the borrow of `bytes` is carried over.
+            let codes = unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<i8>(), bytes.len()) };
+            for ((x, s), out) in data.chunks(span).zip(scopes).zip(codes.chunks_mut(span)) {
+                (k.ternary_codes)(x, s.code, out);
+            }
+            scopes.iter().map(|s| s.scale).collect()
+        }
+    };
+    TernaryTensor { rows, cols, layout, scope, bytes, scales }
+}
+
+impl TernaryTensor {
+    /// Packs given codes (each in {-1, 0, 1}) and per-scope scales into a layout.
+    pub fn from_codes(
+        codes: &[i8],
+        rows: usize,
+        cols: usize,
+        layout: TernaryLayout,
+        scope: Scope,
+        scales: &[f32],
+    ) -> Result<Self> {
+        layout.check(rows, cols, scope)?;
+        let n = rows * cols;
+        if codes.len() != n {
+            return Err(Error::ShapeMismatch { what: "codes", expected: n, actual: codes.len() });
+        }
+        let count = scope.count(rows, cols);
+        if scales.len() != count {
+            return Err(Error::ShapeMismatch { what: "scales", expected: count, actual: scales.len() });
+        }
+        if let Some(index) = codes.iter().position(|c| !(-1..=1).contains(c)) {
+            return Err(Error::InvalidCode { layout: "codes", index, code: codes[index] as i32 });
+        }
+        if let Some(index) = scales.iter().position(|s| !s.is_finite()) {
+            return Err(Error::NonFinite { what: "scales", index, value: scales[index] });
+        }
+        let as_values: Vec<f32> = codes.iter().map(|&c| c as f32).collect();
+        let scopes: Vec<ScopeScale> =
+            scales.iter().map(|&scale| ScopeScale { scale, code: CodeRule::Scaled { inv: 1.0 } }).collect();
+        Ok(pack_scopes(Backend::best().kernels_or_scalar(), &as_values, rows, cols, layout, scope, &scopes))
+    }
+
+    /// Takes a layout's bytes as they are (e.g. read from a file) and checks them.
+    /// `side_scales` are the scales stored outside the bytes (bitnet-hf, codes); the TQ
+    /// layouts read theirs from the bytes and take `None`.
+    pub fn from_bytes(
+        bytes: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        layout: TernaryLayout,
+        scope: Scope,
+        side_scales: Option<&[f32]>,
+    ) -> Result<Self> {
+        layout.check(rows, cols, scope)?;
+        let expected = layout.data_bytes(rows, cols)?;
+        if bytes.len() != expected {
+            return Err(Error::ByteLength { layout: layout.name(), expected, actual: bytes.len() });
+        }
+        let count = scope.count(rows, cols);
+        let scales = match (layout, side_scales) {
+            (TernaryLayout::Tq2_0 | TernaryLayout::Tq1_0, None) => {
+                let block_size = if layout == TernaryLayout::Tq2_0 { 66 } else { 54 };
+                let blocks_per_scope = scope.span(rows, cols) / 256;
+                bytes
+                    .chunks(block_size * blocks_per_scope)
+                    .map(|scope_bytes| f16_value([scope_bytes[block_size - 2], scope_bytes[block_size - 1]]))
+                    .collect()
+            }
+            (TernaryLayout::BitnetHf | TernaryLayout::Codes, Some(s)) if s.len() == count => s.to_vec(),
+            (TernaryLayout::BitnetHf | TernaryLayout::Codes, Some(s)) => {
+                return Err(Error::ShapeMismatch { what: "scales", expected: count, actual: s.len() })
+            }
+            (TernaryLayout::BitnetHf | TernaryLayout::Codes, None) => {
+                return Err(Error::Unsupported(format!("{} keeps its scales outside the bytes; pass them", layout)))
+            }
+            (_, Some(_)) => return Err(Error::Unsupported(format!("{} holds its scales inside the bytes", layout))),
+        };
+        let tensor = Self { rows, cols, layout, scope, bytes, scales };
+        tensor.try_codes()?;
+        Ok(tensor)
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Whether the tensor has no values (never true for a quantized tensor).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every stored byte, scales included.
+    pub fn stored_bytes(&self) -> usize {
+        self.bytes.len() + self.layout.side_scale_bytes(self.scales.len())
+    }
+
+    /// Stored bits per weight, from the real bytes.
+    pub fn bits_per_weight(&self) -> f64 {
+        self.stored_bytes() as f64 * 8.0 / self.len() as f64
+    }
+
+    /// Compression against f32.
+    pub fn compression_vs_f32(&self) -> f64 {
+        (self.len() * 4) as f64 / self.stored_bytes() as f64
+    }
+
+    fn try_codes(&self) -> Result<Vec<i8>> {
+        let k = Backend::best().kernels_or_scalar();
+        let mut codes = vec![0i8; self.len()];
+        match self.layout {
+            TernaryLayout::Tq2_0 => {
+                (k.unpack_tq2_0)(as_blocks::<BlockTq2_0>(&self.bytes), &mut codes);
+                if let Some(index) = codes.iter().position(|&c| c == 2) {
+                    return Err(Error::InvalidCode { layout: "tq2_0", index, code: 2 });
+                }
+            }
+            TernaryLayout::Tq1_0 => (k.unpack_tq1_0)(as_blocks::<BlockTq1_0>(&self.bytes), &mut codes),
+            TernaryLayout::BitnetHf => {
+                if let Some((index, code)) = bitnet_hf::unpack(&self.bytes, self.rows, self.cols, &mut codes) {
+                    return Err(Error::InvalidCode { layout: "bitnet-hf", index, code });
+                }
+            }
+            TernaryLayout::Codes => {
+                for (c, &b) in codes.iter_mut().zip(&self.bytes) {
+                    *c = b as i8;
+                }
+                if let Some(index) = codes.iter().position(|c| !(-1..=1).contains(c)) {
+                    return Err(Error::InvalidCode { layout: "codes", index, code: codes[index] as i32 });
+                }
+            }
+        }
+        Ok(codes)
+    }
+
+    /// The codes q in {-1, 0, 1}, row-major.
+    pub fn codes(&self) -> Vec<i8> {
+        // Construction validated the bytes, so unpacking cannot find a bad code.
+        self.try_codes().unwrap_or_default()
+    }
+
+    /// The scale that applies to value `index`.
+    fn scale_of(&self, index: usize) -> f32 {
+        self.scales[index / self.scope.span(self.rows, self.cols)]
+    }
+
+    /// Dequantized values q * scale, row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let k = Backend::best().kernels_or_scalar();
+        let mut out = vec![0f32; self.len()];
+        match self.layout {
+            TernaryLayout::Tq2_0 => (k.dequantize_tq2_0)(as_blocks::<BlockTq2_0>(&self.bytes), &mut out),
+            TernaryLayout::Tq1_0 => (k.dequantize_tq1_0)(as_blocks::<BlockTq1_0>(&self.bytes), &mut out),
+            TernaryLayout::BitnetHf | TernaryLayout::Codes => {
+                for (i, (o, q)) in out.iter_mut().zip(self.codes()).enumerate() {
+                    *o = q as f32 * self.scale_of(i);
+                }
+            }
+        }
+        out
+    }
+}
