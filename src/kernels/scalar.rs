@@ -153,7 +153,7 @@ const POW3: [u8; 5] = [81, 27, 9, 3, 1];
 /// Maps a base-3 number b < 243 to the byte whose top digits a multiply-by-3 extracts.
 #[inline]
 fn tq1_scale_byte(b: u16) -> u8 {
-    ((b * 256 + 242) / 243) as u8
+    (b * 256).div_ceil(243) as u8
 }
 
 /// Quantizes `x` (a multiple of 256 values) into TQ1_0 blocks with scale bits `d`.

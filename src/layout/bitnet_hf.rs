@@ -43,7 +43,7 @@ pub fn unpack(bytes: &[u8], rows: usize, cols: usize, out: &mut [i8]) -> Option<
             for (k, &b) in packed_row.iter().enumerate() {
                 let c = (b >> (2 * i)) & 3;
                 let index = row * cols + k;
-                if c == 3 && bad.is_none_or(|(first, _)| index < first) {
+                if c == 3 && !matches!(bad, Some((first, _)) if first < index) {
                     bad = Some((index, 2));
                 }
                 out[index] = c as i8 - 1;

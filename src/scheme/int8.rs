@@ -228,7 +228,7 @@ fn q8_0_tensor(bytes: Vec<u8>, rows: usize, cols: usize) -> Int8Tensor {
 }
 
 fn q8_k_tensor(blocks: &[BlockQ8K], rows: usize, cols: usize) -> Int8Tensor {
-    let mut bytes = vec![0u8; blocks.len() * core::mem::size_of::<BlockQ8K>()];
+    let mut bytes = vec![0u8; core::mem::size_of_val(blocks)];
     for (b, out) in blocks.iter().zip(bytes.chunks_exact_mut(core::mem::size_of::<BlockQ8K>())) {
         b.write_bytes(out);
     }

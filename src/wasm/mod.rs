@@ -1,0 +1,463 @@
+//! The wasm-bindgen layer: option parsing, handles and typed-array copies over the core.
+//! Nothing here computes; every call returns `Result<_, JsError>` and none can panic on
+//! input from JavaScript.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use crate::engine::{self, Preset, PRESETS};
+use crate::layout::blocks::{QK8_0, QK_K};
+use crate::{Backend, Int8Layout, Int8Options, ScaleRule, Scope, TernaryLayout, TernaryOptions};
+
+#[wasm_bindgen(start)]
+fn start() {
+    #[cfg(feature = "console_error_panic_hook")]
+    console_error_panic_hook::set_once();
+}
+
+fn js_error(e: crate::Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Parses an options object; `undefined`/`null` give the defaults. Unknown keys are
+/// errors that name the key (serde-wasm-bindgen reads only the fields it knows, so
+/// `deny_unknown_fields` alone would let a misspelt key pass silently).
+fn parse_options<T: DeserializeOwned + Default>(value: JsValue, what: &str, keys: &[&str]) -> Result<T, JsError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    let object = value
+        .dyn_ref::<js_sys::Object>()
+        .filter(|_| !value.is_function() && !js_sys::Array::is_array(&value))
+        .ok_or_else(|| JsError::new(&format!("invalid {what}: expected an options object")))?;
+    for key in js_sys::Object::keys(object).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !keys.contains(&key.as_str()) {
+            return Err(JsError::new(&format!("invalid {what}: unknown option '{key}' (known: {})", keys.join(", "))));
+        }
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("invalid {what}: {e}")))
+}
+
+const TERNARY_KEYS: &[&str] = &["preset", "layout", "rule", "scope", "blockSize"];
+const INT8_KEYS: &[&str] = &["layout", "scope", "blockSize", "symmetric", "clip", "percentile"];
+const ENGINE_KEYS: &[&str] = &["preset", "layout", "rule", "scope", "blockSize", "activations"];
+
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true))
+        .map_err(|e| JsError::new(&format!("cannot convert result: {e}")))
+}
+
+/// The name of the kernel backend this build runs.
+#[wasm_bindgen]
+pub fn backend() -> String {
+    Backend::best().name().to_string()
+}
+
+/// Ternary options as JavaScript gives them.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TernaryConfig {
+    preset: Option<String>,
+    layout: Option<String>,
+    rule: Option<String>,
+    scope: Option<String>,
+    block_size: Option<usize>,
+}
+
+impl TernaryConfig {
+    fn options(&self) -> Result<TernaryOptions, JsError> {
+        let preset = Preset::by_name(self.preset.as_deref().unwrap_or("bitnet")).map_err(js_error)?;
+        let mut opts = preset.options();
+        if let Some(layout) = &self.layout {
+            opts.layout = TernaryLayout::from_name(layout).map_err(js_error)?;
+        }
+        if let Some(rule) = &self.rule {
+            opts.rule = ScaleRule::from_name(rule).map_err(js_error)?;
+        }
+        let default_block = match opts.scope {
+            Scope::Block(n) => n,
+            _ => QK_K,
+        };
+        if let Some(scope) = &self.scope {
+            opts.scope = Scope::from_name(scope, self.block_size.unwrap_or(default_block)).map_err(js_error)?;
+        } else if let (Some(n), Scope::Block(_)) = (self.block_size, opts.scope) {
+            opts.scope = Scope::Block(n);
+        }
+        Ok(opts)
+    }
+}
+
+/// Int8 options as JavaScript gives them.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Int8Config {
+    layout: Option<String>,
+    scope: Option<String>,
+    block_size: Option<usize>,
+    symmetric: Option<bool>,
+    clip: Option<f32>,
+    percentile: Option<f32>,
+}
+
+impl Int8Config {
+    fn options(&self) -> Result<Int8Options, JsError> {
+        let layout = Int8Layout::from_name(self.layout.as_deref().unwrap_or("plain")).map_err(js_error)?;
+        let natural_block = match layout {
+            Int8Layout::Q8K => QK_K,
+            _ => QK8_0,
+        };
+        let scope_name = self.scope.as_deref().unwrap_or(if layout == Int8Layout::Plain { "row" } else { "block" });
+        Ok(Int8Options {
+            layout,
+            scope: Scope::from_name(scope_name, self.block_size.unwrap_or(natural_block)).map_err(js_error)?,
+            symmetric: self.symmetric.unwrap_or(true),
+            clip: self.clip,
+            percentile: self.percentile,
+            backend: Backend::best(),
+        })
+    }
+}
+
+fn scope_block_size(scope: Scope) -> Option<usize> {
+    match scope {
+        Scope::Block(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// A ternary tensor held in wasm memory. Getters copy out into new typed arrays.
+#[wasm_bindgen]
+pub struct TernaryTensor {
+    inner: crate::TernaryTensor,
+    stats: Option<crate::ErrorStats>,
+}
+
+#[wasm_bindgen]
+impl TernaryTensor {
+    #[wasm_bindgen(getter)]
+    pub fn rows(&self) -> usize {
+        self.inner.rows
+    }
+    #[wasm_bindgen(getter)]
+    pub fn cols(&self) -> usize {
+        self.inner.cols
+    }
+    #[wasm_bindgen(getter)]
+    pub fn layout(&self) -> String {
+        self.inner.layout.name().into()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn scope(&self) -> String {
+        self.inner.scope.name().into()
+    }
+    #[wasm_bindgen(getter, js_name = blockSize)]
+    pub fn block_size(&self) -> Option<usize> {
+        scope_block_size(self.inner.scope)
+    }
+    /// A copy of exactly the layout's bytes.
+    #[wasm_bindgen(getter)]
+    pub fn bytes(&self) -> Vec<u8> {
+        self.inner.bytes.clone()
+    }
+    /// A copy of the per-scope scales, as stored.
+    #[wasm_bindgen(getter)]
+    pub fn scales(&self) -> Vec<f32> {
+        self.inner.scales.clone()
+    }
+    /// Every stored byte, scales included.
+    #[wasm_bindgen(getter, js_name = byteLength)]
+    pub fn byte_length(&self) -> usize {
+        self.inner.stored_bytes()
+    }
+    #[wasm_bindgen(getter, js_name = bitsPerWeight)]
+    pub fn bits_per_weight(&self) -> f64 {
+        self.inner.bits_per_weight()
+    }
+    /// Error statistics, when the tensor came from `quantizeAndMeasure`.
+    #[wasm_bindgen(getter)]
+    pub fn stats(&self) -> Result<JsValue, JsError> {
+        match &self.stats {
+            Some(s) => to_js(s),
+            None => Ok(JsValue::UNDEFINED),
+        }
+    }
+    /// The codes q in {-1, 0, 1}, row-major (a copy).
+    pub fn codes(&self) -> Vec<i8> {
+        self.inner.codes()
+    }
+    /// The dequantized values (a copy).
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.inner.dequantize()
+    }
+}
+
+/// Quantizes row-major f32 weights to ternary.
+#[wasm_bindgen(js_name = quantizeTernary)]
+pub fn quantize_ternary(data: &[f32], rows: usize, cols: usize, options: JsValue) -> Result<TernaryTensor, JsError> {
+    let opts = parse_options::<TernaryConfig>(options, "ternary options", TERNARY_KEYS)?.options()?;
+    let inner = crate::quantize_ternary(data, rows, cols, &opts).map_err(js_error)?;
+    Ok(TernaryTensor { inner, stats: None })
+}
+
+/// An int8 tensor held in wasm memory. Getters copy out into new typed arrays.
+#[wasm_bindgen]
+pub struct Int8Tensor {
+    inner: crate::Int8Tensor,
+}
+
+#[wasm_bindgen]
+impl Int8Tensor {
+    #[wasm_bindgen(getter)]
+    pub fn rows(&self) -> usize {
+        self.inner.rows
+    }
+    #[wasm_bindgen(getter)]
+    pub fn cols(&self) -> usize {
+        self.inner.cols
+    }
+    #[wasm_bindgen(getter)]
+    pub fn layout(&self) -> String {
+        self.inner.layout.name().into()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn scope(&self) -> String {
+        self.inner.scope.name().into()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn symmetric(&self) -> bool {
+        self.inner.symmetric
+    }
+    #[wasm_bindgen(getter)]
+    pub fn values(&self) -> Vec<i8> {
+        self.inner.values.clone()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn scales(&self) -> Vec<f32> {
+        self.inner.scales.clone()
+    }
+    #[wasm_bindgen(getter, js_name = zeroPoints)]
+    pub fn zero_points(&self) -> Vec<i32> {
+        self.inner.zero_points.clone()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn bytes(&self) -> Vec<u8> {
+        self.inner.bytes.clone()
+    }
+    #[wasm_bindgen(getter, js_name = byteLength)]
+    pub fn byte_length(&self) -> usize {
+        self.inner.stored_bytes()
+    }
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.inner.dequantize()
+    }
+}
+
+/// Quantizes row-major f32 activations to int8.
+#[wasm_bindgen(js_name = quantizeInt8)]
+pub fn quantize_int8(data: &[f32], rows: usize, cols: usize, options: JsValue) -> Result<Int8Tensor, JsError> {
+    let opts = parse_options::<Int8Config>(options, "int8 options", INT8_KEYS)?.options()?;
+    let inner = crate::quantize_int8(data, rows, cols, &opts).map_err(js_error)?;
+    Ok(Int8Tensor { inner })
+}
+
+/// `{ mse, rmse, maxAbsError, snrDb, cosine }` of `reconstructed` against `original`.
+#[wasm_bindgen(js_name = errorStats)]
+pub fn error_stats(original: &[f32], reconstructed: &[f32]) -> Result<JsValue, JsError> {
+    to_js(&crate::error_stats(original, reconstructed, Backend::best()).map_err(js_error)?)
+}
+
+/// y = W x with ternary W; x is quantized to int8 inside.
+#[wasm_bindgen(js_name = ternaryMatVec)]
+pub fn ternary_mat_vec(w: &TernaryTensor, x: &[f32]) -> Result<Vec<f32>, JsError> {
+    crate::ternary_mat_vec(&w.inner, x, Backend::best()).map_err(js_error)
+}
+
+/// y = W x in f32.
+#[wasm_bindgen(js_name = matVecF32)]
+pub fn mat_vec_f32(w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, JsError> {
+    crate::mat_vec_f32(w, rows, cols, x, Backend::best()).map_err(js_error)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Int8ConfigValue {
+    layout: Option<String>,
+    scope: Option<String>,
+    block_size: Option<usize>,
+    symmetric: Option<bool>,
+    clip: Option<f32>,
+    percentile: Option<f32>,
+}
+
+/// Quantizes with one configuration and caches weights by content, shape and options.
+#[wasm_bindgen]
+pub struct QuantizationEngine {
+    inner: engine::QuantizationEngine,
+}
+
+#[wasm_bindgen]
+impl QuantizationEngine {
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue) -> Result<QuantizationEngine, JsError> {
+        let activations_value = if config.is_object() {
+            js_sys::Reflect::get(&config, &JsValue::from_str("activations")).unwrap_or(JsValue::UNDEFINED)
+        } else {
+            JsValue::UNDEFINED
+        };
+        parse_options::<Int8ConfigValue>(activations_value, "engine activations options", INT8_KEYS)?;
+        let config: EngineRawConfig = parse_options(config, "engine options", ENGINE_KEYS)?;
+        let weights = TernaryConfig {
+            preset: config.preset,
+            layout: config.layout,
+            rule: config.rule,
+            scope: config.scope,
+            block_size: config.block_size,
+        }
+        .options()?;
+        let a = config.activations.unwrap_or_default();
+        let activations = Int8Config {
+            layout: a.layout,
+            scope: a.scope,
+            block_size: a.block_size,
+            symmetric: a.symmetric,
+            clip: a.clip,
+            percentile: a.percentile,
+        }
+        .options()?;
+        Ok(Self { inner: engine::QuantizationEngine::new(weights, activations) })
+    }
+
+    #[wasm_bindgen(js_name = quantizeWeights)]
+    pub fn quantize_weights(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<TernaryTensor, JsError> {
+        let t = self.inner.quantize_weights(data, rows, cols).map_err(js_error)?;
+        Ok(TernaryTensor { inner: (*t).clone(), stats: None })
+    }
+
+    #[wasm_bindgen(js_name = quantizeActivations)]
+    pub fn quantize_activations(&self, data: &[f32], rows: usize, cols: usize) -> Result<Int8Tensor, JsError> {
+        Ok(Int8Tensor { inner: self.inner.quantize_activations(data, rows, cols).map_err(js_error)? })
+    }
+
+    /// The tensor, with its error statistics in `stats`.
+    #[wasm_bindgen(js_name = quantizeAndMeasure)]
+    pub fn quantize_and_measure(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<TernaryTensor, JsError> {
+        let (t, stats) = self.inner.quantize_and_measure(data, rows, cols).map_err(js_error)?;
+        Ok(TernaryTensor { inner: (*t).clone(), stats: Some(stats) })
+    }
+
+    #[wasm_bindgen(js_name = cacheStats)]
+    pub fn cache_stats(&self) -> Result<JsValue, JsError> {
+        to_js(&self.inner.cache_stats())
+    }
+
+    #[wasm_bindgen(js_name = clearCache)]
+    pub fn clear_cache(&mut self) {
+        self.inner.clear_cache()
+    }
+}
+
+/// The engine's options object, with unknown keys rejected.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EngineRawConfig {
+    preset: Option<String>,
+    layout: Option<String>,
+    rule: Option<String>,
+    scope: Option<String>,
+    block_size: Option<usize>,
+    activations: Option<Int8ConfigValue>,
+}
+
+/// The result of `quantizeBatch`: one tensor per input, plus the report.
+#[wasm_bindgen]
+pub struct BatchResult {
+    names: Vec<String>,
+    tensors: Vec<crate::TernaryTensor>,
+    report: crate::BatchReport,
+}
+
+#[wasm_bindgen]
+impl BatchResult {
+    #[wasm_bindgen(getter)]
+    pub fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+    /// Tensor `i` as a new handle (a copy).
+    pub fn tensor(&self, i: usize) -> Result<TernaryTensor, JsError> {
+        let inner = self.tensors.get(i).ok_or_else(|| JsError::new(&format!("no tensor {i} in this batch")))?;
+        Ok(TernaryTensor { inner: inner.clone(), stats: self.report.tensors.get(i).map(|r| r.stats) })
+    }
+    #[wasm_bindgen(getter)]
+    pub fn report(&self) -> Result<JsValue, JsError> {
+        to_js(&self.report)
+    }
+}
+
+/// Quantizes named tensors (`names[i]`, `data[i]`, `shapes[2i..2i+2]`) with one configuration.
+#[wasm_bindgen(js_name = quantizeBatch)]
+pub fn quantize_batch(
+    names: Vec<String>,
+    data: Vec<js_sys::Float32Array>,
+    shapes: Vec<usize>,
+    options: JsValue,
+) -> Result<BatchResult, JsError> {
+    let opts = parse_options::<TernaryConfig>(options, "batch options", TERNARY_KEYS)?.options()?;
+    if data.len() != names.len() || shapes.len() != 2 * names.len() {
+        return Err(JsError::new(&format!(
+            "quantizeBatch: {} names, {} arrays and {} shape numbers do not match",
+            names.len(),
+            data.len(),
+            shapes.len()
+        )));
+    }
+    let copies: Vec<Vec<f32>> = data.iter().map(|a| a.to_vec()).collect();
+    let tensors: Vec<engine::NamedTensor<'_>> = names
+        .iter()
+        .zip(&copies)
+        .zip(shapes.chunks_exact(2))
+        .map(|((name, data), shape)| engine::NamedTensor { name, data, rows: shape[0], cols: shape[1] })
+        .collect();
+    let (tensors, report) = engine::quantize_batch(&tensors, &opts).map_err(js_error)?;
+    Ok(BatchResult { names, tensors, report })
+}
+
+/// Exact stored size of `[rows, cols]` shapes (flattened pairs) with the given options.
+#[wasm_bindgen(js_name = estimateModelSize)]
+pub fn estimate_model_size(shapes: Vec<usize>, options: JsValue) -> Result<JsValue, JsError> {
+    let opts = parse_options::<TernaryConfig>(options, "size options", TERNARY_KEYS)?.options()?;
+    if shapes.len() % 2 != 0 {
+        return Err(JsError::new("estimateModelSize: shapes must be [rows, cols] pairs"));
+    }
+    let pairs: Vec<(usize, usize)> = shapes.chunks_exact(2).map(|s| (s[0], s[1])).collect();
+    to_js(&engine::estimate_model_size(&pairs, opts.layout, opts.scope).map_err(js_error)?)
+}
+
+/// The presets as plain objects.
+#[wasm_bindgen(js_name = presetList)]
+pub fn preset_list() -> Result<JsValue, JsError> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PresetView {
+        name: &'static str,
+        description: &'static str,
+        layout: &'static str,
+        rule: &'static str,
+        scope: &'static str,
+        block_size: Option<usize>,
+    }
+    let views: Vec<PresetView> = PRESETS
+        .iter()
+        .map(|p| PresetView {
+            name: p.name,
+            description: p.description,
+            layout: p.layout.name(),
+            rule: p.rule.name(),
+            scope: p.scope.name(),
+            block_size: scope_block_size(p.scope),
+        })
+        .collect();
+    to_js(&views)
+}
