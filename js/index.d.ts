@@ -1,0 +1,194 @@
+// Types of the ternary-quant package entry.
+
+export type TernaryLayoutName = 'tq2_0' | 'tq1_0' | 'bitnet-hf' | 'codes';
+export type ScaleRuleName = 'absmean' | 'absmax' | 'median' | 'twn';
+export type ScopeName = 'tensor' | 'row' | 'block';
+export type Int8LayoutName = 'plain' | 'q8_0' | 'q8_k';
+export type PresetName = 'bitnet' | 'compact' | 'lossless' | 'accurate';
+
+export interface InitOptions {
+  /** false forces the scalar build; true requires SIMD128. Default: feature-detected. */
+  simd?: boolean;
+  /** The .wasm bytes, its URL, or a compiled module, for setups that move the files. */
+  wasm?: BufferSource | URL | string | WebAssembly.Module;
+}
+
+export interface TernaryOptions {
+  /** Start from a preset (default 'bitnet'); the other keys override it. */
+  preset?: PresetName;
+  layout?: TernaryLayoutName;
+  rule?: ScaleRuleName;
+  scope?: ScopeName;
+  /** Values per scale with scope 'block' (default 256; TQ layouts need 256). */
+  blockSize?: number;
+}
+
+export interface Int8Options {
+  /** Default 'plain'. 'q8_0' and 'q8_k' are symmetric absmax per block of 32 / 256. */
+  layout?: Int8LayoutName;
+  /** Default 'row' (per token) for 'plain', 'block' for the block layouts. */
+  scope?: ScopeName;
+  /** Default 32 for 'plain' and 'q8_0', 256 for 'q8_k'. */
+  blockSize?: number;
+  /** Default true. Asymmetric uses [min(x,0), max(x,0)] / 255 and a zero point. */
+  symmetric?: boolean;
+  /** Clamp |x| to this bound before scaling. */
+  clip?: number;
+  /** Clip at this percentile (0 < p <= 100) of |x| within each scope. */
+  percentile?: number;
+}
+
+export interface ErrorStats {
+  mse: number;
+  rmse: number;
+  maxAbsError: number;
+  /** 10 log10(sum x^2 / sum err^2); Infinity when the error is zero. */
+  snrDb: number;
+  cosine: number;
+}
+
+export interface Preset {
+  name: PresetName;
+  description: string;
+  layout: TernaryLayoutName;
+  rule: ScaleRuleName;
+  scope: ScopeName;
+  blockSize?: number;
+}
+
+/** A ternary tensor in wasm memory. Getters and methods return fresh copies. */
+export class TernaryTensor {
+  private constructor();
+  readonly rows: number;
+  readonly cols: number;
+  readonly layout: TernaryLayoutName;
+  readonly scope: ScopeName;
+  readonly blockSize: number | undefined;
+  /** Exactly the layout's bytes (a copy). */
+  readonly bytes: Uint8Array;
+  /** One scale per scope, as stored (f16-rounded for TQ layouts; a copy). */
+  readonly scales: Float32Array;
+  /** Every stored byte, scales included. */
+  readonly byteLength: number;
+  /** 8 * byteLength / (rows * cols). */
+  readonly bitsPerWeight: number;
+  /** Codes in {-1, 0, 1}, row-major (a copy). */
+  codes(): Int8Array;
+  /** q * scale, row-major (a copy). */
+  dequantize(): Float32Array;
+  /** Releases the wasm memory; any later use throws. Idempotent. */
+  free(): void;
+}
+
+/** An int8 tensor in wasm memory. Getters and methods return fresh copies. */
+export class Int8Tensor {
+  private constructor();
+  readonly rows: number;
+  readonly cols: number;
+  readonly layout: Int8LayoutName;
+  readonly scope: ScopeName;
+  readonly symmetric: boolean;
+  readonly values: Int8Array;
+  readonly scales: Float32Array;
+  readonly zeroPoints: Int32Array;
+  /** 'plain': the values; 'q8_0'/'q8_k': the ggml blocks. */
+  readonly bytes: Uint8Array;
+  readonly byteLength: number;
+  dequantize(): Float32Array;
+  free(): void;
+}
+
+export interface CacheStats {
+  entries: number;
+  hits: number;
+  misses: number;
+  bytes: number;
+}
+
+export interface EngineConfig extends TernaryOptions {
+  activations?: Int8Options;
+}
+
+export class QuantizationEngine {
+  constructor(config?: EngineConfig);
+  /** Cached by a 128-bit hash of the bytes, the shape and the options. */
+  quantizeWeights(data: Float32Array, rows: number, cols: number): TernaryTensor;
+  quantizeActivations(data: Float32Array, rows: number, cols: number): Int8Tensor;
+  quantizeAndMeasure(data: Float32Array, rows: number, cols: number): { tensor: TernaryTensor; stats: ErrorStats };
+  cacheStats(): CacheStats;
+  clearCache(): void;
+  free(): void;
+}
+
+export interface TensorReport {
+  name: string;
+  rows: number;
+  cols: number;
+  layout: TernaryLayoutName;
+  bytesIn: number;
+  bytesOut: number;
+  bitsPerWeight: number;
+  compression: number;
+  zeroFraction: number;
+  scaleMin: number;
+  scaleMax: number;
+  stats: ErrorStats;
+}
+
+export interface BatchReport {
+  tensors: TensorReport[];
+  bytesIn: number;
+  bytesOut: number;
+  compression: number;
+  bitsPerWeight: number;
+}
+
+export interface NamedInput {
+  data: Float32Array;
+  rows: number;
+  cols: number;
+}
+
+export interface SizeEstimate {
+  layout: TernaryLayoutName;
+  bytes: number;
+  f32Bytes: number;
+  f16Bytes: number;
+  compressionVsF32: number;
+  bitsPerWeight: number;
+  /** Per tensor: 'ternary', or the fallback for rows the layout cannot store. */
+  storedAs: Array<'ternary' | 'q8_0' | 'f16'>;
+  byLayout: { 'tq2_0': number; 'tq1_0': number; 'bitnet-hf': number; q8_0: number; f16: number; f32: number };
+}
+
+export function init(options?: InitOptions): Promise<{ backend: 'simd128' | 'scalar' }>;
+export function simdSupported(): boolean;
+export function backend(): 'simd128' | 'scalar';
+export const presets: Readonly<Record<PresetName, Preset>>;
+export function quantizeTernary(data: Float32Array, rows: number, cols: number, options?: TernaryOptions): TernaryTensor;
+export function quantizeInt8(data: Float32Array, rows: number, cols: number, options?: Int8Options): Int8Tensor;
+export function errorStats(original: Float32Array, reconstructed: Float32Array): ErrorStats;
+export function ternaryMatVec(tensor: TernaryTensor, x: Float32Array): Float32Array;
+export function matVecF32(w: Float32Array, rows: number, cols: number, x: Float32Array): Float32Array;
+export function quantizeBatch(
+  tensors: Map<string, NamedInput> | Record<string, NamedInput>,
+  config?: TernaryOptions,
+): { tensors: Map<string, TernaryTensor>; report: BatchReport };
+export function estimateModelSize(
+  shapes: Array<[number, number]> | Record<string, [number, number]> | Map<string, [number, number]>,
+  config?: TernaryOptions,
+): SizeEstimate;
+
+/** The API bound to one build, loaded beside the default one (for comparisons). */
+export interface BuildApi {
+  backend(): 'simd128' | 'scalar';
+  quantizeTernary: typeof quantizeTernary;
+  quantizeInt8: typeof quantizeInt8;
+  errorStats: typeof errorStats;
+  ternaryMatVec: typeof ternaryMatVec;
+  matVecF32: typeof matVecF32;
+  quantizeBatch: typeof quantizeBatch;
+  estimateModelSize: typeof estimateModelSize;
+  QuantizationEngine: typeof QuantizationEngine;
+}
+export function loadBuild(options: { simd: boolean }): Promise<BuildApi>;

@@ -1,0 +1,408 @@
+// ternary-quant: the package entry. It picks the SIMD128 or the scalar wasm build,
+// loads it in Node (bytes read from the package), in browsers (URL relative to this
+// module) or through bundlers, and wraps the raw bindings in handles that fail
+// clearly once freed.
+import * as simdGlue from './simd/ternary_quant.js';
+import * as scalarGlue from './scalar/ternary_quant.js';
+
+// (module (func (result v128) i32.const 0 i8x16.splat)): valid only where SIMD128 is.
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b,
+  0x03, 0x02, 0x01, 0x00, 0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x0b,
+]);
+
+const WASM_PAGE = 65536;
+const WASM_MAX_BYTES = 65536 * WASM_PAGE; // wasm32 linear memory: 4 GiB
+const MAX_DIM = 2 ** 31 - 1;
+
+let defaultBuild = null;
+let loading = null;
+let loadedVariant = null;
+const builds = new Map();
+
+/** Presets by name, filled by `init()`. */
+export const presets = {};
+
+/** Whether this JavaScript engine validates SIMD128 wasm. */
+export function simdSupported() {
+  return typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
+}
+
+function isNode() {
+  return typeof process === 'object' && process !== null && typeof process.versions?.node === 'string';
+}
+
+async function wasmSource(variant) {
+  const url = new URL(`./${variant}/ternary_quant_bg.wasm`, import.meta.url);
+  if (isNode() && url.protocol === 'file:') {
+    const { readFile } = await import('node:fs/promises');
+    return readFile(url);
+  }
+  return url;
+}
+
+/**
+ * Loads the wasm build. Idempotent: later calls return the same promise.
+ * `init({ simd: false })` forces the scalar build; `init({ wasm })` takes the module
+ * bytes, a URL or a compiled `WebAssembly.Module` (for bundlers that move the files).
+ */
+export function init(options = {}) {
+  if (options === null || typeof options !== 'object') throw new TypeError('init: options must be an object');
+  for (const key of Object.keys(options)) {
+    if (key !== 'simd' && key !== 'wasm') throw new TypeError(`init: unknown option '${key}' (known: simd, wasm)`);
+  }
+  const wantSimd = options.simd ?? simdSupported();
+  if (wantSimd && !simdSupported()) throw new Error('init: SIMD128 was requested but this engine does not support it');
+  const variant = wantSimd ? 'simd' : 'scalar';
+  if (loading) {
+    if (options.simd !== undefined && variant !== loadedVariant) {
+      throw new Error(`init: the ${loadedVariant} build is already loaded; a process holds one build`);
+    }
+    return loading;
+  }
+  loadedVariant = variant;
+  loading = (async () => {
+    const build = await loadVariant(variant, options.wasm);
+    defaultBuild = build;
+    for (const p of build.glue.presetList()) presets[p.name] = Object.freeze(p);
+    Object.freeze(presets);
+    return { backend: build.glue.backend() };
+  })();
+  loading.catch(() => {
+    loading = null;
+    loadedVariant = null;
+  });
+  return loading;
+}
+
+// Each build's glue module keeps its own instance, so both can live in one process.
+function loadVariant(variant, wasm) {
+  if (!builds.has(variant)) {
+    const g = variant === 'simd' ? simdGlue : scalarGlue;
+    const pending = (async () => {
+      const source = wasm ?? (await wasmSource(variant));
+      const instance = await g.default({ module_or_path: source });
+      return { glue: g, memory: instance.memory, variant };
+    })();
+    pending.catch(() => builds.delete(variant));
+    builds.set(variant, pending);
+  }
+  return builds.get(variant);
+}
+
+function bindings() {
+  if (!defaultBuild) throw new Error('ternary-quant is not initialised: await init() first');
+  return defaultBuild;
+}
+
+/** 'simd128' or 'scalar'. */
+export function backend() {
+  return bindings().glue.backend();
+}
+
+function checkDim(name, value) {
+  if (!Number.isInteger(value) || value < 1 || value > MAX_DIM) {
+    throw new RangeError(`${name} must be an integer in 1..${MAX_DIM}, got ${value}`);
+  }
+}
+
+function checkF32(name, value) {
+  if (!(value instanceof Float32Array)) {
+    throw new TypeError(`${name} must be a Float32Array, got ${value?.constructor?.name ?? typeof value}`);
+  }
+}
+
+function checkShape(data, rows, cols) {
+  checkF32('data', data);
+  checkDim('rows', rows);
+  checkDim('cols', cols);
+  if (rows * cols !== data.length) {
+    throw new RangeError(`data has ${data.length} values but rows * cols = ${rows} * ${cols} = ${rows * cols}`);
+  }
+}
+
+// A call copies its inputs into wasm memory and builds outputs there; refuse calls that
+// cannot fit rather than letting the allocator trap and break the instance.
+function checkFits(build, bytesNeeded, what) {
+  const current = build.memory.buffer.byteLength;
+  if (bytesNeeded > WASM_MAX_BYTES - current) {
+    const mib = (n) => `${Math.ceil(n / 2 ** 20)} MiB`;
+    throw new RangeError(
+      `${what} needs about ${mib(bytesNeeded)} of wasm memory, but only ${mib(WASM_MAX_BYTES - current)} ` +
+        `of the 4 GiB wasm32 limit remain; split the tensor (the CLI streams tensor by tensor)`,
+    );
+  }
+}
+
+const RAW = Symbol('raw');
+const BUILD = Symbol('build');
+
+function live(handle, kind) {
+  const raw = handle[RAW];
+  if (!raw) throw new Error(`this ${kind} has been freed`);
+  return raw;
+}
+
+/** A ternary tensor in wasm memory. Every getter returns a fresh copy. */
+export class TernaryTensor {
+  constructor(raw) {
+    this[RAW] = raw;
+  }
+  get rows() { return live(this, 'TernaryTensor').rows; }
+  get cols() { return live(this, 'TernaryTensor').cols; }
+  get layout() { return live(this, 'TernaryTensor').layout; }
+  get scope() { return live(this, 'TernaryTensor').scope; }
+  get blockSize() { return live(this, 'TernaryTensor').blockSize; }
+  /** Exactly the layout's bytes (a copy). */
+  get bytes() { return live(this, 'TernaryTensor').bytes; }
+  /** One scale per scope, as stored (a copy). */
+  get scales() { return live(this, 'TernaryTensor').scales; }
+  /** Every stored byte, scales included. */
+  get byteLength() { return live(this, 'TernaryTensor').byteLength; }
+  get bitsPerWeight() { return live(this, 'TernaryTensor').bitsPerWeight; }
+  /** Codes in {-1, 0, 1} (a copy). */
+  codes() { return live(this, 'TernaryTensor').codes(); }
+  /** q * scale (a copy). */
+  dequantize() { return live(this, 'TernaryTensor').dequantize(); }
+  /** Releases the wasm memory now; the handle throws afterwards. Idempotent. */
+  free() {
+    const raw = this[RAW];
+    this[RAW] = null;
+    raw?.free();
+  }
+}
+
+/** An int8 tensor in wasm memory. Every getter returns a fresh copy. */
+export class Int8Tensor {
+  constructor(raw) {
+    this[RAW] = raw;
+  }
+  get rows() { return live(this, 'Int8Tensor').rows; }
+  get cols() { return live(this, 'Int8Tensor').cols; }
+  get layout() { return live(this, 'Int8Tensor').layout; }
+  get scope() { return live(this, 'Int8Tensor').scope; }
+  get symmetric() { return live(this, 'Int8Tensor').symmetric; }
+  get values() { return live(this, 'Int8Tensor').values; }
+  get scales() { return live(this, 'Int8Tensor').scales; }
+  get zeroPoints() { return live(this, 'Int8Tensor').zeroPoints; }
+  get bytes() { return live(this, 'Int8Tensor').bytes; }
+  get byteLength() { return live(this, 'Int8Tensor').byteLength; }
+  dequantize() { return live(this, 'Int8Tensor').dequantize(); }
+  free() {
+    const raw = this[RAW];
+    this[RAW] = null;
+    raw?.free();
+  }
+}
+
+/** Quantizes row-major f32 weights to ternary. */
+function quantizeTernaryIn(build, data, rows, cols, options) {
+  const b = build.glue;
+  checkShape(data, rows, cols);
+  checkFits(build, data.byteLength * 3, 'quantizeTernary');
+  return new TernaryTensor(b.quantizeTernary(data, rows, cols, options));
+}
+
+/** Quantizes row-major f32 activations to int8. */
+function quantizeInt8In(build, data, rows, cols, options) {
+  const b = build.glue;
+  checkShape(data, rows, cols);
+  checkFits(build, data.byteLength * 3, 'quantizeInt8');
+  return new Int8Tensor(b.quantizeInt8(data, rows, cols, options));
+}
+
+/** { mse, rmse, maxAbsError, snrDb, cosine } of `reconstructed` against `original`. */
+function errorStatsIn(build, original, reconstructed) {
+  const b = build.glue;
+  checkF32('original', original);
+  checkF32('reconstructed', reconstructed);
+  checkFits(build, original.byteLength + reconstructed.byteLength, 'errorStats');
+  return b.errorStats(original, reconstructed);
+}
+
+/** y = W x with ternary W (x is quantized to int8 per token inside). */
+function ternaryMatVecIn(build, tensor, x) {
+  const b = build.glue;
+  if (!(tensor instanceof TernaryTensor)) throw new TypeError('ternaryMatVec: the first argument must be a TernaryTensor');
+  const raw = live(tensor, 'TernaryTensor');
+  checkF32('x', x);
+  checkFits(build, x.byteLength * 2 + raw.cols * 2, 'ternaryMatVec');
+  return b.ternaryMatVec(raw, x);
+}
+
+/** y = W x in f32, the reference for comparisons. */
+function matVecF32In(build, w, rows, cols, x) {
+  const b = build.glue;
+  checkShape(w, rows, cols);
+  checkF32('x', x);
+  checkFits(build, w.byteLength + x.byteLength * 2, 'matVecF32');
+  return b.matVecF32(w, rows, cols, x);
+}
+
+/** Quantizes with one configuration and caches weights by content, shape and options. */
+export class QuantizationEngine {
+  constructor(config, build = bindings()) {
+    this[BUILD] = build;
+    this[RAW] = new build.glue.QuantizationEngine(config);
+  }
+  quantizeWeights(data, rows, cols) {
+    const raw = live(this, 'QuantizationEngine');
+    checkShape(data, rows, cols);
+    checkFits(this[BUILD], data.byteLength * 3, 'quantizeWeights');
+    return new TernaryTensor(raw.quantizeWeights(data, rows, cols));
+  }
+  quantizeActivations(data, rows, cols) {
+    const raw = live(this, 'QuantizationEngine');
+    checkShape(data, rows, cols);
+    checkFits(this[BUILD], data.byteLength * 3, 'quantizeActivations');
+    return new Int8Tensor(raw.quantizeActivations(data, rows, cols));
+  }
+  /** Returns { tensor, stats }. */
+  quantizeAndMeasure(data, rows, cols) {
+    const raw = live(this, 'QuantizationEngine');
+    checkShape(data, rows, cols);
+    checkFits(this[BUILD], data.byteLength * 4, 'quantizeAndMeasure');
+    const t = raw.quantizeAndMeasure(data, rows, cols);
+    const stats = t.stats;
+    return { tensor: new TernaryTensor(t), stats };
+  }
+  /** { entries, hits, misses, bytes } */
+  cacheStats() { return live(this, 'QuantizationEngine').cacheStats(); }
+  clearCache() { live(this, 'QuantizationEngine').clearCache(); }
+  free() {
+    const raw = this[RAW];
+    this[RAW] = null;
+    raw?.free();
+  }
+}
+
+function entriesOf(mapOrObject, what) {
+  if (mapOrObject instanceof Map) return [...mapOrObject.entries()];
+  if (mapOrObject && typeof mapOrObject === 'object' && !Array.isArray(mapOrObject)) return Object.entries(mapOrObject);
+  throw new TypeError(`${what} must be a Map or a plain object`);
+}
+
+/**
+ * Quantizes named tensors `{ name: { data, rows, cols } }` (or a Map) with one config.
+ * Returns { tensors: Map<name, TernaryTensor>, report }.
+ */
+function quantizeBatchIn(build, mapOrObject, config) {
+  const b = build.glue;
+  const entries = entriesOf(mapOrObject, 'quantizeBatch input');
+  const names = [];
+  const arrays = [];
+  const shapes = [];
+  let bytes = 0;
+  for (const [name, t] of entries) {
+    if (!t || typeof t !== 'object') throw new TypeError(`quantizeBatch: '${name}' must be { data, rows, cols }`);
+    try {
+      checkShape(t.data, t.rows, t.cols);
+    } catch (e) {
+      throw new e.constructor(`quantizeBatch: tensor '${name}': ${e.message}`);
+    }
+    names.push(String(name));
+    arrays.push(t.data);
+    shapes.push(t.rows, t.cols);
+    bytes += t.data.byteLength;
+  }
+  checkFits(build, bytes * 4, 'quantizeBatch');
+  const result = b.quantizeBatch(names, arrays, new Uint32Array(shapes), config);
+  try {
+    const tensors = new Map(names.map((name, i) => [name, new TernaryTensor(result.tensor(i))]));
+    return { tensors, report: result.report };
+  } finally {
+    result.free();
+  }
+}
+
+/**
+ * Exact stored bytes of a model given its shapes ([[rows, cols], ...], or an object or
+ * Map of name -> [rows, cols]). `byLayout` gives the same model in every ternary layout
+ * with the tensor scope, and in q8_0/f16/f32.
+ */
+function estimateModelSizeIn(build, shapes, config) {
+  const b = build.glue;
+  const list = Array.isArray(shapes) ? shapes : entriesOf(shapes, 'shapes').map(([, s]) => s);
+  const flat = [];
+  for (const s of list) {
+    if (!Array.isArray(s) || s.length !== 2) throw new TypeError('estimateModelSize: each shape must be [rows, cols]');
+    checkDim('rows', s[0]);
+    checkDim('cols', s[1]);
+    flat.push(s[0], s[1]);
+  }
+  const pairs = new Uint32Array(flat);
+  const estimate = b.estimateModelSize(pairs, config);
+  const byLayout = {};
+  for (const layout of ['tq2_0', 'tq1_0', 'bitnet-hf']) {
+    byLayout[layout] = b.estimateModelSize(pairs, { layout, scope: 'tensor' }).bytes;
+  }
+  let q8 = 0;
+  let values = 0;
+  for (const [rows, cols] of list) {
+    values += rows * cols;
+    q8 += cols % 32 === 0 ? (rows * cols / 32) * 34 : rows * cols * 2;
+  }
+  byLayout.q8_0 = q8;
+  byLayout.f16 = values * 2;
+  byLayout.f32 = values * 4;
+  return { ...estimate, byLayout };
+}
+
+/** See the type declarations. */
+export function quantizeTernary(data, rows, cols, options) {
+  return quantizeTernaryIn(bindings(), data, rows, cols, options);
+}
+
+/** See the type declarations. */
+export function quantizeInt8(data, rows, cols, options) {
+  return quantizeInt8In(bindings(), data, rows, cols, options);
+}
+
+/** See the type declarations. */
+export function errorStats(original, reconstructed) {
+  return errorStatsIn(bindings(), original, reconstructed);
+}
+
+/** See the type declarations. */
+export function ternaryMatVec(tensor, x) {
+  return ternaryMatVecIn(bindings(), tensor, x);
+}
+
+/** See the type declarations. */
+export function matVecF32(w, rows, cols, x) {
+  return matVecF32In(bindings(), w, rows, cols, x);
+}
+
+/** See the type declarations. */
+export function quantizeBatch(mapOrObject, config) {
+  return quantizeBatchIn(bindings(), mapOrObject, config);
+}
+
+/** See the type declarations. */
+export function estimateModelSize(shapes, config) {
+  return estimateModelSizeIn(bindings(), shapes, config);
+}
+
+/**
+ * Loads one build next to the default one and returns the API bound to it, so that a
+ * single process can compare the SIMD128 and scalar builds (benchmarks, tests).
+ */
+export async function loadBuild({ simd }) {
+  if (simd && !simdSupported()) throw new Error('loadBuild: this engine does not support SIMD128');
+  const build = await loadVariant(simd ? 'simd' : 'scalar');
+  return Object.freeze({
+    backend: () => build.glue.backend(),
+    quantizeTernary: (data, rows, cols, options) => quantizeTernaryIn(build, data, rows, cols, options),
+    quantizeInt8: (data, rows, cols, options) => quantizeInt8In(build, data, rows, cols, options),
+    errorStats: (original, reconstructed) => errorStatsIn(build, original, reconstructed),
+    ternaryMatVec: (tensor, x) => ternaryMatVecIn(build, tensor, x),
+    matVecF32: (w, rows, cols, x) => matVecF32In(build, w, rows, cols, x),
+    quantizeBatch: (mapOrObject, config) => quantizeBatchIn(build, mapOrObject, config),
+    estimateModelSize: (shapes, config) => estimateModelSizeIn(build, shapes, config),
+    QuantizationEngine: class extends QuantizationEngine {
+      constructor(config) {
+        super(config, build);
+      }
+    },
+  });
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Assembles the npm package in pkg/ from the two wasm-pack builds and js/.
+# Usage: scripts/assemble-pkg.sh SIMD_OUT_DIR SCALAR_OUT_DIR
+# (each dir holds wasm-pack's --target web output with out-name ternary_quant).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+simd_dir=$1
+scalar_dir=$2
+wasm_opt=node_modules/.bin/wasm-opt
+[ -x "$wasm_opt" ] || { echo "assemble-pkg: $wasm_opt missing; run scripts/setup.sh" >&2; exit 1; }
+
+rm -rf pkg.tmp
+mkdir -p pkg.tmp/simd pkg.tmp/scalar
+for variant in simd scalar; do
+  src_dir=$simd_dir
+  [ "$variant" = scalar ] && src_dir=$scalar_dir
+  cp "$src_dir/ternary_quant.js" "pkg.tmp/$variant/"
+  # npm's binaryen, never Debian's: an old wasm-opt emits modules that fail to load.
+  "$wasm_opt" -O3 "$src_dir/ternary_quant_bg.wasm" -o "pkg.tmp/$variant/ternary_quant_bg.wasm"
+done
+cp js/index.js js/index.d.ts js/cli.js js/package.json pkg.tmp/
+cp js/README.md pkg.tmp/README.md
+cp LICENSE pkg.tmp/
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+node -e '
+  const fs = require("fs");
+  const p = JSON.parse(fs.readFileSync("pkg.tmp/package.json", "utf8"));
+  p.version = process.argv[1];
+  fs.writeFileSync("pkg.tmp/package.json", JSON.stringify(p, null, 2) + "\n");
+' "$version"
+rm -rf pkg
+mv pkg.tmp pkg
+for variant in simd scalar; do
+  printf 'pkg/%s/ternary_quant_bg.wasm: %d bytes\n' "$variant" "$(stat -c %s "pkg/$variant/ternary_quant_bg.wasm")"
+done
