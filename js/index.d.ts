@@ -1,6 +1,6 @@
 // Types of the ternary-quant package entry.
 
-export type TernaryLayoutName = 'tq2_0' | 'tq1_0' | 'bitnet-hf' | 'codes';
+export type TernaryLayoutName = 'tq2_0' | 'tq1_0' | 'bitnet-hf' | 'i2_s' | 'codes';
 export type ScaleRuleName = 'absmean' | 'absmax' | 'median' | 'twn';
 export type ScopeName = 'tensor' | 'row' | 'block';
 export type Int8LayoutName = 'plain' | 'q8_0' | 'q8_k';
@@ -158,7 +158,7 @@ export interface SizeEstimate {
   bitsPerWeight: number;
   /** Per tensor: 'ternary', or the fallback for rows the layout cannot store. */
   storedAs: Array<'ternary' | 'q8_0' | 'f16'>;
-  byLayout: { 'tq2_0': number; 'tq1_0': number; 'bitnet-hf': number; q8_0: number; f16: number; f32: number };
+  byLayout: { 'tq2_0': number; 'tq1_0': number; 'bitnet-hf': number; 'i2_s': number; q8_0: number; f16: number; f32: number };
 }
 
 export function init(options?: InitOptions): Promise<{ backend: 'simd128' | 'scalar' }>;

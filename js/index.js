@@ -333,7 +333,7 @@ function estimateModelSizeIn(build, shapes, config) {
   const pairs = new Uint32Array(flat);
   const estimate = b.estimateModelSize(pairs, config);
   const byLayout = {};
-  for (const layout of ['tq2_0', 'tq1_0', 'bitnet-hf']) {
+  for (const layout of ['tq2_0', 'tq1_0', 'bitnet-hf', 'i2_s']) {
     byLayout[layout] = b.estimateModelSize(pairs, { layout, scope: 'tensor' }).bytes;
   }
   let q8 = 0;

@@ -389,3 +389,28 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     }
     lanes[0]
 }
+
+/// Quantizes `x` (a multiple of 128 values) into I2_S code bytes (bitnet.cpp, x86):
+/// value `b*128 + g*32 + p` goes to byte `b*32 + p`, bits `6 - 2g`, as c = q + 1.
+pub fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) {
+    for (xb, ob) in x.chunks_exact(128).zip(out.chunks_exact_mut(32)) {
+        for (p, o) in ob.iter_mut().enumerate() {
+            let mut byte = 0u8;
+            for g in 0..4 {
+                byte |= ((ternary_code(xb[g * 32 + p], rule) + 1) as u8) << (6 - 2 * g);
+            }
+            *o = byte;
+        }
+    }
+}
+
+/// Codes of I2_S code bytes (the 32-byte tail excluded). The code 3 reads as +2.
+pub fn unpack_i2_s(bytes: &[u8], out: &mut [i8]) {
+    for (bb, ob) in bytes.chunks_exact(32).zip(out.chunks_exact_mut(128)) {
+        for (p, &byte) in bb.iter().enumerate() {
+            for g in 0..4 {
+                ob[g * 32 + p] = ((byte >> (6 - 2 * g)) & 3) as i8 - 1;
+            }
+        }
+    }
+}

@@ -20,14 +20,23 @@ pub enum TernaryLayout {
     /// transformers' BitNet packing: four rows per byte, one f32 scale per tensor.
     #[serde(rename = "bitnet-hf")]
     BitnetHf,
+    /// bitnet.cpp's I2_S (GGUF type 36, x86 layout): 2-bit codes in blocks of 128, then
+    /// a 32-byte tail whose first 4 bytes are the per-tensor f32 scale.
+    #[serde(rename = "i2_s")]
+    I2S,
     /// One signed byte per value, plus one f32 scale per scope.
     #[serde(rename = "codes")]
     Codes,
 }
 
+/// Values per I2_S block.
+pub const QK_I2_S: usize = 128;
+/// Bytes after the I2_S codes; the first four hold the f32 scale.
+pub const I2_S_TAIL: usize = 32;
+
 impl TernaryLayout {
     /// Every layout.
-    pub const ALL: [TernaryLayout; 4] = [Self::Tq2_0, Self::Tq1_0, Self::BitnetHf, Self::Codes];
+    pub const ALL: [TernaryLayout; 5] = [Self::Tq2_0, Self::Tq1_0, Self::BitnetHf, Self::I2S, Self::Codes];
 
     /// The name used in the JS API, the CLI and reports.
     pub fn name(self) -> &'static str {
@@ -35,6 +44,7 @@ impl TernaryLayout {
             Self::Tq2_0 => "tq2_0",
             Self::Tq1_0 => "tq1_0",
             Self::BitnetHf => "bitnet-hf",
+            Self::I2S => "i2_s",
             Self::Codes => "codes",
         }
     }
@@ -43,7 +53,7 @@ impl TernaryLayout {
     pub fn from_name(name: &str) -> Result<Self> {
         Self::ALL.into_iter().find(|l| l.name() == name).ok_or_else(|| Error::InvalidOption {
             name: "layout",
-            reason: format!("unknown layout '{name}' (expected tq2_0, tq1_0, bitnet-hf or codes)"),
+            reason: format!("unknown layout '{name}' (expected tq2_0, tq1_0, bitnet-hf, i2_s or codes)"),
         })
     }
 
@@ -51,6 +61,7 @@ impl TernaryLayout {
     pub fn row_block(self) -> Option<usize> {
         match self {
             Self::Tq2_0 | Self::Tq1_0 => Some(QK_K),
+            Self::I2S => Some(QK_I2_S),
             Self::BitnetHf | Self::Codes => None,
         }
     }
@@ -72,8 +83,8 @@ impl TernaryLayout {
                 "{} stores one scale per 256 values, so the block scope needs blockSize 256, not {n}",
                 self.name()
             ))),
-            (Self::BitnetHf, Scope::Row | Scope::Block(_)) => {
-                Err(Error::Unsupported("bitnet-hf stores one scale per tensor; use the tensor scope".into()))
+            (Self::BitnetHf | Self::I2S, Scope::Row | Scope::Block(_)) => {
+                Err(Error::Unsupported(format!("{} stores one scale per tensor; use the tensor scope", self.name())))
             }
             (Self::Codes, Scope::Block(n)) if cols % n != 0 => {
                 Err(Error::RowNotBlockAligned { layout: "codes with the block scope", block: n, cols })
@@ -89,6 +100,7 @@ impl TernaryLayout {
             Self::Tq2_0 => checked_mul(n / QK_K, core::mem::size_of::<BlockTq2_0>(), "TQ2_0 bytes"),
             Self::Tq1_0 => checked_mul(n / QK_K, core::mem::size_of::<BlockTq1_0>(), "TQ1_0 bytes"),
             Self::BitnetHf => checked_mul(rows.div_ceil(4), cols, "bitnet-hf bytes"),
+            Self::I2S => (n / 4).checked_add(I2_S_TAIL).ok_or(Error::SizeOverflow { what: "I2_S bytes" }),
             Self::Codes => Ok(n),
         }
     }
@@ -96,7 +108,7 @@ impl TernaryLayout {
     /// Bytes of scales stored beside the data (TQ layouts keep theirs inside it).
     pub fn side_scale_bytes(self, scopes: usize) -> usize {
         match self {
-            Self::Tq2_0 | Self::Tq1_0 => 0,
+            Self::Tq2_0 | Self::Tq1_0 | Self::I2S => 0,
             Self::BitnetHf | Self::Codes => 4 * scopes,
         }
     }

@@ -184,6 +184,12 @@ fn pack_scopes(
             bitnet_hf::pack(k, data, rows, cols, scopes[0].code, &mut bytes);
             vec![scopes[0].scale]
         }
+        TernaryLayout::I2S => {
+            let (codes, tail) = bytes.split_at_mut(rows * cols / 4);
+            (k.pack_i2_s)(data, scopes[0].code, codes);
+            tail[..4].copy_from_slice(&scopes[0].scale.to_le_bytes());
+            vec![scopes[0].scale]
+        }
         TernaryLayout::Codes => {
             // SAFETY: i8 and u8 have the same size and alignment, and every bit
             // pattern is valid for both; the borrow of `bytes` is carried over.
@@ -254,6 +260,14 @@ impl TernaryTensor {
                     .map(|scope_bytes| f16_value([scope_bytes[block_size - 2], scope_bytes[block_size - 1]]))
                     .collect()
             }
+            (TernaryLayout::I2S, None) => {
+                let at = rows * cols / 4;
+                let scale = f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+                if !scale.is_finite() {
+                    return Err(Error::NonFinite { what: "I2_S scale", index: 0, value: scale });
+                }
+                vec![scale]
+            }
             (TernaryLayout::BitnetHf | TernaryLayout::Codes, Some(s)) if s.len() == count => s.to_vec(),
             (TernaryLayout::BitnetHf | TernaryLayout::Codes, Some(s)) => {
                 return Err(Error::ShapeMismatch { what: "scales", expected: count, actual: s.len() })
@@ -304,6 +318,12 @@ impl TernaryTensor {
                 }
             }
             TernaryLayout::Tq1_0 => (k.unpack_tq1_0)(as_blocks::<BlockTq1_0>(&self.bytes), &mut codes),
+            TernaryLayout::I2S => {
+                (k.unpack_i2_s)(&self.bytes[..self.len() / 4], &mut codes);
+                if let Some(index) = codes.iter().position(|&c| c == 2) {
+                    return Err(Error::InvalidCode { layout: "i2_s", index, code: 2 });
+                }
+            }
             TernaryLayout::BitnetHf => {
                 if let Some((index, code)) = bitnet_hf::unpack(&self.bytes, self.rows, self.cols, &mut codes) {
                     return Err(Error::InvalidCode { layout: "bitnet-hf", index, code });
@@ -339,7 +359,7 @@ impl TernaryTensor {
         match self.layout {
             TernaryLayout::Tq2_0 => (k.dequantize_tq2_0)(as_blocks::<BlockTq2_0>(&self.bytes), &mut out),
             TernaryLayout::Tq1_0 => (k.dequantize_tq1_0)(as_blocks::<BlockTq1_0>(&self.bytes), &mut out),
-            TernaryLayout::BitnetHf | TernaryLayout::Codes => {
+            TernaryLayout::BitnetHf | TernaryLayout::I2S | TernaryLayout::Codes => {
                 for (i, (o, q)) in out.iter_mut().zip(self.codes()).enumerate() {
                     *o = q as f32 * self.scale_of(i);
                 }
