@@ -1,0 +1,199 @@
+//! The math of section 3 on small inputs whose answers can be worked out by hand.
+
+use ternary_quant::*;
+
+fn opts(layout: TernaryLayout, rule: ScaleRule, scope: Scope) -> TernaryOptions {
+    TernaryOptions { layout, rule, scope, backend: Backend::Scalar }
+}
+
+#[test]
+fn absmean_scale_codes_and_clamp() {
+    // mean|w| = (0.1 + 0.2 + 0.3 + 1.4) / 4 = 0.5; w/g = 0.2, -0.4, 0.6, -2.8.
+    let w = [0.1f32, -0.2, 0.3, -1.4];
+    let t = quantize_ternary(&w, 1, 4, &opts(TernaryLayout::Codes, ScaleRule::AbsMean, Scope::Tensor)).unwrap();
+    assert_eq!(t.scales, vec![0.5]);
+    assert_eq!(t.codes(), vec![0, 0, 1, -1]);
+    assert_eq!(t.dequantize(), vec![0.0, 0.0, 0.5, -0.5]);
+    // Tiny weights: the scale is clamped to 1e-5.
+    let w = [1e-7f32, -2e-6, 6e-6, 0.0];
+    let t = quantize_ternary(&w, 1, 4, &opts(TernaryLayout::Codes, ScaleRule::AbsMean, Scope::Tensor)).unwrap();
+    assert_eq!(t.scales, vec![1e-5]);
+    assert_eq!(t.codes(), vec![0, 0, 1, 0]);
+}
+
+#[test]
+fn ties_round_half_away_from_zero() {
+    // g = mean(|0.5|, |-0.5|, |1|, |2|) = 1; 0.5 -> 1 and -0.5 -> -1 (away from zero).
+    let w = [0.5f32, -0.5, 1.0, 2.0];
+    let t = quantize_ternary(&w, 1, 4, &opts(TernaryLayout::Codes, ScaleRule::AbsMean, Scope::Tensor)).unwrap();
+    assert_eq!(t.scales, vec![1.0]);
+    assert_eq!(t.codes(), vec![1, -1, 1, 1]);
+    // Just below the tie rounds to zero.
+    let w = [0.49999997f32, -0.49999997, 1.0, 2.0 + 2.0 * 2.9802322e-8];
+    let t = quantize_ternary(&w, 1, 4, &opts(TernaryLayout::Codes, ScaleRule::AbsMean, Scope::Tensor)).unwrap();
+    assert_eq!(t.codes()[..2], [0, 0]);
+}
+
+#[test]
+fn absmax_median_and_twn() {
+    let w = [0.1f32, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8];
+    let t = quantize_ternary(&w, 1, 8, &opts(TernaryLayout::Codes, ScaleRule::AbsMax, Scope::Tensor)).unwrap();
+    assert_eq!(t.scales, vec![0.8]);
+    // w / 0.8 = .125 .25 .375 .5 .625 .75 .875 1 (0.4 * (1/0.8) rounds up to 0.5 in f32)
+    assert_eq!(t.codes(), vec![0, 0, 0, -1, 1, -1, 1, -1]);
+
+    // median of |w| with an even count is the mean of the two middle values: (0.4+0.5)/2.
+    let t = quantize_ternary(&w, 1, 8, &opts(TernaryLayout::Codes, ScaleRule::Median, Scope::Tensor)).unwrap();
+    assert_eq!(t.scales, vec![0.45]);
+    assert_eq!(t.codes(), vec![0, 0, 1, -1, 1, -1, 1, -1]);
+
+    // TWN: t = 0.7 * 0.45 = 0.315; above it: 0.4..0.8 -> mean 0.6.
+    let t = quantize_ternary(&w, 1, 8, &opts(TernaryLayout::Codes, ScaleRule::Twn, Scope::Tensor)).unwrap();
+    assert_eq!(t.scales, vec![0.6]);
+    assert_eq!(t.codes(), vec![0, 0, 0, -1, 1, -1, 1, -1]);
+}
+
+#[test]
+fn all_zero_scopes_give_scale_zero_for_every_rule() {
+    let mut w = vec![0f32; 512];
+    w[300] = 1.0; // the second row is not all zero
+    for rule in ScaleRule::ALL {
+        let t = quantize_ternary(&w, 2, 256, &opts(TernaryLayout::Tq2_0, rule, Scope::Row)).unwrap();
+        assert_eq!(t.scales[0], 0.0, "{rule:?}");
+        assert!(t.scales[1] > 0.0, "{rule:?}");
+        assert!(t.codes()[..256].iter().all(|&c| c == 0));
+        assert_eq!(t.codes()[300], 1);
+    }
+}
+
+#[test]
+fn scopes_give_one_scale_each() {
+    let w: Vec<f32> = (0..4 * 512).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0).collect();
+    let row = quantize_ternary(&w, 4, 512, &opts(TernaryLayout::Tq2_0, ScaleRule::AbsMean, Scope::Row)).unwrap();
+    assert_eq!(row.scales.len(), 4);
+    let block =
+        quantize_ternary(&w, 4, 512, &opts(TernaryLayout::Tq2_0, ScaleRule::AbsMax, Scope::Block(256))).unwrap();
+    assert_eq!(block.scales.len(), 8);
+    let codes =
+        quantize_ternary(&w, 4, 512, &opts(TernaryLayout::Codes, ScaleRule::AbsMean, Scope::Block(64))).unwrap();
+    assert_eq!(codes.scales.len(), 32);
+    assert_eq!(codes.stored_bytes(), 4 * 512 + 32 * 4);
+    // Every block's scale is that block's mean |w|.
+    for (b, s) in codes.scales.iter().enumerate() {
+        let mean = w[b * 64..(b + 1) * 64].iter().map(|v| v.abs() as f64).sum::<f64>() / 64.0;
+        assert!((*s as f64 - mean).abs() < 1e-6, "block {b}");
+    }
+}
+
+#[test]
+fn real_bytes_give_bits_per_weight() {
+    let w = vec![0.25f32; 4096];
+    let bpw = |layout, scope| quantize_ternary(&w, 4, 1024, &opts(layout, ScaleRule::AbsMean, scope)).unwrap();
+    assert_eq!(bpw(TernaryLayout::Tq2_0, Scope::Tensor).bits_per_weight(), 2.0625);
+    assert_eq!(bpw(TernaryLayout::Tq1_0, Scope::Tensor).bits_per_weight(), 1.6875);
+    assert_eq!(bpw(TernaryLayout::I2S, Scope::Tensor).stored_bytes(), 4096 / 4 + 32);
+    assert_eq!(bpw(TernaryLayout::BitnetHf, Scope::Tensor).stored_bytes(), 1024 + 4);
+    assert_eq!(bpw(TernaryLayout::Codes, Scope::Row).stored_bytes(), 4096 + 16);
+}
+
+#[test]
+fn int8_symmetric_asymmetric_clip_percentile() {
+    let x = [-1.0f32, -0.5, 0.0, 0.25, 0.5, 1.27];
+    let sym = quantize_int8(&x, 1, 6, &Int8Options { scope: Scope::Tensor, ..Default::default() }).unwrap();
+    assert_eq!(sym.scales, vec![0.01]);
+    assert_eq!(sym.values, vec![-100, -50, 0, 25, 50, 127]);
+
+    // Asymmetric: range [-1, 1.27], scale 2.27/255, zero point round(1/scale) - 128.
+    let asym =
+        quantize_int8(&x, 1, 6, &Int8Options { scope: Scope::Tensor, symmetric: false, ..Default::default() }).unwrap();
+    let scale = 2.27f32 / 255.0;
+    assert_eq!(asym.scales, vec![scale]);
+    let zp = (1.0f32 / scale).round() as i32 - 128;
+    assert_eq!(asym.zero_points, vec![zp]);
+    assert_eq!(asym.values[0], -128);
+    assert_eq!(asym.values[5], 127);
+    let back = asym.dequantize();
+    for (a, b) in x.iter().zip(&back) {
+        assert!((a - b).abs() <= scale / 2.0 + 1e-6, "{a} vs {b}");
+    }
+
+    // Clip at 0.5: larger values saturate.
+    let clipped =
+        quantize_int8(&x, 1, 6, &Int8Options { scope: Scope::Tensor, clip: Some(0.5), ..Default::default() }).unwrap();
+    assert_eq!(clipped.values, vec![-127, -127, 0, 64, 127, 127]);
+
+    // The 50th percentile of |x| (nearest rank: 3rd of 6 sorted = 0.5) is the clip bound.
+    let pct =
+        quantize_int8(&x, 1, 6, &Int8Options { scope: Scope::Tensor, percentile: Some(50.0), ..Default::default() })
+            .unwrap();
+    assert_eq!(pct.values, clipped.values);
+}
+
+#[test]
+fn int8_per_row_and_block_scopes() {
+    let x: Vec<f32> = (0..128).map(|i| (i as f32 - 64.0) / 8.0).collect();
+    let row = quantize_int8(&x, 2, 64, &Int8Options::default()).unwrap();
+    assert_eq!(row.scales.len(), 2);
+    assert_eq!(row.scales[0], 8.0 / 127.0);
+    let q8 = quantize_int8(
+        &x,
+        2,
+        64,
+        &Int8Options { layout: Int8Layout::Q8_0, scope: Scope::Block(32), ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(q8.bytes.len(), 4 * 34);
+    assert_eq!(q8.stored_bytes(), 136);
+    let qk = quantize_int8(
+        &[x.clone(), x.clone()].concat(),
+        1,
+        256,
+        &Int8Options { layout: Int8Layout::Q8K, scope: Scope::Block(256), ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(qk.bytes.len(), 292);
+    // bsums: each group of 16 values' sum, stored after d and qs.
+    let bsum0 = i16::from_le_bytes([qk.bytes[260], qk.bytes[261]]);
+    assert_eq!(bsum0 as i32, qk.values[..16].iter().map(|&v| v as i32).sum::<i32>());
+    let back = Int8Tensor::from_bytes(qk.bytes.clone(), 1, 256, Int8Layout::Q8K).unwrap();
+    assert_eq!(back.values, qk.values);
+    assert_eq!(back.dequantize(), qk.dequantize());
+}
+
+#[test]
+fn metrics_by_hand() {
+    let a = [1.0f32, 2.0, 3.0, 4.0];
+    let b = [1.0f32, 2.0, 3.0, 2.0];
+    let s = error_stats(&a, &b, Backend::Scalar).unwrap();
+    assert_eq!(s.mse, 1.0);
+    assert_eq!(s.rmse, 1.0);
+    assert_eq!(s.max_abs_error, 2.0);
+    assert!((s.snr_db - 10.0 * (30.0f64 / 4.0).log10()).abs() < 1e-12);
+    assert!((s.cosine - 22.0 / (30.0f64.sqrt() * 18.0f64.sqrt())).abs() < 1e-12);
+    let exact = error_stats(&a, &a, Backend::Scalar).unwrap();
+    assert_eq!(exact.snr_db, f64::INFINITY);
+    assert_eq!(exact.cosine, 1.0);
+}
+
+#[test]
+fn gemv_equals_the_dequantized_product_within_int8_error() {
+    let (rows, cols) = (48, 512);
+    let w: Vec<f32> = (0..rows * cols).map(|i| (((i * 2654435761usize) % 2001) as f32 - 1000.0) / 997.0).collect();
+    let x: Vec<f32> = (0..cols).map(|i| ((i * 40503 % 301) as f32 - 150.0) / 150.0).collect();
+    for preset in PRESETS {
+        for layout in TernaryLayout::ALL {
+            let o = TernaryOptions { layout, ..preset.options() };
+            let Ok(t) = quantize_ternary(&w, rows, cols, &o) else { continue };
+            let y = ternary_mat_vec(&t, &x, Backend::Scalar).unwrap();
+            let reference = mat_vec_f32(&t.dequantize(), rows, cols, &x, Backend::Scalar).unwrap();
+            // x is rounded to int8: each |x_k - xq_k d_x| <= d_x / 2, so
+            // |y - y_ref| <= sum_k |w_k| d_x / 2 (plus f32 rounding).
+            let d_x = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            for r in 0..rows {
+                let wr = &t.dequantize()[r * cols..(r + 1) * cols];
+                let bound = wr.iter().map(|v| v.abs()).sum::<f32>() * d_x / 2.0 * 1.01 + 1e-4;
+                assert!((y[r] - reference[r]).abs() <= bound, "{} {layout}: row {r}", preset.name);
+            }
+        }
+    }
+}
