@@ -326,11 +326,12 @@ function estimateModelSizeIn(build, shapes, config) {
   const flat = [];
   for (const s of list) {
     if (!Array.isArray(s) || s.length !== 2) throw new TypeError('estimateModelSize: each shape must be [rows, cols]');
-    checkDim('rows', s[0]);
-    checkDim('cols', s[1]);
+    for (const d of s) {
+      if (!Number.isSafeInteger(d) || d < 1) throw new RangeError(`estimateModelSize: ${d} is not a positive integer dimension`);
+    }
     flat.push(s[0], s[1]);
   }
-  const pairs = new Uint32Array(flat);
+  const pairs = new Float64Array(flat);
   const estimate = b.estimateModelSize(pairs, config);
   const byLayout = {};
   for (const layout of ['tq2_0', 'tq1_0', 'bitnet-hf', 'i2_s']) {

@@ -258,14 +258,15 @@ pub enum StoredAs {
     F16,
 }
 
-/// Exact stored size of a model in one layout.
+/// Exact stored size of a model in one layout. Sizes are u64: real models pass 4 GiB,
+/// which a 32-bit `usize` (wasm32) cannot count.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SizeEstimate {
     pub layout: TernaryLayout,
-    pub bytes: usize,
-    pub f32_bytes: usize,
-    pub f16_bytes: usize,
+    pub bytes: u64,
+    pub f32_bytes: u64,
+    pub f16_bytes: u64,
     pub compression_vs_f32: f64,
     pub bits_per_weight: f64,
     /// How each tensor is stored, in input order.
@@ -274,31 +275,39 @@ pub struct SizeEstimate {
 
 /// Exact bytes of `[rows, cols]` tensors in `layout` with `scope`, falling back as the
 /// converter does: Q8_0 where the row length is a multiple of 32, else F16.
-pub fn estimate_model_size(shapes: &[(usize, usize)], layout: TernaryLayout, scope: Scope) -> Result<SizeEstimate> {
-    let mut bytes = 0usize;
-    let mut values = 0usize;
+pub fn estimate_model_size(shapes: &[(u64, u64)], layout: TernaryLayout, scope: Scope) -> Result<SizeEstimate> {
+    let overflow = |what| Error::SizeOverflow { what };
+    let mut bytes = 0u64;
+    let mut values = 0u64;
     let mut stored_as = Vec::with_capacity(shapes.len());
     for &(rows, cols) in shapes {
-        let n = crate::error::checked_mul(rows, cols, "rows * cols")?;
-        let (size, how) = match layout.stored_bytes(rows, cols, scope) {
-            Ok(size) => (size, StoredAs::Ternary),
-            Err(Error::RowNotBlockAligned { .. }) if cols % QK8_0 == 0 => (n / QK8_0 * 34, StoredAs::Q8_0),
-            Err(Error::RowNotBlockAligned { .. }) => (n * 2, StoredAs::F16),
-            Err(e) => return Err(e),
+        if rows == 0 || cols == 0 {
+            return Err(Error::EmptyInput { what: "tensor shape" });
+        }
+        let n = rows.checked_mul(cols).ok_or(overflow("rows * cols"))?;
+        let (size, how) = if layout.row_block().is_some_and(|b| cols % b as u64 != 0) {
+            if cols % QK8_0 as u64 == 0 {
+                (n / QK8_0 as u64 * 34, StoredAs::Q8_0)
+            } else {
+                (n.checked_mul(2).ok_or(overflow("f16 bytes"))?, StoredAs::F16)
+            }
+        } else {
+            (layout.stored_bytes(rows, cols, scope)?, StoredAs::Ternary)
         };
-        bytes = bytes.checked_add(size).ok_or(Error::SizeOverflow { what: "model bytes" })?;
-        values = values.checked_add(n).ok_or(Error::SizeOverflow { what: "model values" })?;
+        bytes = bytes.checked_add(size).ok_or(overflow("model bytes"))?;
+        values = values.checked_add(n).ok_or(overflow("model values"))?;
         stored_as.push(how);
     }
     if values == 0 {
         return Err(Error::EmptyInput { what: "shapes" });
     }
+    let f32_bytes = values.checked_mul(4).ok_or(overflow("f32 bytes"))?;
     Ok(SizeEstimate {
         layout,
         bytes,
-        f32_bytes: values * 4,
+        f32_bytes,
         f16_bytes: values * 2,
-        compression_vs_f32: (values * 4) as f64 / bytes as f64,
+        compression_vs_f32: f32_bytes as f64 / bytes as f64,
         bits_per_weight: bytes as f64 * 8.0 / values as f64,
         stored_as,
     })

@@ -99,6 +99,21 @@ fn size_estimates_are_exact_and_fall_back_like_the_converter() {
     for layout in TernaryLayout::ALL {
         let t = quantize_ternary(&w, 8, 1024, &TernaryOptions { layout, ..Default::default() }).unwrap();
         let e = estimate_model_size(&[(8, 1024)], layout, Scope::Tensor).unwrap();
-        assert_eq!(e.bytes, t.stored_bytes(), "{layout}");
+        assert_eq!(e.bytes, t.stored_bytes() as u64, "{layout}");
     }
+}
+
+#[test]
+fn size_estimates_count_past_four_gib() {
+    // A 7B-class shape list: 32 layers of 4096x4096 x4 and 11008x4096 x3.
+    let mut shapes = Vec::new();
+    for _ in 0..32 {
+        shapes.extend([(4096u64, 4096u64); 4]);
+        shapes.extend([(11008u64, 4096u64); 3]);
+    }
+    let e = estimate_model_size(&shapes, TernaryLayout::Tq2_0, Scope::Tensor).unwrap();
+    let values: u64 = shapes.iter().map(|(r, c)| r * c).sum();
+    assert_eq!(e.f32_bytes, values * 4);
+    assert!(e.f32_bytes > 1 << 32);
+    assert_eq!(e.bytes, values / 256 * 66);
 }

@@ -72,9 +72,14 @@ impl TernaryLayout {
             return Err(Error::EmptyInput { what: "tensor shape" });
         }
         checked_mul(rows, cols, "rows * cols")?;
+        self.check_rows_of(cols as u64, scope)
+    }
+
+    /// The row-length and scope rules of [`TernaryLayout::check`], for any row count.
+    fn check_rows_of(self, cols: u64, scope: Scope) -> Result<()> {
         if let Some(block) = self.row_block() {
-            if cols % block != 0 {
-                return Err(Error::RowNotBlockAligned { layout: self.name(), block, cols });
+            if cols % block as u64 != 0 {
+                return Err(Error::RowNotBlockAligned { layout: self.name(), block, cols: cols as usize });
             }
         }
         match (self, scope) {
@@ -86,8 +91,8 @@ impl TernaryLayout {
             (Self::BitnetHf | Self::I2S, Scope::Row | Scope::Block(_)) => {
                 Err(Error::Unsupported(format!("{} stores one scale per tensor; use the tensor scope", self.name())))
             }
-            (Self::Codes, Scope::Block(n)) if cols % n != 0 => {
-                Err(Error::RowNotBlockAligned { layout: "codes with the block scope", block: n, cols })
+            (Self::Codes, Scope::Block(n)) if cols % n as u64 != 0 => {
+                Err(Error::RowNotBlockAligned { layout: "codes with the block scope", block: n, cols: cols as usize })
             }
             _ => Ok(()),
         }
@@ -112,14 +117,35 @@ impl TernaryLayout {
             Self::BitnetHf | Self::Codes => 4 * scopes,
         }
     }
+}
 
-    /// Every stored byte, scales included: what compression and bits/weight count.
-    pub fn stored_bytes(self, rows: usize, cols: usize, scope: Scope) -> Result<usize> {
-        self.check(rows, cols, scope)?;
-        let scopes = scope.count(rows, cols);
-        self.data_bytes(rows, cols)?
-            .checked_add(self.side_scale_bytes(scopes))
-            .ok_or(Error::SizeOverflow { what: "stored bytes" })
+impl TernaryLayout {
+    /// Every stored byte of a `rows x cols` tensor, scales included, counted in u64 so
+    /// that whole models fit on 32-bit targets too.
+    pub fn stored_bytes(self, rows: u64, cols: u64, scope: Scope) -> Result<u64> {
+        let overflow = |what| Error::SizeOverflow { what };
+        if rows == 0 || cols == 0 {
+            return Err(Error::EmptyInput { what: "tensor shape" });
+        }
+        let n = rows.checked_mul(cols).ok_or(overflow("rows * cols"))?;
+        self.check_rows_of(cols, scope)?;
+        let scopes = match scope {
+            Scope::Tensor => 1,
+            Scope::Row => rows,
+            Scope::Block(b) => n / b as u64,
+        };
+        let data = match self {
+            Self::Tq2_0 => n / QK_K as u64 * 66,
+            Self::Tq1_0 => n / QK_K as u64 * 54,
+            Self::BitnetHf => rows.div_ceil(4).checked_mul(cols).ok_or(overflow("bitnet-hf bytes"))?,
+            Self::I2S => n / 4 + I2_S_TAIL as u64,
+            Self::Codes => n,
+        };
+        let side = match self {
+            Self::BitnetHf | Self::Codes => scopes.checked_mul(4).ok_or(overflow("scale bytes"))?,
+            _ => 0,
+        };
+        data.checked_add(side).ok_or(overflow("stored bytes"))
     }
 }
 

@@ -425,13 +425,18 @@ pub fn quantize_batch(
 }
 
 /// Exact stored size of `[rows, cols]` shapes (flattened pairs) with the given options.
+/// Shapes come as f64 so that models past 4 GiB count exactly.
 #[wasm_bindgen(js_name = estimateModelSize)]
-pub fn estimate_model_size(shapes: Vec<usize>, options: JsValue) -> Result<JsValue, JsError> {
+pub fn estimate_model_size(shapes: Vec<f64>, options: JsValue) -> Result<JsValue, JsError> {
     let opts = parse_options::<TernaryConfig>(options, "size options", TERNARY_KEYS)?.options()?;
     if shapes.len() % 2 != 0 {
         return Err(JsError::new("estimateModelSize: shapes must be [rows, cols] pairs"));
     }
-    let pairs: Vec<(usize, usize)> = shapes.chunks_exact(2).map(|s| (s[0], s[1])).collect();
+    const MAX_SAFE: f64 = 9007199254740991.0;
+    if let Some(bad) = shapes.iter().find(|v| !(v.fract() == 0.0 && **v >= 1.0 && **v <= MAX_SAFE)) {
+        return Err(JsError::new(&format!("estimateModelSize: {bad} is not a positive integer dimension")));
+    }
+    let pairs: Vec<(u64, u64)> = shapes.chunks_exact(2).map(|s| (s[0] as u64, s[1] as u64)).collect();
     to_js(&engine::estimate_model_size(&pairs, opts.layout, opts.scope).map_err(js_error)?)
 }
 
