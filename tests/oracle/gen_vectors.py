@@ -269,8 +269,9 @@ def amax_blocks(amaxes, seed, block, fill=0.3):
     for b, a in enumerate(amaxes):
         a = F32(a)
         x[b] = f32(rng.uniform(-1, 1, size=block)) * a * F32(fill)
-        x[b, int(rng.integers(0, block))] = a * F32(rng.choice([-1, 1]))
-        x[b, int(rng.integers(0, block))] = F32(0.5) * a
+        top, half = rng.choice(block, size=2, replace=False)
+        x[b, top] = a * F32(rng.choice([-1, 1]))
+        x[b, half] = F32(0.5) * a
     return x.reshape(1, -1)
 
 
@@ -366,9 +367,9 @@ def quant_cases():
     add("single_nonzero_q8_1x512", single_nonzero(41, 1, 512, QK8_0))
     add("constant_tq_3x256", constant_blocks(42, 3, 256, QK_K))
     add("constant_q8_1x256", constant_blocks(43, 1, 256, QK8_0))
-    add("f16_scale_edges_tq", amax_blocks(F16_SCALES, 44, QK_K), TQ)
-    add("f16_scale_edges_q8", amax_blocks([q8_amax_for_d(s) for s in F16_SCALES], 45, QK8_0).reshape(7, 64), Q8)
-    add("f16_scale_edges_q8_tq_shape", amax_blocks([q8_amax_for_d(s) for s in F16_SCALES] * 8 + [1.0] * 8, 46, QK8_0).reshape(5, 768), Q8)
+    add("f16_scale_edges_tq_1x3584", amax_blocks(F16_SCALES, 44, QK_K), TQ)
+    add("f16_scale_edges_q8_7x64", amax_blocks([q8_amax_for_d(s) for s in F16_SCALES], 45, QK8_0).reshape(7, 64), Q8)
+    add("f16_scale_edges_q8_5x768", amax_blocks([q8_amax_for_d(s) for s in F16_SCALES] * 8 + [1.0] * 8, 46, QK8_0).reshape(5, 768), Q8)
     # Q8_0 only: rows that are a multiple of 32 but not of 256 (1, 2, 3, 7, 64 blocks).
     add("q8_normal_1x32", normal(47, 1, 32), Q8)
     add("q8_normal_2x32", normal(48, 2, 32), Q8)
