@@ -211,8 +211,8 @@ pub fn quantize_batch(tensors: &[NamedTensor<'_>], opts: &TernaryOptions) -> Res
     let mut out = Vec::with_capacity(tensors.len());
     let mut reports = Vec::with_capacity(tensors.len());
     for t in tensors {
-        let q = quantize_ternary(t.data, t.rows, t.cols, opts).map_err(|e| name_error(t.name, e))?;
-        let stats = error_stats(t.data, &q.dequantize(), opts.backend).map_err(|e| name_error(t.name, e))?;
+        let q = quantize_ternary(t.data, t.rows, t.cols, opts).map_err(|e| e.in_tensor(t.name))?;
+        let stats = error_stats(t.data, &q.dequantize(), opts.backend).map_err(|e| e.in_tensor(t.name))?;
         let zeros = q.codes().iter().filter(|&&c| c == 0).count();
         reports.push(TensorReport {
             name: t.name.to_string(),
@@ -241,10 +241,6 @@ pub fn quantize_batch(tensors: &[NamedTensor<'_>], opts: &TernaryOptions) -> Res
         bits_per_weight: bytes_out as f64 * 8.0 / values.max(1) as f64,
     };
     Ok((out, report))
-}
-
-fn name_error(name: &str, e: Error) -> Error {
-    Error::Unsupported(format!("tensor '{name}': {e}"))
 }
 
 /// How one tensor is stored in a size estimate.
@@ -287,7 +283,7 @@ pub fn estimate_model_size(shapes: &[(u64, u64)], layout: TernaryLayout, scope: 
         let n = rows.checked_mul(cols).ok_or(overflow("rows * cols"))?;
         let (size, how) = if layout.row_block().is_some_and(|b| cols % b as u64 != 0) {
             if cols % QK8_0 as u64 == 0 {
-                (n / QK8_0 as u64 * 34, StoredAs::Q8_0)
+                ((n / QK8_0 as u64).checked_mul(34).ok_or(overflow("Q8_0 bytes"))?, StoredAs::Q8_0)
             } else {
                 (n.checked_mul(2).ok_or(overflow("f16 bytes"))?, StoredAs::F16)
             }

@@ -38,9 +38,28 @@ pub enum Error {
     #[error("{layout}: expected {expected} bytes, got {actual}")]
     ByteLength { layout: &'static str, expected: usize, actual: usize },
 
+    /// An error of one named tensor of a batch or a model; `source` keeps its kind.
+    #[error("tensor '{name}': {source}")]
+    Tensor { name: String, source: Box<Error> },
+
     /// A stored byte that cannot be a valid code of the layout.
     #[error("{layout}: invalid code {code} at value index {index}")]
     InvalidCode { layout: &'static str, index: usize, code: i32 },
+}
+
+impl Error {
+    /// The error itself, under any [`Error::Tensor`] naming where it happened.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Tensor { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
+    /// Names the tensor this error belongs to.
+    pub fn in_tensor(self, name: &str) -> Error {
+        Error::Tensor { name: name.to_string(), source: Box::new(self) }
+    }
 }
 
 /// The crate's result type.

@@ -29,8 +29,8 @@ pub fn pack(k: &Kernels, data: &[f32], rows: usize, cols: usize, rule: CodeRule,
     }
 }
 
-/// Codes q of the first `rows` unpacked rows. Returns the first invalid code (bits 11)
-/// as (value index, code) if any.
+/// Codes q of the first `rows` unpacked rows. Returns the first invalid stored code (bits
+/// 11) as (value index, 3) if any.
 pub fn unpack(bytes: &[u8], rows: usize, cols: usize, out: &mut [i8]) -> Option<(usize, i32)> {
     let packed = packed_rows(rows);
     let mut bad = None;
@@ -44,7 +44,7 @@ pub fn unpack(bytes: &[u8], rows: usize, cols: usize, out: &mut [i8]) -> Option<
                 let c = (b >> (2 * i)) & 3;
                 let index = row * cols + k;
                 if c == 3 && !matches!(bad, Some((first, _)) if first < index) {
-                    bad = Some((index, 2));
+                    bad = Some((index, 3));
                 }
                 out[index] = c as i8 - 1;
             }

@@ -115,27 +115,24 @@ fn check_options(opts: &Int8Options, cols: usize) -> Result<()> {
             });
         }
     }
-    if let Scope::Block(n) = opts.scope {
-        if n == 0 {
-            return Err(Error::InvalidOption { name: "blockSize", reason: "must be positive".into() });
-        }
-        if cols % n != 0 {
-            return Err(Error::RowNotBlockAligned { layout: "int8 with the block scope", block: n, cols });
-        }
+    if let Scope::Block(0) = opts.scope {
+        return Err(Error::InvalidOption { name: "blockSize", reason: "must be positive".into() });
     }
-    let block = match opts.layout {
-        Int8Layout::Plain => return Ok(()),
-        Int8Layout::Q8_0 => QK8_0,
-        Int8Layout::Q8K => QK_K,
+    let (layout, block) = match (opts.layout, opts.scope) {
+        (Int8Layout::Plain, Scope::Block(n)) => ("int8 with the block scope", n),
+        (Int8Layout::Plain, _) => return Ok(()),
+        (Int8Layout::Q8_0, _) => ("q8_0", QK8_0),
+        (Int8Layout::Q8K, _) => ("q8_k", QK_K),
     };
-    let name = opts.layout.name();
-    if !opts.symmetric || opts.clip.is_some() || opts.percentile.is_some() || opts.scope != Scope::Block(block) {
+    if opts.layout != Int8Layout::Plain
+        && (!opts.symmetric || opts.clip.is_some() || opts.percentile.is_some() || opts.scope != Scope::Block(block))
+    {
         return Err(Error::Unsupported(format!(
-            "{name} is symmetric absmax per block of {block}: use scope 'block' with blockSize {block}, symmetric, no clip or percentile"
+            "{layout} is symmetric absmax per block of {block}: use scope 'block' with blockSize {block}, symmetric, no clip or percentile"
         )));
     }
     if cols % block != 0 {
-        return Err(Error::RowNotBlockAligned { layout: name, block, cols });
+        return Err(Error::RowNotBlockAligned { layout, block, cols });
     }
     Ok(())
 }
@@ -182,7 +179,8 @@ fn quantize_plain(k: &Kernels, data: &[f32], rows: usize, cols: usize, opts: &In
         } else {
             let (lo, hi) = (k.min_max)(x);
             let (lo, hi) = (lo.min(0.0).max(-clip), hi.max(0.0).min(clip));
-            let scale = (hi - lo) / 255.0;
+            // In f64, since hi - lo can pass f32::MAX for finite inputs.
+            let scale = ((hi as f64 - lo as f64) / 255.0) as f32;
             if scale == 0.0 {
                 out.fill(0);
                 (0.0, 0)

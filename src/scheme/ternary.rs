@@ -255,10 +255,22 @@ impl TernaryTensor {
             (TernaryLayout::Tq2_0 | TernaryLayout::Tq1_0, None) => {
                 let block_size = if layout == TernaryLayout::Tq2_0 { 66 } else { 54 };
                 let blocks_per_scope = scope.span(rows, cols) / 256;
-                bytes
-                    .chunks(block_size * blocks_per_scope)
-                    .map(|scope_bytes| f16_value([scope_bytes[block_size - 2], scope_bytes[block_size - 1]]))
-                    .collect()
+                let mut scales = Vec::with_capacity(count);
+                for (s, scope_bytes) in bytes.chunks(block_size * blocks_per_scope).enumerate() {
+                    let d = |b: &[u8]| [b[block_size - 2], b[block_size - 1]];
+                    let first = d(scope_bytes);
+                    // Every block stores its own scale; a wider scope is only true when they agree.
+                    if let Some(b) = scope_bytes.chunks(block_size).position(|b| d(b) != first) {
+                        return Err(Error::Unsupported(format!(
+                            "{layout} block {} has a scale other than block {} of the same {} scope; read it with the block scope",
+                            s * blocks_per_scope + b,
+                            s * blocks_per_scope,
+                            scope.name()
+                        )));
+                    }
+                    scales.push(f16_value(first));
+                }
+                scales
             }
             (TernaryLayout::I2S, None) => {
                 let at = rows * cols / 4;
@@ -314,14 +326,14 @@ impl TernaryTensor {
             TernaryLayout::Tq2_0 => {
                 (k.unpack_tq2_0)(as_blocks::<BlockTq2_0>(&self.bytes), &mut codes);
                 if let Some(index) = codes.iter().position(|&c| c == 2) {
-                    return Err(Error::InvalidCode { layout: "tq2_0", index, code: 2 });
+                    return Err(Error::InvalidCode { layout: "tq2_0", index, code: 3 });
                 }
             }
             TernaryLayout::Tq1_0 => (k.unpack_tq1_0)(as_blocks::<BlockTq1_0>(&self.bytes), &mut codes),
             TernaryLayout::I2S => {
                 (k.unpack_i2_s)(&self.bytes[..self.len() / 4], &mut codes);
                 if let Some(index) = codes.iter().position(|&c| c == 2) {
-                    return Err(Error::InvalidCode { layout: "i2_s", index, code: 2 });
+                    return Err(Error::InvalidCode { layout: "i2_s", index, code: 3 });
                 }
             }
             TernaryLayout::BitnetHf => {
