@@ -92,9 +92,8 @@ fi
 # --- npm dependencies at the repository root (once there is a package.json) ----
 if [ -f package.json ]; then
     have npm || die "npm not found"
-    stamp=node_modules/.package-lock.json
-    if [ -f "$stamp" ] && [ ! package.json -nt "$stamp" ] &&
-        { [ ! -f package-lock.json ] || [ ! package-lock.json -nt "$stamp" ]; }; then
+    # npm ls fails when a dependency is missing or does not satisfy package.json.
+    if npm ls --depth=0 >/dev/null 2>&1; then
         log "npm dependencies: present"
     else
         log "npm dependencies: installing"
@@ -103,7 +102,6 @@ if [ -f package.json ]; then
         else
             npm install --no-audit --no-fund
         fi
-        [ ! -f "$stamp" ] || touch "$stamp"
     fi
 fi
 
