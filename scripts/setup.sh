@@ -84,7 +84,10 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import gguf, numpy, safet
 else
     log "python venv .venv-oracle: installing gguf numpy safetensors"
     have python3 || die "python3 not found"
-    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    # (Re)create the venv unless it has a working pip (a failed ensurepip leaves none).
+    if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        python3 -m venv --clear "$VENV"
+    fi
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input gguf numpy safetensors
     "$VENV/bin/python" -c 'import gguf, numpy, safetensors'
 fi
