@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, stopping at the first failure:
-#   setup, rustfmt, clippy (native, wasm32+simd128, wasm32 scalar), native tests and
-#   doctests, the core's tests as wasm32-wasip1 under Node's WASI (SIMD128 and scalar),
-#   the gguf-py oracle, and the npm package tests once pkg-tests/ exists.
+#   setup, rustfmt, clippy (native, wasm32+simd128, wasm32 scalar), native tests,
+#   doctests and a demo run, the core's tests as wasm32-wasip1 under Node's WASI
+#   (SIMD128 and scalar), the gguf-py oracle, and the wasm build plus the npm package
+#   tests once pkg-tests/package.json exists.
 # Installs what it needs first (scripts/setup.sh). Ends with "test.sh: N passed, 0 failed".
 #
 # Environment:
