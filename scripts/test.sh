@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Runs every test of the project, stopping at the first failure:
+#   setup, rustfmt, clippy (native, wasm32+simd128, wasm32 scalar), native tests,
+#   doctests and a demo run, the core's tests as wasm32-wasip1 under Node's WASI
+#   (SIMD128 and scalar), the gguf-py oracle, and the wasm build plus the npm package
+#   tests once pkg-tests/package.json exists.
+# Installs what it needs first (scripts/setup.sh). Ends with "test.sh: N passed, 0 failed".
+#
+# Environment:
+#   TQ_WASI_RUNNER  the WASI runner script (default: scripts/wasi-run.mjs)
+#
+# RUSTFLAGS is deliberately ignored (lib.sh unsets it): it would replace the +simd128
+# flags of .cargo/config.toml. Warnings are denied through clippy's own -D warnings.
+set -euo pipefail
+LOG_NAME=test.sh
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+exec </dev/null
+
+WASI_RUNNER="${TQ_WASI_RUNNER:-$ROOT/scripts/wasi-run.mjs}"
+ORACLE_DIR=target/oracle-vectors
+
+passed=0
+current=""
+started=$SECONDS
+
+on_exit() {
+    local rc=$?
+    if [ "$rc" -ne 0 ] && [ -n "$current" ]; then
+        printf '\ntest.sh: FAILED: %s (exit %d)\n' "$current" "$rc"
+        printf 'test.sh: %d passed, 1 failed\n' "$passed"
+    fi
+}
+trap on_exit EXIT
+
+# step TITLE COMMAND [ARGS...]: runs one step in a subshell (so that its cd and exports
+# stay there) under errexit; a failure ends the script.
+step() {
+    current=$1
+    shift
+    local t0=$SECONDS
+    printf '\n==> [%d] %s\n' "$((passed + 1))" "$current"
+    ("$@")
+    passed=$((passed + 1))
+    printf -- '--> ok: %s (%ds)\n' "$current" "$((SECONDS - t0))"
+    current=""
+}
+
+# The path of the lib test binary that `cargo test ARGS --no-run` builds.
+test_binary() {
+    cargo test "$@" --no-run --message-format=json-render-diagnostics |
+        node -e '
+            let exe = "";
+            for (const line of require("fs").readFileSync(0, "utf8").split("\n")) {
+                if (!line.startsWith("{")) continue;
+                const m = JSON.parse(line);
+                if (m.reason === "compiler-artifact" && m.profile && m.profile.test && m.executable) exe = m.executable;
+            }
+            if (!exe) process.exit(1);
+            console.log(exe);
+        '
+}
+
+# wasip1_lib_tests simd128|scalar: the core's #[test]s as wasm32-wasip1 under Node's WASI,
+# after checking that the test binary does (or does not) declare simd128.
+wasip1_lib_tests() {
+    local flavor=$1 wasm features
+    [ -f "$WASI_RUNNER" ] || die "WASI runner not found: $WASI_RUNNER"
+    export CARGO_TARGET_DIR="$ROOT/target/wasip1-$flavor"
+    export CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $WASI_RUNNER"
+    if [ "$flavor" = simd128 ]; then
+        export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128"
+    else
+        export RUSTFLAGS=""
+    fi
+    wasm="$(test_binary --target wasm32-wasip1 --lib)" || die "could not build the wasm32-wasip1 test binary"
+    features="$(wasm_features "$wasm")" || die "$wasm has no target_features section"
+    if [ "$flavor" = simd128 ]; then
+        grep -q simd128 <<<"$features" || die "$wasm was built without simd128"
+        log "test binary declares simd128"
+    elif grep -q simd128 <<<"$features"; then
+        die "$wasm declares simd128 in the scalar run"
+    else
+        log "test binary does not declare simd128"
+    fi
+    cargo test --target wasm32-wasip1 --lib
+}
+
+oracle_vectors() {
+    rm -rf "$ORACLE_DIR"
+    "$VENV/bin/python" tests/oracle/gen_vectors.py "$ORACLE_DIR"
+}
+
+# The demo checks its own totals against estimate_model_size; print only its last lines.
+demo_smoke() {
+    local out
+    out="$(cargo run --quiet --example demo)"
+    tail -n 6 <<<"$out"
+}
+
+npm_package_tests() {
+    cd pkg-tests
+    npm test
+}
+
+step "setup (scripts/setup.sh)" bash scripts/setup.sh
+step "cargo fmt --check" cargo fmt --check
+step "clippy, native" cargo clippy --all-targets -- -D warnings
+step "clippy, wasm32 + simd128" cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
+step "clippy, wasm32 scalar" env RUSTFLAGS="" CARGO_TARGET_DIR=target/nosimd cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
+step "native tests (lib, tests, examples)" cargo test --lib --tests --examples
+step "native doctests" cargo test --doc
+step "demo runs (cargo run --example demo)" demo_smoke
+step "wasm32-wasip1 lib tests, simd128 (Node WASI)" wasip1_lib_tests simd128
+step "wasm32-wasip1 lib tests, scalar (Node WASI)" wasip1_lib_tests scalar
+step "oracle vectors (gguf-py)" oracle_vectors
+step "oracle tests" env TQ_ORACLE_DIR="$ORACLE_DIR" cargo test --test oracle -- --ignored
+if [ -f pkg-tests/package.json ]; then
+    step "wasm build (scripts/build.sh)" bash scripts/build.sh
+    step "npm package tests (pkg-tests)" npm_package_tests
+else
+    printf '\n(no pkg-tests/package.json yet: npm package tests not run)\n'
+fi
+
+printf '\ntest.sh: %d passed, 0 failed (%ds)\n' "$passed" "$((SECONDS - started))"
