@@ -2,7 +2,8 @@
 # Builds the two wasm variants of the crate with wasm-pack (release, --target web):
 #   target/wasm-simd    SIMD128 (the +simd128 flags of .cargo/config.toml)
 #   target/wasm-scalar  no SIMD (RUSTFLAGS="" replaces those flags), for engines without it
-# checks that only the SIMD one declares simd128, and prints the .wasm sizes.
+# checks that only the SIMD one declares simd128, assembles the npm package in pkg/
+# (scripts/assemble-pkg.sh), and prints the .wasm sizes.
 # Needs the tools that scripts/setup.sh installs.
 set -euo pipefail
 LOG_NAME=build
@@ -46,10 +47,9 @@ if grep -q 'simd128' <<<"$scalar_features"; then
 fi
 log "target features ok: simd has simd128, scalar does not"
 
-# --- npm package assembly (pkg/) ---------------------------------------------------
-# Reserved: a later step assembles the npm package in pkg/ here (both variants,
-# wasm-opt from the npm binaryen package, the JS loader, types, package.json).
-# ---------------------------------------------------------------------------------
+# The npm package: both variants optimised with npm's binaryen, the JS entry, types,
+# CLI and package.json, in pkg/.
+bash "$ROOT/scripts/assemble-pkg.sh" "$SIMD_DIR" "$SCALAR_DIR"
 
 for wasm in "$simd_wasm" "$scalar_wasm"; do
     log "$(printf '%-44s %8d bytes' "${wasm#"$ROOT"/}" "$(file_size "$wasm")")"
