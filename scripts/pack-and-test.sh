@@ -44,13 +44,12 @@ devdep() { node -e 'const p = require(process.argv[1]); process.stdout.write(p.d
 # 3. Oracle vectors from gguf-py.
 py=${ORACLE_PYTHON:-$root/.venv-oracle/bin/python}
 oracle_dir="$tmp/oracle"
-if [ -x "$py" ] || command -v "$py" >/dev/null 2>&1; then
-  "$py" "$root/pkg-tests/fixtures/gen_oracle.py" "$oracle_dir"
+if "$py" "$root/pkg-tests/fixtures/gen_oracle.py" "$oracle_dir"; then
   export TQ_ORACLE_DIR=$oracle_dir
 else
-  # The oracle tests fail and say why; the rest still runs.
-  echo "pack-and-test: no oracle python at '$py' (scripts/setup.sh makes .venv-oracle; or set ORACLE_PYTHON)" >&2
-  export TQ_ORACLE_ERROR="no oracle python at '$py'"
+  # The oracle tests then fail and say why; the rest still runs.
+  echo "pack-and-test: could not make oracle vectors with '$py' (scripts/setup.sh makes .venv-oracle; or set ORACLE_PYTHON)" >&2
+  export TQ_ORACLE_ERROR="gen_oracle.py failed with '$py'"
 fi
 
 # 4. The tests, run from inside the project.
