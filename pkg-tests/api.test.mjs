@@ -586,6 +586,18 @@ describe('quantizeBatch', () => {
     checkBatch(quantizeBatch(map, opts), named, opts);
   });
 
+  test('same names, other content: the results follow the content, never the name', () => {
+    const first = quantizeBatch({ w: { data: normal(512, 63), rows: 2, cols: 256 } });
+    const second = quantizeBatch({ w: { data: normal(512, 64), rows: 2, cols: 256 } });
+    const a = first.tensors.get('w');
+    const b = second.tensors.get('w');
+    assertBytesEqual(b.bytes, modelTernary(normal(512, 64), 2, 256, { layout: 'tq2_0', rule: 'absmean', scope: 'tensor' }).bytes, 'second batch');
+    assert.notDeepEqual(a.bytes, b.bytes);
+    assert.notDeepEqual(first.report.tensors[0].stats, second.report.tensors[0].stats);
+    a.free();
+    b.free();
+  });
+
   test('an empty batch', () => {
     const r = quantizeBatch({});
     assert.equal(r.tensors.size, 0);

@@ -11,6 +11,7 @@ import {
   loadBuild,
   matVecF32,
   QuantizationEngine,
+  quantizeBatch,
   quantizeInt8,
   quantizeTernary,
   ternaryMatVec,
@@ -43,6 +44,13 @@ function cycle(api, w, x, nan) {
   } catch {
     // rejected: the copied input must still be released
   }
+  const batch = api.quantizeBatch({ a: { data: w, rows: 4, cols: 1024 }, b: { data: dq, rows: 4, cols: 1024 } });
+  for (const t of batch.tensors.values()) t.free();
+  try {
+    api.quantizeBatch({ a: { data: w, rows: 4, cols: 1024 }, b: { data: nan, rows: 4, cols: 1024 } });
+  } catch {
+    // rejected after the first tensor was quantized
+  }
 }
 
 test('10,000 quantize/free cycles: memory after 10,000 equals memory after 1,000', async () => {
@@ -50,7 +58,7 @@ test('10,000 quantize/free cycles: memory after 10,000 equals memory after 1,000
   const x = normal(1024, 2);
   const nan = w.slice();
   nan[4000] = NaN;
-  const api = { quantizeTernary, quantizeInt8, ternaryMatVec, errorStats, matVecF32 };
+  const api = { quantizeTernary, quantizeInt8, ternaryMatVec, errorStats, matVecF32, quantizeBatch };
   const start = await wasmMemoryBytes(variant);
   for (let i = 0; i < 1000; i++) cycle(api, w, x, nan);
   const after1k = await wasmMemoryBytes(variant);
