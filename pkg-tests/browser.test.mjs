@@ -1,0 +1,193 @@
+// The package in a browser without a bundler: the installed package directory is served
+// by python's http.server on 127.0.0.1, and Debian's Chromium (driven by playwright-core)
+// opens a page that imports ./node_modules/ternary-quant/index.js as an ES module. The
+// page's TQ2_0 bytes must equal Node's, on both builds; any console error or warning,
+// page error, failed request or HTTP error fails the test. A screenshot is saved.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { init, quantizeTernary } from 'ternary-quant';
+import { normal, packageDir, tieData } from './helpers.mjs';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ROOT = process.cwd(); // the test project: node_modules/ternary-quant is the installed tarball
+const OUTPUT = process.env.TQ_TEST_OUTPUT ?? join(ROOT, 'test-output');
+
+let server;
+let origin;
+let browser;
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', ROOT], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`http.server did not start: ${seen}`)), 15_000);
+    child.stdout.on('data', (chunk) => {
+      seen += chunk;
+      const m = /port (\d+)/.exec(seen);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(m[1]) });
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`http.server exited with ${code}: ${seen}`)));
+  });
+}
+
+const PAGE = `<!doctype html>
+<html>
+<head><meta charset="utf-8"><link rel="icon" href="data:,"><title>ternary-quant check</title>
+<style>body { font: 15px system-ui, sans-serif; margin: 2em; } pre { background: #f4f4f4; padding: 1em; }</style></head>
+<body>
+<h1>ternary-quant in the browser (no bundler)</h1>
+<pre id="out">running...</pre>
+<script type="module">
+import { init, backend, loadBuild, quantizeTernary, simdSupported } from './node_modules/ternary-quant/index.js';
+const out = document.getElementById('out');
+const f32 = async (name) => new Float32Array(await (await fetch(name)).arrayBuffer());
+const bytesOf = (api, data, opts) => {
+  const t = api.quantizeTernary(data, 8, 512, opts);
+  const r = { bytes: Array.from(t.bytes), bitsPerWeight: t.bitsPerWeight };
+  t.free();
+  return r;
+};
+try {
+  const [w, ties] = [await f32('./input.f32'), await f32('./ties.f32')];
+  const info = await init();
+  const scalar = await loadBuild({ simd: false });
+  const def = { quantizeTernary };
+  const r = {
+    info, backend: backend(), simdSupported: simdSupported(), scalarBackend: scalar.backend(),
+    bitnet: bytesOf(def, w), ties: bytesOf(def, ties, { preset: 'lossless' }),
+    scalarBitnet: bytesOf(scalar, w), scalarTies: bytesOf(scalar, ties, { preset: 'lossless' }),
+  };
+  const same = JSON.stringify(r.bitnet) === JSON.stringify(r.scalarBitnet) && JSON.stringify(r.ties) === JSON.stringify(r.scalarTies);
+  const hex = r.bitnet.bytes.slice(0, 16).map((b) => b.toString(16).padStart(2, '0')).join(' ');
+  out.textContent = 'backend: ' + r.backend + '\\nSIMD128 supported: ' + r.simdSupported +
+    '\\nTQ2_0 (bitnet preset), 8 x 512: ' + r.bitnet.bytes.length + ' bytes, ' + r.bitnet.bitsPerWeight + ' bits/weight' +
+    '\\nfirst bytes: ' + hex + '\\nscalar build gives the same bytes: ' + same;
+  window.__result = r;
+} catch (e) {
+  out.textContent = 'error: ' + (e && e.stack || e);
+  window.__result = { error: String(e && e.stack || e) };
+}
+</script>
+</body>
+</html>
+`;
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing (apt-get install chromium; scripts/setup.sh does it)`);
+  await init();
+  writeFileSync(join(ROOT, 'index.html'), PAGE);
+  writeFileSync(join(ROOT, 'input.f32'), normal(8 * 512, 4242, 0.05));
+  writeFileSync(join(ROOT, 'ties.f32'), tieData(8 * 512, 4343, 'max'));
+  server = await startServer();
+  origin = `http://127.0.0.1:${server.port}`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.child.kill();
+});
+
+/** Opens a page, collecting every console error/warning, page error and failed request. */
+async function openPage(url) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 420 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
+  await page.goto(url);
+  await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 60_000 });
+  const result = await page.evaluate(() => window.__result);
+  return { context, page, problems, result };
+}
+
+function nodeBytes(data, opts) {
+  const t = quantizeTernary(data, 8, 512, opts);
+  const b = Array.from(t.bytes);
+  t.free();
+  return b;
+}
+
+test('Chromium, no bundler: SIMD feature test, both builds, bytes equal to Node', async () => {
+  const { context, page, problems, result } = await openPage(`${origin}/index.html`);
+  mkdirSync(OUTPUT, { recursive: true });
+  await page.screenshot({ path: join(OUTPUT, 'browser-no-bundler.png') });
+  await context.close();
+  assert.equal(result.error, undefined, result.error);
+  assert.deepEqual(problems, []);
+  assert.ok(['simd128', 'scalar'].includes(result.backend), result.backend);
+  assert.equal(result.info.backend, result.backend);
+  assert.equal(result.simdSupported, true, 'Chromium has SIMD128');
+  assert.equal(result.scalarBackend, 'scalar');
+  const w = normal(8 * 512, 4242, 0.05);
+  const ties = tieData(8 * 512, 4343, 'max');
+  assert.deepEqual(result.bitnet.bytes, nodeBytes(w));
+  assert.equal(result.bitnet.bitsPerWeight, 2.0625);
+  assert.deepEqual(result.ties.bytes, nodeBytes(ties, { preset: 'lossless' }));
+  assert.deepEqual(result.scalarBitnet.bytes, result.bitnet.bytes);
+  assert.deepEqual(result.scalarTies.bytes, result.ties.bytes);
+});
+
+test('Chromium, esbuild bundle (platform browser) with simd/ and scalar/ next to it', async () => {
+  const dir = join(ROOT, 'browser-bundle');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, 'entry.mjs'),
+    `import { init, backend, quantizeTernary } from 'ternary-quant';
+     const w = new Float32Array(await (await fetch('../input.f32')).arrayBuffer());
+     try {
+       const info = await init();
+       const t = quantizeTernary(w, 8, 512);
+       window.__result = { info, backend: backend(), bytes: Array.from(t.bytes) };
+       document.body.textContent = 'bundled: ' + backend();
+       t.free();
+     } catch (e) { window.__result = { error: String(e && e.stack || e) }; }`,
+  );
+  writeFileSync(join(dir, 'index.html'), `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./app.js"></script>`);
+  // WORKAROUND (see the todo test in loading.test.mjs): js/index.js imports
+  // 'node:fs/promises' by a literal, which a browser bundle cannot resolve; marking it
+  // external keeps that Node-only branch out of the bundle's way.
+  const r = spawnSync(
+    join(ROOT, 'node_modules', '.bin', 'esbuild'),
+    [join(dir, 'entry.mjs'), '--bundle', '--platform=browser', '--format=esm', `--outfile=${join(dir, 'app.js')}`, '--external:node:fs/promises', '--log-level=warning'],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 0, `esbuild failed: ${r.stderr}`);
+  for (const v of ['simd', 'scalar']) cpSync(join(packageDir(), v), join(dir, v), { recursive: true });
+  const { context, problems, result } = await openPage(`${origin}/browser-bundle/index.html`);
+  await context.close();
+  assert.equal(result.error, undefined, result.error);
+  assert.deepEqual(problems, []);
+  assert.ok(['simd128', 'scalar'].includes(result.backend));
+  assert.deepEqual(result.bytes, nodeBytes(normal(8 * 512, 4242, 0.05)));
+});
