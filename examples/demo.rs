@@ -180,7 +180,7 @@ fn fallback_row(t: &Tensor, how: StoredAs) -> Result<Row, Box<dyn Error>> {
 }
 
 /// 1234567 -> "1,234,567".
-fn thousands(n: usize) -> String {
+fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -227,8 +227,8 @@ fn print_row(r: &Row) {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let model = synthetic_model(0x7e72_6e61_7279);
-    let shapes: Vec<(usize, usize)> = model.iter().map(|t| (t.rows, t.cols)).collect();
-    let values: usize = shapes.iter().map(|&(r, c)| r * c).sum();
+    let shapes: Vec<(u64, u64)> = model.iter().map(|t| (t.rows as u64, t.cols as u64)).collect();
+    let values: u64 = shapes.iter().map(|&(r, c)| r * c).sum();
 
     println!("ternary-quant demo: a synthetic one-layer model, quantized with every preset");
     println!("backend: {}\n", Backend::best());
@@ -253,13 +253,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             .collect();
         let (_, report) = quantize_batch(&fits, &preset.options())?;
         let mut ternary = report.tensors.iter();
-        let mut bytes = 0;
+        let mut bytes = 0u64;
         for (t, &how) in model.iter().zip(&estimate.stored_as) {
             let row = match how {
                 StoredAs::Ternary => Row::from(ternary.next().ok_or("batch report is short")?),
                 other => fallback_row(t, other)?,
             };
-            bytes += row.bytes_out;
+            bytes += row.bytes_out as u64;
             print_row(&row);
         }
         if bytes != estimate.bytes {

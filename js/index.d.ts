@@ -164,6 +164,8 @@ export interface SizeEstimate {
 export function init(options?: InitOptions): Promise<{ backend: 'simd128' | 'scalar' }>;
 export function simdSupported(): boolean;
 export function backend(): 'simd128' | 'scalar';
+/** Current size of the wasm linear memory in bytes (it grows, never shrinks). */
+export function memoryBytes(): number;
 export const presets: Readonly<Record<PresetName, Preset>>;
 export function quantizeTernary(data: Float32Array, rows: number, cols: number, options?: TernaryOptions): TernaryTensor;
 export function quantizeInt8(data: Float32Array, rows: number, cols: number, options?: Int8Options): Int8Tensor;
@@ -182,6 +184,7 @@ export function estimateModelSize(
 /** The API bound to one build, loaded beside the default one (for comparisons). */
 export interface BuildApi {
   backend(): 'simd128' | 'scalar';
+  memoryBytes(): number;
   quantizeTernary: typeof quantizeTernary;
   quantizeInt8: typeof quantizeInt8;
   errorStats: typeof errorStats;

@@ -32,13 +32,24 @@ function isNode() {
   return typeof process === 'object' && process !== null && typeof process.versions?.node === 'string';
 }
 
-async function wasmSource(variant) {
-  const url = new URL(`./${variant}/ternary_quant_bg.wasm`, import.meta.url);
-  if (isNode() && url.protocol === 'file:') {
-    const { readFile } = await import('node:fs/promises');
-    return readFile(url);
+// A computed specifier, so that bundlers for the browser leave Node's fs alone.
+const NODE_FS = 'node:fs/promises';
+
+async function readFileInNode(url) {
+  const { readFile } = await import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS);
+  return readFile(url);
+}
+
+// Node's fetch() cannot read file: URLs, so the bytes are read from disk there.
+async function wasmSource(variant, wasm) {
+  if (wasm === undefined) wasm = new URL(`./${variant}/ternary_quant_bg.wasm`, import.meta.url);
+  if (isNode()) {
+    if (wasm instanceof URL && wasm.protocol === 'file:') return readFileInNode(wasm);
+    if (typeof wasm === 'string' && !/^(https?|data|blob):/i.test(wasm)) {
+      return readFileInNode(wasm.startsWith('file:') ? new URL(wasm) : wasm);
+    }
   }
-  return url;
+  return wasm;
 }
 
 /**
@@ -80,7 +91,7 @@ function loadVariant(variant, wasm) {
   if (!builds.has(variant)) {
     const g = variant === 'simd' ? simdGlue : scalarGlue;
     const pending = (async () => {
-      const source = wasm ?? (await wasmSource(variant));
+      const source = await wasmSource(variant, wasm);
       const instance = await g.default({ module_or_path: source });
       return { glue: g, memory: instance.memory, variant };
     })();
@@ -100,9 +111,18 @@ export function backend() {
   return bindings().glue.backend();
 }
 
+/** Current size of the wasm linear memory in bytes (it grows, never shrinks). */
+export function memoryBytes() {
+  return bindings().memory.buffer.byteLength;
+}
+
+function describe(value) {
+  return typeof value === 'number' ? String(value) : `${typeof value} ${JSON.stringify(value) ?? String(value)}`;
+}
+
 function checkDim(name, value) {
   if (!Number.isInteger(value) || value < 1 || value > MAX_DIM) {
-    throw new RangeError(`${name} must be an integer in 1..${MAX_DIM}, got ${value}`);
+    throw new RangeError(`${name} must be an integer in 1..${MAX_DIM}, got ${describe(value)}`);
   }
 }
 
@@ -225,6 +245,10 @@ function ternaryMatVecIn(build, tensor, x) {
   const b = build.glue;
   if (!(tensor instanceof TernaryTensor)) throw new TypeError('ternaryMatVec: the first argument must be a TernaryTensor');
   const raw = live(tensor, 'TernaryTensor');
+  if (!(raw instanceof b.TernaryTensor)) {
+    const other = b === simdGlue ? 'scalar' : 'SIMD128';
+    throw new TypeError(`ternaryMatVec: this TernaryTensor belongs to the ${other} build; use that build's ternaryMatVec`);
+  }
   checkF32('x', x);
   checkFits(build, x.byteLength * 2 + raw.cols * 2, 'ternaryMatVec');
   return b.ternaryMatVec(raw, x);
@@ -393,6 +417,7 @@ export async function loadBuild({ simd }) {
   const build = await loadVariant(simd ? 'simd' : 'scalar');
   return Object.freeze({
     backend: () => build.glue.backend(),
+    memoryBytes: () => build.memory.buffer.byteLength,
     quantizeTernary: (data, rows, cols, options) => quantizeTernaryIn(build, data, rows, cols, options),
     quantizeInt8: (data, rows, cols, options) => quantizeInt8In(build, data, rows, cols, options),
     errorStats: (original, reconstructed) => errorStatsIn(build, original, reconstructed),

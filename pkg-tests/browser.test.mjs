@@ -174,12 +174,9 @@ test('Chromium, esbuild bundle (platform browser) with simd/ and scalar/ next to
      } catch (e) { window.__result = { error: String(e && e.stack || e) }; }`,
   );
   writeFileSync(join(dir, 'index.html'), `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./app.js"></script>`);
-  // WORKAROUND (see the todo test in loading.test.mjs): js/index.js imports
-  // 'node:fs/promises' by a literal, which a browser bundle cannot resolve; marking it
-  // external keeps that Node-only branch out of the bundle's way.
   const r = spawnSync(
     join(ROOT, 'node_modules', '.bin', 'esbuild'),
-    [join(dir, 'entry.mjs'), '--bundle', '--platform=browser', '--format=esm', `--outfile=${join(dir, 'app.js')}`, '--external:node:fs/promises', '--log-level=warning'],
+    [join(dir, 'entry.mjs'), '--bundle', '--platform=browser', '--format=esm', `--outfile=${join(dir, 'app.js')}`, '--log-level=warning'],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, `esbuild failed: ${r.stderr}`);

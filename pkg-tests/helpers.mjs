@@ -100,18 +100,10 @@ export function packageDir() {
   return dirname(fileURLToPath(import.meta.resolve('ternary-quant')));
 }
 
-/**
- * Bytes of the linear memory of one build ('simd' or 'scalar'), once loaded.
- * WORKAROUND: the public API has no way to read the wasm memory size, so this imports
- * the build's wasm-bindgen glue by file URL (the same module instance that index.js
- * uses, bypassing the package's "exports" map) and asks its initSync(), which returns
- * the existing exports when the instance is already up. Replace with a public
- * `memoryBytes()` when the package has one.
- */
+/** Bytes of the linear memory of one build ('simd' or 'scalar'), through the public API. */
 export async function wasmMemoryBytes(variant) {
-  const glue = await import(pathToFileURL(`${packageDir()}/${variant}/ternary_quant.js`).href);
-  const exports = glue.initSync(undefined);
-  return exports.memory.buffer.byteLength;
+  const { loadBuild } = await import('ternary-quant');
+  return (await loadBuild({ simd: variant === 'simd' })).memoryBytes();
 }
 
 // ---------------------------------------------------------------- f16

@@ -142,9 +142,8 @@ test('init({ wasm }) with bytes and a compiled module', async () => {
   }
 });
 
-// KNOWN BUG (js/index.js loadVariant): a URL or path given as `wasm` is handed to the
-// glue's fetch(), which Node does not implement for file: URLs. Remove the todo once fixed.
-test('init({ wasm }) with a file URL in Node', { todo: 'js/index.js loadVariant: file: URLs go to fetch() in Node' }, async () => {
+// Node's fetch() cannot read file: URLs, so init({ wasm }) reads those (and paths) with fs.
+test('init({ wasm }) with a file URL in Node', async () => {
   const out = runModule(`
     import * as tq from 'ternary-quant';
     import { dirname, join } from 'node:path';
@@ -207,9 +206,8 @@ test('esbuild bundle (platform node, esm) with simd/ and scalar/ copied next to 
   }
 });
 
-// KNOWN BUG (js/index.js wasmSource): the literal `import('node:fs/promises')` makes
-// browser bundles fail to resolve it. Remove the todo once fixed.
-test('esbuild bundle for the browser platform builds without errors', { todo: "js/index.js: import('node:fs/promises') breaks browser bundles" }, () => {
+// Browser bundles must not trip over the Node-only fs import of the entry.
+test('esbuild bundle for the browser platform builds without errors', () => {
   const project = process.cwd();
   const work = mkdtempSync(join(project, '.bundle-'));
   try {

@@ -3,7 +3,7 @@
 #   setup, rustfmt, clippy (native, wasm32+simd128, wasm32 scalar), native tests,
 #   doctests and a demo run, the core's tests as wasm32-wasip1 under Node's WASI
 #   (SIMD128 and scalar), the gguf-py oracle, and the wasm build plus the npm package
-#   tests once pkg-tests/package.json exists.
+#   tests (the packed tarball installed into a temporary project).
 # Installs what it needs first (scripts/setup.sh). Ends with "test.sh: N passed, 0 failed".
 #
 # Environment:
@@ -98,10 +98,6 @@ demo_smoke() {
     tail -n 6 <<<"$out"
 }
 
-npm_package_tests() {
-    cd pkg-tests
-    npm test
-}
 
 step "setup (scripts/setup.sh)" bash scripts/setup.sh
 step "cargo fmt --check" cargo fmt --check
@@ -115,11 +111,7 @@ step "wasm32-wasip1 lib tests, simd128 (Node WASI)" wasip1_lib_tests simd128
 step "wasm32-wasip1 lib tests, scalar (Node WASI)" wasip1_lib_tests scalar
 step "oracle vectors (gguf-py)" oracle_vectors
 step "oracle tests" env TQ_ORACLE_DIR="$ORACLE_DIR" cargo test --test oracle -- --ignored
-if [ -f pkg-tests/package.json ]; then
-    step "wasm build (scripts/build.sh)" bash scripts/build.sh
-    step "npm package tests (pkg-tests)" npm_package_tests
-else
-    printf '\n(no pkg-tests/package.json yet: npm package tests not run)\n'
-fi
+step "wasm build and npm package (scripts/build.sh)" bash scripts/build.sh
+step "npm package tests: packed tarball installed and tested (pkg-tests)" bash scripts/pack-and-test.sh
 
 printf '\ntest.sh: %d passed, 0 failed (%ds)\n' "$passed" "$((SECONDS - started))"

@@ -263,12 +263,7 @@ fn row_not_block_aligned() {
         ),
         // Q8_0 and Q8_K name themselves when their rows do not fit their blocks.
         (err(quantize_int8(&ramp(48), 1, 48, &q8_0())), "q8_0", 32, 48),
-        (
-            err(quantize_int8(&ramp(32), 1, 32, &int8(Int8Layout::Q8K, Scope::Block(256)))),
-            "q8_k",
-            256,
-            32,
-        ),
+        (err(quantize_int8(&ramp(32), 1, 32, &int8(Int8Layout::Q8K, Scope::Block(256)))), "q8_k", 256, 32),
         (
             err(quantize_int8(&ramp(48), 1, 48, &int8(Int8Layout::Plain, Scope::Block(32)))),
             "int8 with the block scope",

@@ -82,6 +82,17 @@ impl TernaryLayout {
                 return Err(Error::RowNotBlockAligned { layout: self.name(), block, cols: cols as usize });
             }
         }
+        self.check_scope(scope)?;
+        match (self, scope) {
+            (Self::Codes, Scope::Block(n)) if cols % n as u64 != 0 => {
+                Err(Error::RowNotBlockAligned { layout: "codes with the block scope", block: n, cols: cols as usize })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this layout can store scales of this scope at all, whatever the shape.
+    pub fn check_scope(self, scope: Scope) -> Result<()> {
         match (self, scope) {
             (_, Scope::Block(0)) => Err(Error::InvalidOption { name: "blockSize", reason: "must be positive".into() }),
             (Self::Tq2_0 | Self::Tq1_0, Scope::Block(n)) if n != QK_K => Err(Error::Unsupported(format!(
@@ -90,9 +101,6 @@ impl TernaryLayout {
             ))),
             (Self::BitnetHf | Self::I2S, Scope::Row | Scope::Block(_)) => {
                 Err(Error::Unsupported(format!("{} stores one scale per tensor; use the tensor scope", self.name())))
-            }
-            (Self::Codes, Scope::Block(n)) if cols % n as u64 != 0 => {
-                Err(Error::RowNotBlockAligned { layout: "codes with the block scope", block: n, cols: cols as usize })
             }
             _ => Ok(()),
         }

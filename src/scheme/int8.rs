@@ -55,6 +55,22 @@ pub struct Int8Options {
     pub backend: Backend,
 }
 
+impl Int8Options {
+    /// Checks what can be checked before seeing a tensor (everything but the row length).
+    pub fn validate(&self) -> Result<()> {
+        self.backend
+            .kernels()
+            .ok_or_else(|| Error::Unsupported(format!("backend {} on this machine", self.backend)))?;
+        let cols = match (self.layout, self.scope) {
+            (_, Scope::Block(n)) if n > 0 => n,
+            (Int8Layout::Q8_0, _) => QK8_0,
+            (Int8Layout::Q8K, _) => QK_K,
+            _ => 1,
+        };
+        check_options(self, cols)
+    }
+}
+
 impl Default for Int8Options {
     /// Per-token symmetric int8, as BitNet quantizes activations.
     fn default() -> Self {

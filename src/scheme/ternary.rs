@@ -120,6 +120,17 @@ pub struct TernaryOptions {
     pub backend: Backend,
 }
 
+impl TernaryOptions {
+    /// Checks what can be checked before seeing a tensor: the layout takes the scope,
+    /// and the backend runs here.
+    pub fn validate(&self) -> Result<()> {
+        self.backend
+            .kernels()
+            .ok_or_else(|| Error::Unsupported(format!("backend {} on this machine", self.backend)))?;
+        self.layout.check_scope(self.scope)
+    }
+}
+
 impl Default for TernaryOptions {
     /// The `bitnet` preset: TQ2_0, absmean, one scale per tensor.
     fn default() -> Self {

@@ -37,7 +37,27 @@ fn parse_options<T: DeserializeOwned + Default>(value: JsValue, what: &str, keys
             return Err(JsError::new(&format!("invalid {what}: unknown option '{key}' (known: {})", keys.join(", "))));
         }
     }
-    serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("invalid {what}: {e}")))
+    serde_wasm_bindgen::from_value::<T>(value.clone()).map_err(|e| {
+        // Find the key whose value is wrong by parsing each one alone.
+        let culprit = js_sys::Object::keys(object).iter().find_map(|key| {
+            let single = js_sys::Object::new();
+            js_sys::Reflect::set(&single, &key, &js_sys::Reflect::get(&value, &key).ok()?).ok()?;
+            serde_wasm_bindgen::from_value::<T>(single.into()).err().map(|e| (key.as_string().unwrap_or_default(), e))
+        });
+        match culprit {
+            Some((key, e)) => JsError::new(&format!("invalid {what}: option '{key}': {}", serde_message(e))),
+            None => JsError::new(&format!("invalid {what}: {}", serde_message(e))),
+        }
+    })
+}
+
+/// The message of a serde-wasm-bindgen error, without the "Error: " of its JS form.
+fn serde_message(e: serde_wasm_bindgen::Error) -> String {
+    let value = JsValue::from(e);
+    match value.dyn_ref::<js_sys::Error>() {
+        Some(error) => error.message().into(),
+        None => value.as_string().unwrap_or_else(|| "invalid value".into()),
+    }
 }
 
 const TERNARY_KEYS: &[&str] = &["preset", "layout", "rule", "scope", "blockSize"];
@@ -327,6 +347,8 @@ impl QuantizationEngine {
             percentile: a.percentile,
         }
         .options()?;
+        weights.validate().map_err(js_error)?;
+        activations.validate().map_err(js_error)?;
         Ok(Self { inner: engine::QuantizationEngine::new(weights, activations) })
     }
 
