@@ -117,7 +117,15 @@ export function memoryBytes() {
 }
 
 function describe(value) {
-  return typeof value === 'number' ? String(value) : `${typeof value} ${JSON.stringify(value) ?? String(value)}`;
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'bigint') return `bigint ${value}n`;
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = undefined;
+  }
+  return `${typeof value} ${text ?? String(value)}`;
 }
 
 function checkDim(name, value) {
@@ -350,9 +358,11 @@ function estimateModelSizeIn(build, shapes, config) {
   const flat = [];
   for (const s of list) {
     if (!Array.isArray(s) || s.length !== 2) throw new TypeError('estimateModelSize: each shape must be [rows, cols]');
-    for (const d of s) {
-      if (!Number.isSafeInteger(d) || d < 1) throw new RangeError(`estimateModelSize: ${d} is not a positive integer dimension`);
-    }
+    ['rows', 'cols'].forEach((name, i) => {
+      if (!Number.isSafeInteger(s[i]) || s[i] < 1) {
+        throw new RangeError(`estimateModelSize: ${name} must be a positive integer, got ${describe(s[i])}`);
+      }
+    });
     flat.push(s[0], s[1]);
   }
   const pairs = new Float64Array(flat);

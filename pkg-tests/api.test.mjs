@@ -46,6 +46,7 @@ function validCombinations() {
       out.push({ layout, rule, scope: 'block', blockSize: 256 });
     }
     out.push({ layout: 'bitnet-hf', rule, scope: 'tensor' });
+    out.push({ layout: 'i2_s', rule, scope: 'tensor' });
     out.push({ layout: 'codes', rule, scope: 'tensor' }, { layout: 'codes', rule, scope: 'row' });
     out.push({ layout: 'codes', rule, scope: 'block', blockSize: 256 });
     out.push({ layout: 'codes', rule, scope: 'block', blockSize: 64 });
@@ -626,6 +627,7 @@ describe('estimateModelSize', () => {
       tq2_0: (n / 256) * 66,
       tq1_0: (n / 256) * 54,
       'bitnet-hf': 1024 * 4096 + 4,
+      i2_s: 4096 * 4096 / 4 + 32,
       q8_0: (n / 32) * 34,
       f16: n * 2,
       f32: n * 4,

@@ -180,7 +180,7 @@ describe('options', () => {
 
   test('unknown option values name the key and the value', () => {
     throwsClearly(() => quantizeTernary(x512, 2, 256, { layout: 'tq3_0' }), Error, /layout/, /'tq3_0'/);
-    throwsClearly(() => quantizeTernary(x512, 2, 256, { layout: 'i2_s' }), Error, /layout/, /'i2_s'/);
+    throwsClearly(() => quantizeTernary(x512, 2, 256, { layout: 'i3_s' }), Error, /layout/, /'i3_s'/);
     throwsClearly(() => quantizeTernary(x512, 2, 256, { rule: 'mean' }), Error, /rule/, /'mean'/);
     throwsClearly(() => quantizeTernary(x512, 2, 256, { scope: 'column' }), Error, /scope/, /'column'/);
     throwsClearly(() => quantizeTernary(x512, 2, 256, { preset: 'tiny' }), Error, /preset/, /'tiny'/);

@@ -293,6 +293,16 @@ export function modelTernary(data, rows, cols, { layout, rule, scope, blockSize 
         for (let k = 0; k < cols; k++) bytes[r * cols + k] |= c(row * cols + k) << (2 * i);
       }
     }
+  } else if (layout === 'i2_s') {
+    // bitnet.cpp x86: value b*128 + g*32 + p -> byte b*32 + p, bits 6 - 2g; then the f32
+    // scale in a 32-byte tail.
+    bytes = new Uint8Array(n / 4 + 32);
+    for (let i = 0; i < n; i++) {
+      const b = Math.floor(i / 128);
+      const j = i % 128;
+      bytes[b * 32 + (j % 32)] |= c(i) << (6 - 2 * Math.floor(j / 32));
+    }
+    new DataView(bytes.buffer).setFloat32(n / 4, scales[0], true);
   } else if (layout === 'codes') {
     bytes = new Uint8Array(codes.buffer.slice(0));
   } else {
@@ -300,7 +310,7 @@ export function modelTernary(data, rows, cols, { layout, rule, scope, blockSize 
   }
   const dequantized = new Float32Array(n);
   for (let i = 0; i < n; i++) dequantized[i] = codes[i] * scales[Math.floor(i / sp)];
-  const byteLength = bytes.length + (tq ? 0 : 4 * scales.length);
+  const byteLength = bytes.length + (tq || layout === 'i2_s' ? 0 : 4 * scales.length);
   return { bytes, scales, codes, dequantized, byteLength };
 }
 
@@ -339,7 +349,7 @@ export function modelInt8Plain(data, rows, cols, { scope = 'row', blockSize = 32
       }
       lo = Math.max(Math.min(lo, 0), -c);
       hi = Math.min(Math.max(hi, 0), c);
-      const scale = fr(fr(hi - lo) / 255);
+      const scale = fr((hi - lo) / 255); // the range in f64: hi - lo can pass f32::MAX
       if (scale === 0) {
         scales.push(0);
         zeroPoints.push(0);
