@@ -140,8 +140,11 @@ fn every_type_kvs() -> (Vec<B>, Vec<(String, GgufValue)>) {
     (kvs, values)
 }
 
+/// (name, dtype, row-major shape, byte length) of an expected tensor.
+type Expected = (&'static str, DType, Vec<u64>, u64);
+
 /// Tensors of every type the converter reads, each at an aligned offset.
-fn tensors_and_data(align: u64) -> (Vec<B>, Vec<u8>, Vec<(&'static str, DType, Vec<u64>, u64)>) {
+fn tensors_and_data(align: u64) -> (Vec<B>, Vec<u8>, Vec<Expected>) {
     let specs: Vec<(&str, u32, Vec<u64>, DType, u64)> = vec![
         ("f32", 0, vec![8, 2], DType::F32, 64),
         ("f16", 1, vec![8], DType::F16, 16),
