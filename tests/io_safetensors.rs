@@ -122,7 +122,10 @@ fn bad_json_and_entries_are_refused() {
     let mut not_utf8 = file(r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, &[0]);
     not_utf8[10] = 0xff;
     malformed(&not_utf8, "not UTF-8");
-    t("[1,2]", 0, "JSON");
+    t("[1,2]", 0, "does not start with '{'");
+    t(" {}", 0, "does not start with '{'");
+    t("{}x", 0, "JSON");
+    t(r#"{"a":1}"#, 0, "JSON");
     t("{", 0, "JSON");
     t(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}} x"#, 4, "JSON");
     t(

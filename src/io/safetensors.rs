@@ -9,7 +9,7 @@
 //! JSON key replace the first silently. The tests check our output with that crate.
 //!
 //! Checks: N within the file and at most 100 MB (the `safetensors` crate's limit), the
-//! JSON is UTF-8 and an object, no duplicate names, known dtypes, begin <= end <= data
+//! JSON starts with `{` (as the format requires), is UTF-8 and an object, no duplicate names, known dtypes, begin <= end <= data
 //! length, `end - begin == product(shape) * dtype size` (overflow-checked), and no two
 //! tensors overlap. Gaps between tensors are allowed.
 
@@ -123,6 +123,9 @@ pub fn read_safetensors(prefix: &[u8], file_size: u64) -> Result<ModelHeader> {
         return Err(Error::NeedMoreBytes { needed: header_end });
     }
     let json = &prefix[8..header_end as usize];
+    if json.first() != Some(&b'{') {
+        return Err(malformed("the header does not start with '{' (is this a safetensors file?)"));
+    }
     let text = std::str::from_utf8(json)
         .map_err(|e| malformed(format!("header is not UTF-8 (byte {} of the JSON)", e.valid_up_to())))?;
     let raw: RawHeader = serde_json::from_str(text).map_err(|e| malformed(format!("header JSON: {e}")))?;
