@@ -359,6 +359,9 @@ fn gguf_to_gguf_keeps_metadata_and_alignment() {
         ]
     );
     assert!(plan.ops[3].fallback_reason.as_deref().unwrap().contains("Q4_K values cannot be decoded"));
+    // Already in the output layout: copied.
+    let same = plan_conversion(std::slice::from_ref(&input), &PlanOptions::default()).unwrap();
+    assert_eq!((same.ops[0].kind, same.ops[0].out_type), (OpKind::Copy, DType::Tq2_0));
 
     let out = run(&plan, &[&bytes]).unwrap();
     let h = read_gguf(&out, out.len() as u64).unwrap();

@@ -179,7 +179,7 @@ fn decode(op: &PlanOp, input: &[u8]) -> Result<Vec<f32>> {
     let values = match op.in_type {
         DType::F32 | DType::F16 | DType::BF16 => decode_floats(op.in_type, input, op)?,
         DType::Q8_0 => {
-            let expected = n / QK8_0 * core::mem::size_of::<BlockQ8_0>();
+            let expected = (n / QK8_0).saturating_mul(core::mem::size_of::<BlockQ8_0>());
             if n % QK8_0 != 0 || input.len() != expected {
                 return Err(Error::ByteLength { layout: "q8_0", expected, actual: input.len() });
             }

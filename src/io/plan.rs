@@ -36,8 +36,9 @@
 //! are kept exactly and so are their scales (TQ blocks keep theirs; a per-tensor scale
 //! g becomes d = f16(g) in every TQ block). bitnet-hf and I2_S hold one scale per
 //! tensor, so converting TQ blocks whose scales differ is an error at conversion time
-//! (blocks whose codes are all zero may have any scale). The rule and scope options only
-//! apply to tensors quantized from floats. For GGUF output, a bitnet-hf weight's scale
+//! (blocks whose codes are all zero may have any scale). A tensor already in the output
+//! layout is copied. The rule and scope options only apply to tensors quantized from
+//! floats. For GGUF output, a bitnet-hf weight's scale
 //! tensor is folded into the weight and not written.
 //!
 //! The transformers BitNet integration multiplies by `weight_scale` in `AutoBitLinear`
@@ -502,6 +503,10 @@ fn decide(entry: &Entry<'_>, wants_ternary: bool, opts: &PlanOptions) -> Result<
                 return Ok(fallback);
             }
             let out_type = layout_dtype(opts.layout);
+            if in_type == out_type {
+                // Re-packing into the same layout would give the same bytes.
+                return Ok(Decision { kind: OpKind::Copy, out_type, reason: None, output_length: stored_len });
+            }
             let kind = if in_type.is_ternary() { OpKind::Repack } else { OpKind::Quantize };
             let output_length = match opts.output {
                 OutputFormat::Gguf => out_type.tensor_bytes(&shape)?,
