@@ -391,3 +391,76 @@ pub(crate) fn need_bytes(end: u64, have: usize, file_size: u64) -> Error {
     let doubled = (have as u64).saturating_mul(2);
     Error::NeedMoreBytes { needed: end.max(doubled).min(file_size) }
 }
+
+/// Files far beyond 4 GiB: offsets and sizes stay exact with a 32-bit `usize` (these
+/// tests also run as wasm32).
+#[cfg(test)]
+mod tests {
+    use super::gguf::{read_gguf, write_gguf, GgufTensorOut};
+    use super::*;
+    use crate::io::plan::{plan_conversion, OpKind, OutputFormat, PlanOptions};
+    use crate::layout::TernaryLayout;
+
+    const GIB: u64 = 1 << 30;
+
+    /// A header whose tensors lie past 4 GiB; only the header is in memory.
+    fn big_gguf() -> (Vec<u8>, u64) {
+        let tensors = [
+            GgufTensorOut { name: "big.weight".into(), ne: vec![1 << 17, 1 << 17], ggml_type: 1, byte_len: 32 * GIB },
+            GgufTensorOut { name: "after.weight".into(), ne: vec![256, 2], ggml_type: 0, byte_len: 2048 },
+        ];
+        let layout = write_gguf(&[], &tensors, 32).unwrap();
+        assert_eq!(layout.offsets[1], layout.header.len() as u64 + 32 * GIB);
+        (layout.header, layout.total)
+    }
+
+    #[test]
+    fn gguf_offsets_past_4_gib() {
+        let (header, size) = big_gguf();
+        let h = read_gguf(&header, size).unwrap();
+        assert_eq!(h.tensors[0].byte_len, 32 * GIB);
+        assert_eq!(h.tensors[1].offset, h.data_offset + 32 * GIB);
+        assert_eq!(h.tensor_bytes(), 32 * GIB + 2048);
+        // One byte short of the file is refused, whatever usize is.
+        assert!(matches!(read_gguf(&header, size - 2048 + 1), Err(Error::Malformed { .. })));
+
+        let plan = plan_conversion(std::slice::from_ref(&h), &PlanOptions::default()).unwrap();
+        let (big, after) = (&plan.ops[0], &plan.ops[1]);
+        assert_eq!((big.kind, big.out_type, big.output_length), (OpKind::Quantize, DType::Tq2_0, (1 << 34) / 256 * 66));
+        assert_eq!(after.inputs[0].offset, h.data_offset + 32 * GIB);
+        assert!(after.output_offset > 4 * GIB);
+        assert_eq!(after.kind, OpKind::Quantize);
+        assert_eq!(plan.output_size, (after.output_offset + after.output_length).div_ceil(32) * 32);
+        // The small tensor past 4 GiB converts; the huge one refuses a short input.
+        let values: Vec<u8> = (0..512u32).flat_map(|i| ((i % 7) as f32 - 3.0).to_le_bytes()).collect();
+        assert_eq!(convert_tensor(after, &values, false).unwrap().bytes.len(), 2 * 66);
+        assert!(matches!(convert_tensor(big, &values, false).unwrap_err().root(), Error::ByteLength { .. }));
+    }
+
+    #[test]
+    fn safetensors_offsets_past_4_gib() {
+        let entries: Vec<(&str, &str, &[u64], [u64; 2])> = vec![
+            ("a.weight", "F32", &[1 << 16, 1 << 15], [0, 8 * GIB]),
+            ("b.weight", "F16", &[2, 256], [8 * GIB, 8 * GIB + 1024]),
+        ];
+        let header = safetensors::write_header(None, &entries);
+        let size = header.len() as u64 + 8 * GIB + 1024;
+        let h = read_model(&header, size).unwrap();
+        assert_eq!(h.tensors[1].offset, header.len() as u64 + 8 * GIB);
+        for output in [OutputFormat::Gguf, OutputFormat::BitnetHf] {
+            let layout = if output == OutputFormat::Gguf { TernaryLayout::Tq2_0 } else { TernaryLayout::BitnetHf };
+            let plan =
+                plan_conversion(std::slice::from_ref(&h), &PlanOptions { output, layout, ..PlanOptions::default() })
+                    .unwrap();
+            assert_eq!(plan.ops[1].inputs[0].offset, header.len() as u64 + 8 * GIB);
+            let big = &plan.ops[0];
+            assert_eq!(plan.ops[1].output_offset, big.output_offset + big.output_length);
+            assert!(plan.output_size > big.output_length);
+        }
+        // A size past 2^53 still reads (JavaScript cannot pass one, Rust can).
+        let huge: Vec<(&str, &str, &[u64], [u64; 2])> = vec![("x", "U8", &[1 << 60], [0, 1 << 60])];
+        let header = safetensors::write_header(None, &huge);
+        let h = read_model(&header, header.len() as u64 + (1 << 60)).unwrap();
+        assert_eq!(h.tensors[0].byte_len, 1 << 60);
+    }
+}
