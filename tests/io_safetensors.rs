@@ -163,7 +163,11 @@ fn gaps_between_tensors_are_allowed() {
 
 #[test]
 fn the_writer_pads_to_eight_and_both_readers_agree() {
-    let metadata = vec![("format".to_string(), "pt".to_string()), ("quote\"d".to_string(), "new\nline".to_string())];
+    let metadata = vec![
+        ("format".to_string(), "pt".to_string()),
+        ("quote\"d".to_string(), "new\nline".to_string()),
+        ("ctl\u{1}\\/é".to_string(), "tab\there\r\u{1f}".to_string()),
+    ];
     let tensors: Vec<(&str, &str, &[u64], [u64; 2])> = vec![
         ("z.weight", "U8", &[2, 3], [0, 6]),
         ("z.weight_scale", "F32", &[1], [6, 10]),
@@ -188,7 +192,10 @@ fn the_writer_pads_to_eight_and_both_readers_agree() {
         assert_eq!(view.data(), &bytes[t.offset as usize..(t.offset + t.byte_len) as usize]);
     }
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    assert_eq!(meta.metadata().as_ref().unwrap().get("quote\"d").unwrap(), "new\nline");
+    let theirs_meta = meta.metadata().as_ref().unwrap();
+    for (k, v) in &metadata {
+        assert_eq!(theirs_meta.get(k), Some(v));
+    }
 }
 
 const INDEX: &str = r#"{"metadata":{"total_size":40},

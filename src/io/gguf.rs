@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use super::{check_prefix, need_bytes, DType, Format, Metadata, ModelHeader, TensorInfo};
+use super::{check_prefix, need_bytes, offset_order, overlap, DType, Format, Metadata, ModelHeader, TensorInfo};
 use crate::error::{Error, Result};
 
 /// The four bytes every GGUF file starts with.
@@ -487,7 +487,11 @@ pub fn read_gguf(prefix: &[u8], file_size: u64) -> Result<ModelHeader> {
         None => DEFAULT_ALIGNMENT,
         Some((_, GgufValue::U32(a))) if a.is_power_of_two() => *a,
         Some((_, v)) => {
-            return Err(malformed(format!("general.alignment must be a UINT32 power of two, got {v:?}")));
+            let got = match v {
+                GgufValue::U32(a) => a.to_string(),
+                other => format!("a {}", other.kind().name()),
+            };
+            return Err(malformed(format!("general.alignment must be a UINT32 power of two, got {got}")));
         }
     };
 
@@ -549,12 +553,8 @@ pub fn read_gguf(prefix: &[u8], file_size: u64) -> Result<ModelHeader> {
             }
         }
     }
-    let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| t.byte_len > 0).collect();
-    by_offset.sort_by_key(|t| t.offset);
-    for pair in by_offset.windows(2) {
-        if pair[1].offset < pair[0].offset + pair[0].byte_len {
-            return Err(malformed(format!("tensors \"{}\" and \"{}\" overlap", pair[0].name, pair[1].name)));
-        }
+    if let Some((a, b)) = overlap(&tensors, &offset_order(&tensors)) {
+        return Err(malformed(format!("tensors \"{a}\" and \"{b}\" overlap")));
     }
     Ok(ModelHeader {
         format: Format::Gguf,

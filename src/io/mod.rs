@@ -374,6 +374,27 @@ pub fn read_model(prefix: &[u8], file_size: u64) -> Result<ModelHeader> {
     }
 }
 
+/// Indices of `tensors` by offset (ties keep their order).
+pub(crate) fn offset_order(tensors: &[TensorInfo]) -> Vec<usize> {
+    let mut keys: Vec<(u64, usize)> = tensors.iter().enumerate().map(|(i, t)| (t.offset, i)).collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, i)| i).collect()
+}
+
+/// The first two tensors (in `order`) whose bytes overlap, if any.
+pub(crate) fn overlap<'a>(tensors: &'a [TensorInfo], order: &[usize]) -> Option<(&'a str, &'a str)> {
+    let mut previous: Option<&TensorInfo> = None;
+    for t in order.iter().map(|&i| &tensors[i]).filter(|t| t.byte_len > 0) {
+        if let Some(p) = previous {
+            if t.offset < p.offset + p.byte_len {
+                return Some((&p.name, &t.name));
+            }
+        }
+        previous = Some(t);
+    }
+    None
+}
+
 /// Checks that a prefix is not longer than the file it comes from.
 pub(crate) fn check_prefix(prefix: &[u8], file_size: u64) -> Result<()> {
     if prefix.len() as u64 > file_size {

@@ -394,9 +394,13 @@ fn check_options(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<()> {
 fn detected_semantics(inputs: &[ModelHeader]) -> Option<ScaleSemantics> {
     inputs.iter().find_map(|h| match &h.metadata {
         Metadata::Safetensors(m) => {
+            #[derive(serde::Deserialize)]
+            struct Config {
+                linear_class: Option<String>,
+            }
             let (_, config) = m.iter().find(|(k, _)| k == "quantization_config")?;
-            let value: serde_json::Value = serde_json::from_str(config).ok()?;
-            match value.get("linear_class")?.as_str()? {
+            let config: Config = serde_json::from_str(config).ok()?;
+            match config.linear_class?.as_str() {
                 "bitlinear" => Some(ScaleSemantics::Divide),
                 "autobitlinear" => Some(ScaleSemantics::Multiply),
                 _ => None,
@@ -419,7 +423,7 @@ fn fallback_for_rows(layout: TernaryLayout, cols: u64, in_type: DType, shape: &[
         Some(b) if cols % b as u64 != 0 => b,
         _ => return Ok(None),
     };
-    let name = layout.name().to_uppercase();
+    let name = layout_dtype(layout).name();
     let (out_type, why) = if cols % QK8_0 as u64 == 0 {
         (DType::Q8_0, format!("stored as Q8_0 ({cols} is a multiple of 32), as llama.cpp falls back"))
     } else {

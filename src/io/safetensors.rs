@@ -13,13 +13,13 @@
 //! length, `end - begin == product(shape) * dtype size` (overflow-checked), and no two
 //! tensors overlap. Gaps between tensors are allowed.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::{check_prefix, element_count, DType, Format, Metadata, ModelHeader, TensorInfo};
+use super::{check_prefix, element_count, offset_order, overlap, DType, Format, Metadata, ModelHeader, TensorInfo};
 use crate::error::{Error, Result};
 
 /// The largest header the reader accepts, as the `safetensors` crate does.
@@ -155,17 +155,13 @@ pub fn read_safetensors(prefix: &[u8], file_size: u64) -> Result<ModelHeader> {
         }
         tensors.push(TensorInfo { name, dtype, shape: t.shape, offset: header_end + begin, byte_len: end - begin });
     }
-    // File order; the stable sort keeps JSON order among equal offsets.
-    tensors.sort_by_key(|t| t.offset);
-    let mut previous: Option<&TensorInfo> = None;
-    for t in tensors.iter().filter(|t| t.byte_len > 0) {
-        if let Some(p) = previous {
-            if t.offset < p.offset + p.byte_len {
-                return Err(malformed(format!("tensors \"{}\" and \"{}\" overlap", p.name, t.name)));
-            }
-        }
-        previous = Some(t);
+    // File order; JSON order among equal offsets.
+    let order = offset_order(&tensors);
+    if let Some((a, b)) = overlap(&tensors, &order) {
+        return Err(malformed(format!("tensors \"{a}\" and \"{b}\" overlap")));
     }
+    let mut slots: Vec<Option<TensorInfo>> = tensors.into_iter().map(Some).collect();
+    let tensors: Vec<TensorInfo> = order.iter().filter_map(|&i| slots[i].take()).collect();
     Ok(ModelHeader {
         format: Format::Safetensors,
         version: None,
@@ -198,10 +194,11 @@ pub fn parse_safetensors_index(json: &[u8]) -> Result<ShardIndex> {
     }
     let raw: RawIndex = serde_json::from_str(text).map_err(|e| bad(format!("JSON: {e}")))?;
     let weight_map = raw.weight_map.ok_or_else(|| bad("no \"weight_map\"".into()))?.0;
-    let mut files: Vec<String> = weight_map.iter().map(|(_, f)| f.clone()).collect();
-    files.sort();
-    files.dedup();
-    Ok(ShardIndex { weight_map, files })
+    let mut files = BTreeSet::new();
+    for (_, file) in &weight_map {
+        files.insert(file.clone());
+    }
+    Ok(ShardIndex { weight_map, files: files.into_iter().collect() })
 }
 
 /// Checks shard headers against their index: every tensor of the index is in the shard
@@ -236,7 +233,6 @@ pub fn check_shards(index: &ShardIndex, shards: &[(&str, &ModelHeader)]) -> Resu
 /// multiple of 8 bytes (as the `safetensors` crate pads it). `tensors` are (name, dtype
 /// name, shape, [begin, end]) in the order given; `metadata` comes first when present.
 pub fn write_header(metadata: Option<&[(String, String)]>, tensors: &[(&str, &str, &[u64], [u64; 2])]) -> Vec<u8> {
-    let quote = |s: &str| serde_json::to_string(s).expect("a string always serializes");
     let mut json = String::from("{");
     let mut first = true;
     let mut comma = |json: &mut String| {
@@ -252,21 +248,19 @@ pub fn write_header(metadata: Option<&[(String, String)]>, tensors: &[(&str, &st
             if i > 0 {
                 json.push(',');
             }
-            json.push_str(&quote(k));
+            quote(&mut json, k);
             json.push(':');
-            json.push_str(&quote(v));
+            quote(&mut json, v);
         }
         json.push('}');
     }
     for (name, dtype, shape, [begin, end]) in tensors {
         comma(&mut json);
         let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-        json.push_str(&format!(
-            "{}:{{\"dtype\":{},\"shape\":[{}],\"data_offsets\":[{begin},{end}]}}",
-            quote(name),
-            quote(dtype),
-            dims.join(",")
-        ));
+        quote(&mut json, name);
+        json.push_str(":{\"dtype\":");
+        quote(&mut json, dtype);
+        json.push_str(&format!(",\"shape\":[{}],\"data_offsets\":[{begin},{end}]}}", dims.join(",")));
     }
     json.push('}');
     while json.len() % 8 != 0 {
@@ -276,4 +270,21 @@ pub fn write_header(metadata: Option<&[(String, String)]>, tensors: &[(&str, &st
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(json.as_bytes());
     out
+}
+
+/// Appends `s` as a JSON string.
+fn quote(json: &mut String, s: &str) {
+    json.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            '\n' => json.push_str("\\n"),
+            '\r' => json.push_str("\\r"),
+            '\t' => json.push_str("\\t"),
+            c if (c as u32) < 0x20 => json.push_str(&format!("\\u{:04x}", c as u32)),
+            c => json.push(c),
+        }
+    }
+    json.push('"');
 }

@@ -310,6 +310,15 @@ fn bytes_of(value: &JsValue, what: &str) -> Result<Vec<u8>, JsError> {
     }
 }
 
+/// A set of names, built by insertion (collecting would pull in a second sort).
+fn name_set(names: Option<Vec<String>>) -> std::collections::BTreeSet<String> {
+    let mut set = std::collections::BTreeSet::new();
+    for name in names.unwrap_or_default() {
+        set.insert(name);
+    }
+    set
+}
+
 fn plan_options(options: &JsValue) -> Result<(PlanOptions, Option<Vec<u8>>), JsError> {
     let (config, index) = if options.is_undefined() || options.is_null() {
         (PlanConfig::default(), None)
@@ -337,8 +346,8 @@ fn plan_options(options: &JsValue) -> Result<(PlanOptions, Option<Vec<u8>>), JsE
         layout,
         rule,
         scope,
-        force_ternary: config.force_ternary.unwrap_or_default().into_iter().collect(),
-        force_keep: config.force_keep.unwrap_or_default().into_iter().collect(),
+        force_ternary: name_set(config.force_ternary),
+        force_keep: name_set(config.force_keep),
         bitnet_scale,
         backend: Backend::best(),
     };
