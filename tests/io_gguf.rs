@@ -436,5 +436,10 @@ fn writer_round_trips_through_the_reader() {
 #[test]
 fn writer_refuses_mistyped_arrays_and_bad_alignment() {
     assert!(GgufArray::new(GgufType::U8, vec![GgufValue::I8(1)]).is_err());
+    let a = GgufArray::new(GgufType::U32, vec![GgufValue::U32(7)]).unwrap();
+    assert_eq!(
+        (a.get(0), a.get(1), a.get(usize::MAX / 4), a.get(usize::MAX)),
+        (Some(GgufValue::U32(7)), None, None, None)
+    );
     assert!(write_gguf(&[], &[], 48).is_err());
 }

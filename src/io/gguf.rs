@@ -193,7 +193,8 @@ impl GgufArray {
             ArrayData::Arrays(a) => a.get(i).map(|a| GgufValue::Array(a.clone())),
             ArrayData::Fixed(b) => {
                 let size = self.elem_type.min_size() as usize;
-                let bytes = b.get(i.checked_mul(size)?..i.checked_mul(size)? + size)?;
+                let start = i.checked_mul(size)?;
+                let bytes = b.get(start..start.checked_add(size)?)?;
                 Some(fixed_value(self.elem_type, bytes))
             }
         }
