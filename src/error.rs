@@ -45,6 +45,15 @@ pub enum Error {
     /// A stored byte that cannot be a valid code of the layout.
     #[error("{layout}: invalid code {code} at value index {index}")]
     InvalidCode { layout: &'static str, index: usize, code: i32 },
+
+    /// A model file's header goes on past the bytes given: read the first `needed`
+    /// bytes of the file (at most its size) and try again.
+    #[error("need the first {needed} bytes of the file to read its header")]
+    NeedMoreBytes { needed: u64 },
+
+    /// A model file (safetensors, GGUF, or a shard index) that breaks its format.
+    #[error("malformed {format}: {reason}")]
+    Malformed { format: &'static str, reason: String },
 }
 
 impl Error {

@@ -17,6 +17,7 @@
 pub mod engine;
 pub mod error;
 pub mod gemv;
+pub mod io;
 pub mod kernels;
 pub mod layout;
 pub mod scheme;
@@ -27,6 +28,10 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use gemv::{mat_vec_f32, ternary_mat_vec};
+pub use io::{
+    convert_tensor, plan_conversion, read_model, ConversionPlan, ConvertedTensor, DType, ModelHeader, OutputFormat,
+    PlanOp, PlanOptions, TensorInfo, TensorStats,
+};
 pub use kernels::Backend;
 pub use layout::TernaryLayout;
 pub use scheme::int8::{quantize_int8, Int8Layout, Int8Options, Int8Tensor};

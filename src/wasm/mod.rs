@@ -2,6 +2,8 @@
 //! Nothing here computes; every call returns `Result<_, JsError>` and none can panic on
 //! input from JavaScript.
 
+mod io;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;

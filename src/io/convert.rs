@@ -1,0 +1,334 @@
+//! Converting one planned tensor: its input bytes in, exactly its output bytes out.
+
+use super::plan::{OpKind, PlanOp, ScaleSemantics};
+use super::DType;
+use crate::error::{Error, Result};
+use crate::layout::blocks::{as_blocks, BlockQ8_0, QK8_0, QK_K};
+use crate::layout::TernaryLayout;
+use crate::scheme::int8::{quantize_int8, Int8Layout, Int8Options};
+use crate::scheme::metrics::error_stats;
+use crate::scheme::ternary::{quantize_ternary, TernaryOptions, TernaryTensor};
+use crate::Scope;
+
+/// The output bytes of one op, and its statistics when asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvertedTensor {
+    /// Exactly `op.output_length` bytes, to be written at `op.output_offset`.
+    pub bytes: Vec<u8>,
+    pub stats: Option<TensorStats>,
+}
+
+/// Per-tensor figures for the conversion report. Error metrics compare the decoded
+/// input with the decoded output; they, the scale figures and the zero fraction are
+/// `None` where they do not apply (copies, empty tensors, outputs without scales).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TensorStats {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub kind: &'static str,
+    pub in_type: &'static str,
+    pub out_type: &'static str,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Output bits per value, scales included.
+    pub bits_per_weight: Option<f64>,
+    pub scale_min: Option<f64>,
+    pub scale_max: Option<f64>,
+    pub scale_mean: Option<f64>,
+    pub mse: Option<f64>,
+    pub rmse: Option<f64>,
+    pub max_abs_error: Option<f64>,
+    /// +inf when the output is exact.
+    pub snr_db: Option<f64>,
+    pub cosine: Option<f64>,
+    /// Fraction of output values that are zero.
+    pub zero_fraction: Option<f64>,
+}
+
+/// Converts one op's input bytes (its input ranges concatenated, in order) into its
+/// output bytes. `measure` adds [`TensorStats`]. Errors name the tensor.
+pub fn convert_tensor(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> {
+    convert(op, input, measure).map_err(|e| e.in_tensor(&op.name))
+}
+
+fn to_usize(x: u64, what: &'static str) -> Result<usize> {
+    usize::try_from(x).map_err(|_| Error::SizeOverflow { what })
+}
+
+/// (rows, cols) of a tensor of 1 or more dimensions: the last dimension is the row.
+fn rows_cols(op: &PlanOp) -> Result<(usize, usize)> {
+    let cols = to_usize(op.shape.last().copied().unwrap_or(1), "row length")?;
+    let n = to_usize(op.element_count(), "element count")?;
+    Ok((n.checked_div(cols).unwrap_or(0), cols))
+}
+
+fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> {
+    let expected = op.input_length();
+    if input.len() as u64 != expected {
+        return Err(Error::ByteLength {
+            layout: op.in_type.name(),
+            expected: usize::try_from(expected).unwrap_or(usize::MAX),
+            actual: input.len(),
+        });
+    }
+    let mut reference = None;
+    let mut approx = None;
+    let mut scales = None;
+    let bytes = match op.kind {
+        OpKind::Copy => input.to_vec(),
+        OpKind::Convert => {
+            let values = decode(op, input)?;
+            let bytes = encode_float(op.out_type, &values)?;
+            if measure {
+                approx = Some(match op.out_type {
+                    DType::F16 => decode_floats(DType::F16, &bytes, op)?,
+                    _ => values.clone(),
+                });
+                reference = Some(values);
+            }
+            bytes
+        }
+        OpKind::Q8_0 => {
+            let values = decode(op, input)?;
+            let (rows, cols) = rows_cols(op)?;
+            let opts = Int8Options {
+                layout: Int8Layout::Q8_0,
+                scope: Scope::Block(QK8_0),
+                symmetric: true,
+                clip: None,
+                percentile: None,
+                backend: op.backend,
+            };
+            let q = quantize_int8(&values, rows, cols, &opts)?;
+            if measure {
+                approx = Some(q.dequantize());
+                scales = Some(q.scales.clone());
+                reference = Some(values);
+            }
+            q.bytes
+        }
+        OpKind::Quantize => {
+            let values = decode(op, input)?;
+            let (rows, cols) = rows_cols(op)?;
+            let layout = op.out_layout().ok_or_else(|| Error::Unsupported(format!("quantize to {}", op.out_type)))?;
+            let opts = TernaryOptions { layout, rule: op.rule, scope: op.scope, backend: op.backend };
+            let t = quantize_ternary(&values, rows, cols, &opts)?;
+            if measure {
+                approx = Some(t.dequantize());
+                scales = Some(t.scales.clone());
+                reference = Some(values);
+            }
+            ternary_bytes(t)
+        }
+        OpKind::Repack => {
+            let source = read_ternary(op, input)?;
+            let t = repack(op, &source)?;
+            if measure {
+                reference = Some(source.dequantize());
+                approx = Some(t.dequantize());
+                scales = Some(t.scales.clone());
+            }
+            ternary_bytes(t)
+        }
+    };
+    if bytes.len() as u64 != op.output_length {
+        return Err(Error::ByteLength {
+            layout: op.out_type.name(),
+            expected: usize::try_from(op.output_length).unwrap_or(usize::MAX),
+            actual: bytes.len(),
+        });
+    }
+    let stats =
+        if measure { Some(stats(op, reference.as_deref(), approx.as_deref(), scales.as_deref())?) } else { None };
+    Ok(ConvertedTensor { bytes, stats })
+}
+
+/// A ternary tensor's file bytes: bitnet-hf carries its F32 scale after the codes.
+fn ternary_bytes(t: TernaryTensor) -> Vec<u8> {
+    let mut bytes = t.bytes;
+    if t.layout == TernaryLayout::BitnetHf {
+        bytes.extend_from_slice(&t.scales[0].to_le_bytes());
+    }
+    bytes
+}
+
+/// F32, F16 or BF16 bytes to values (no finiteness check).
+fn decode_floats(dtype: DType, bytes: &[u8], op: &PlanOp) -> Result<Vec<f32>> {
+    let k = op.backend.kernels_or_scalar();
+    Ok(match dtype {
+        DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        DType::F16 | DType::BF16 => {
+            let bits: Vec<u16> = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+            let mut out = vec![0f32; bits.len()];
+            if dtype == DType::F16 {
+                (k.f16_to_f32)(&bits, &mut out);
+            } else {
+                (k.bf16_to_f32)(&bits, &mut out);
+            }
+            out
+        }
+        other => return Err(Error::Unsupported(format!("{other} is not a float type"))),
+    })
+}
+
+/// The op's input as f32 values, every one finite.
+fn decode(op: &PlanOp, input: &[u8]) -> Result<Vec<f32>> {
+    let k = op.backend.kernels_or_scalar();
+    let n = to_usize(op.element_count(), "element count")?;
+    let values = match op.in_type {
+        DType::F32 | DType::F16 | DType::BF16 => decode_floats(op.in_type, input, op)?,
+        DType::Q8_0 => {
+            let expected = (n / QK8_0).saturating_mul(core::mem::size_of::<BlockQ8_0>());
+            if n % QK8_0 != 0 || input.len() != expected {
+                return Err(Error::ByteLength { layout: "q8_0", expected, actual: input.len() });
+            }
+            let mut out = vec![0f32; n];
+            (k.dequantize_q8_0)(as_blocks::<BlockQ8_0>(input), &mut out);
+            out
+        }
+        DType::Tq1_0 | DType::Tq2_0 | DType::I2S | DType::BitnetHf => read_ternary(op, input)?.dequantize(),
+        other => return Err(Error::Unsupported(format!("{other} values cannot be decoded"))),
+    };
+    if values.len() != n {
+        return Err(Error::ShapeMismatch { what: "decoded values", expected: n, actual: values.len() });
+    }
+    if let Some(index) = (k.first_non_finite)(&values) {
+        return Err(Error::NonFinite { what: "input", index, value: values[index] });
+    }
+    Ok(values)
+}
+
+/// A bitnet-hf scale tensor's one value, as a multiplier.
+fn read_scale(op: &PlanOp, bytes: &[u8]) -> Result<f32> {
+    let dtype = op.scale_dtype.unwrap_or(DType::F32);
+    let values = decode_floats(dtype, bytes, op)?;
+    let &[s] = values.as_slice() else {
+        return Err(Error::ShapeMismatch { what: "weight_scale", expected: 1, actual: values.len() });
+    };
+    let g = match op.scale_semantics {
+        ScaleSemantics::Multiply => s,
+        ScaleSemantics::Divide => 1.0 / s,
+    };
+    if !g.is_finite() {
+        return Err(Error::NonFinite { what: "weight_scale (as a multiplier)", index: 0, value: g });
+    }
+    Ok(g)
+}
+
+/// An already-ternary input, checked (bad codes are errors).
+fn read_ternary(op: &PlanOp, input: &[u8]) -> Result<TernaryTensor> {
+    let (rows, cols) = rows_cols(op)?;
+    match op.in_type {
+        DType::Tq2_0 => {
+            TernaryTensor::from_bytes(input.to_vec(), rows, cols, TernaryLayout::Tq2_0, Scope::Block(QK_K), None)
+        }
+        DType::Tq1_0 => {
+            TernaryTensor::from_bytes(input.to_vec(), rows, cols, TernaryLayout::Tq1_0, Scope::Block(QK_K), None)
+        }
+        DType::I2S => TernaryTensor::from_bytes(input.to_vec(), rows, cols, TernaryLayout::I2S, Scope::Tensor, None),
+        DType::BitnetHf => {
+            let split = to_usize(op.inputs.first().map_or(0, |r| r.length), "bitnet-hf bytes")?;
+            let (packed, scale) = input.split_at(split.min(input.len()));
+            let g = read_scale(op, scale)?;
+            TernaryTensor::from_bytes(packed.to_vec(), rows, cols, TernaryLayout::BitnetHf, Scope::Tensor, Some(&[g]))
+        }
+        other => Err(Error::Unsupported(format!("{other} is not a ternary type"))),
+    }
+}
+
+/// The one scale of a tensor whose blocks hold their own: blocks whose codes are all
+/// zero may hold any scale; the others must agree.
+fn common_scale(source: &TernaryTensor, codes: &[i8], target: TernaryLayout) -> Result<f32> {
+    let span = source.scope.span(source.rows, source.cols);
+    let mut common: Option<(usize, f32)> = None;
+    for (b, (block, &scale)) in codes.chunks(span).zip(&source.scales).enumerate() {
+        if block.iter().all(|&q| q == 0) {
+            continue;
+        }
+        match common {
+            None => common = Some((b, scale)),
+            Some((first, s)) if s.to_bits() != scale.to_bits() => {
+                return Err(Error::Unsupported(format!(
+                    "{} blocks {first} and {b} have different scales ({s} and {scale}); {target} stores one scale per tensor",
+                    source.layout
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(common.map_or(source.scales.first().copied().unwrap_or(0.0), |(_, s)| s))
+}
+
+/// Re-packs ternary codes and scales into the op's layout.
+fn repack(op: &PlanOp, source: &TernaryTensor) -> Result<TernaryTensor> {
+    let layout = op.out_layout().ok_or_else(|| Error::Unsupported(format!("re-pack into {}", op.out_type)))?;
+    let codes = source.codes();
+    let (scope, scales) = match (layout, source.scope) {
+        (TernaryLayout::Tq2_0 | TernaryLayout::Tq1_0, scope) => (scope, source.scales.clone()),
+        (_, Scope::Tensor) => (Scope::Tensor, source.scales.clone()),
+        (_, _) => (Scope::Tensor, vec![common_scale(source, &codes, layout)?]),
+    };
+    TernaryTensor::from_codes(&codes, source.rows, source.cols, layout, scope, &scales)
+}
+
+/// Values as F16 or F32 bytes. F16 refuses values beyond its range.
+fn encode_float(dtype: DType, values: &[f32]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(values.len() * 4);
+    match dtype {
+        DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F16 => {
+            for (index, &v) in values.iter().enumerate() {
+                let h = half::f16::from_f32(v);
+                if h.is_infinite() {
+                    return Err(Error::Unsupported(format!(
+                        "value {v} at index {index} is beyond F16's range (+-65504); keep this tensor out of the conversion"
+                    )));
+                }
+                out.extend_from_slice(&h.to_bits().to_le_bytes());
+            }
+        }
+        other => return Err(Error::Unsupported(format!("convert to {other}"))),
+    }
+    Ok(out)
+}
+
+fn stats(
+    op: &PlanOp,
+    reference: Option<&[f32]>,
+    approx: Option<&[f32]>,
+    scales: Option<&[f32]>,
+) -> Result<TensorStats> {
+    let n = op.element_count();
+    let errors = match (reference, approx) {
+        (Some(r), Some(a)) if n > 0 => Some(error_stats(r, a, op.backend)?),
+        _ => None,
+    };
+    let scale_figures = scales.filter(|s| !s.is_empty()).map(|s| {
+        let min = s.iter().fold(f64::INFINITY, |m, &v| m.min(v as f64));
+        let max = s.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let mean = s.iter().map(|&v| v as f64).sum::<f64>() / s.len() as f64;
+        (min, max, mean)
+    });
+    let zero_fraction =
+        approx.filter(|a| !a.is_empty()).map(|a| a.iter().filter(|&&v| v == 0.0).count() as f64 / a.len() as f64);
+    Ok(TensorStats {
+        name: op.name.clone(),
+        shape: op.shape.clone(),
+        kind: op.kind.name(),
+        in_type: op.in_type.name(),
+        out_type: op.out_type.name(),
+        bytes_in: op.input_length(),
+        bytes_out: op.output_length,
+        bits_per_weight: op.bits_per_weight(),
+        scale_min: scale_figures.map(|s| s.0),
+        scale_max: scale_figures.map(|s| s.1),
+        scale_mean: scale_figures.map(|s| s.2),
+        mse: errors.map(|e| e.mse),
+        rmse: errors.map(|e| e.rmse),
+        max_abs_error: errors.map(|e| e.max_abs_error),
+        snr_db: errors.map(|e| e.snr_db),
+        cosine: errors.map(|e| e.cosine),
+        zero_fraction,
+    })
+}

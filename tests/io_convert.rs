@@ -1,0 +1,353 @@
+//! Converting tensors: bytes equal to the core quantizers, exact re-packing of ternary
+//! inputs both ways, fallbacks, statistics and errors.
+
+mod io_util;
+
+use io_util::*;
+use ternary_quant::io::gguf::read_gguf;
+use ternary_quant::io::{convert_tensor, plan_conversion, DType, OpKind, OutputFormat, PlanOp, PlanOptions};
+use ternary_quant::{
+    quantize_int8, quantize_ternary, Backend, ConversionPlan, Error, Int8Layout, Int8Options, ScaleRule, Scope,
+    TernaryLayout, TernaryOptions, TernaryTensor,
+};
+
+fn op<'a>(plan: &'a ConversionPlan, name: &str) -> &'a PlanOp {
+    plan.ops.iter().find(|o| o.name == name).unwrap_or_else(|| panic!("no op {name}"))
+}
+
+/// The op's input bytes, from the files.
+fn input_of(op: &PlanOp, files: &[&[u8]]) -> Vec<u8> {
+    op.inputs.iter().flat_map(|r| files[r.file][r.offset as usize..(r.offset + r.length) as usize].to_vec()).collect()
+}
+
+/// The bytes of tensor `name` in a written file.
+fn tensor_bytes<'a>(file: &'a [u8], name: &str) -> &'a [u8] {
+    let h = header(file);
+    let t = h.tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no tensor {name}"));
+    &file[t.offset as usize..(t.offset + t.byte_len) as usize]
+}
+
+fn opts(output: OutputFormat, layout: TernaryLayout, rule: ScaleRule, scope: Scope) -> PlanOptions {
+    PlanOptions { output, layout, rule, scope, ..PlanOptions::default() }
+}
+
+#[test]
+fn quantized_bytes_equal_quantize_ternary() {
+    let data = values(4 * 512, 11);
+    for (dtype, bytes, decoded) in [
+        ("F32", f32_bytes(&data), data.clone()),
+        ("F16", f16_bytes(&data), f16_values(&f16_bytes(&data))),
+        ("BF16", bf16_bytes(&data), data.iter().map(|v| half::bf16::from_f32(*v).to_f32()).collect()),
+    ] {
+        let file = safetensors_file(None, &[t("w.weight", dtype, &[4, 512], bytes)]);
+        for (output, layout, rule, scope) in [
+            (OutputFormat::Gguf, TernaryLayout::Tq2_0, ScaleRule::AbsMean, Scope::Tensor),
+            (OutputFormat::Gguf, TernaryLayout::Tq2_0, ScaleRule::AbsMax, Scope::Block(256)),
+            (OutputFormat::Gguf, TernaryLayout::Tq2_0, ScaleRule::Twn, Scope::Row),
+            (OutputFormat::Gguf, TernaryLayout::Tq1_0, ScaleRule::Median, Scope::Tensor),
+            (OutputFormat::Gguf, TernaryLayout::I2S, ScaleRule::AbsMean, Scope::Tensor),
+            (OutputFormat::BitnetHf, TernaryLayout::BitnetHf, ScaleRule::AbsMean, Scope::Tensor),
+        ] {
+            let plan = plan_conversion(&[header(&file)], &opts(output, layout, rule, scope)).unwrap();
+            let o = op(&plan, "w.weight");
+            assert_eq!(o.kind, OpKind::Quantize);
+            let got = convert_tensor(o, &input_of(o, &[&file]), false).unwrap();
+            let want =
+                quantize_ternary(&decoded, 4, 512, &TernaryOptions { layout, rule, scope, backend: Backend::best() })
+                    .unwrap();
+            let mut want_bytes = want.bytes.clone();
+            if layout == TernaryLayout::BitnetHf {
+                want_bytes.extend_from_slice(&want.scales[0].to_le_bytes());
+            }
+            assert_eq!(got.bytes, want_bytes, "{dtype} {layout} {rule:?} {scope:?}");
+            assert_eq!(got.stats, None);
+        }
+    }
+}
+
+/// Random ternary codes for a `[rows, cols]` weight.
+fn codes(rows: usize, cols: usize, seed: u64) -> Vec<i8> {
+    values(rows * cols, seed).iter().map(|v| (v * 30.0).round().clamp(-1.0, 1.0) as i8).collect()
+}
+
+#[test]
+fn bitnet_hf_to_gguf_and_back_is_exact() {
+    for (layout, rows) in [(TernaryLayout::Tq2_0, 8), (TernaryLayout::Tq1_0, 12), (TernaryLayout::I2S, 4)] {
+        let q = codes(rows, 512, 21);
+        let packed =
+            TernaryTensor::from_codes(&q, rows, 512, TernaryLayout::BitnetHf, Scope::Tensor, &[0.375]).unwrap();
+        let input = safetensors_file(
+            Some(&[("format".into(), "pt".into())]),
+            &[
+                f32_tensor("model.norm.weight", &[512], 1),
+                t("model.layers.0.mlp.gate_proj.weight", "U8", &[rows as u64 / 4, 512], packed.bytes.clone()),
+                t("model.layers.0.mlp.gate_proj.weight_scale", "F32", &[1], f32_bytes(&[0.375])),
+            ],
+        );
+        let to_gguf =
+            plan_conversion(&[header(&input)], &opts(OutputFormat::Gguf, layout, ScaleRule::AbsMean, Scope::Tensor))
+                .unwrap();
+        let gguf = run(&to_gguf, &[&input]).unwrap();
+        let h = read_gguf(&gguf, gguf.len() as u64).unwrap();
+        assert_eq!(h.tensors.len(), 2);
+        // The GGUF tensor holds the same codes with d = f16(0.375) = 0.375.
+        let stored = TernaryTensor::from_bytes(
+            tensor_bytes(&gguf, "model.layers.0.mlp.gate_proj.weight").to_vec(),
+            rows,
+            512,
+            layout,
+            Scope::Tensor,
+            None,
+        )
+        .unwrap();
+        assert_eq!(stored.codes(), q);
+        assert_eq!(stored.scales, [0.375]);
+
+        let back = plan_conversion(
+            &[h],
+            &PlanOptions { output: OutputFormat::BitnetHf, layout: TernaryLayout::BitnetHf, ..PlanOptions::default() },
+        )
+        .unwrap();
+        let o = op(&back, "model.layers.0.mlp.gate_proj.weight");
+        assert_eq!((o.kind, o.in_type, o.out_type), (OpKind::Repack, layout_type(layout), DType::BitnetHf));
+        let hf = run(&back, &[&gguf]).unwrap();
+        assert_eq!(tensor_bytes(&hf, "model.layers.0.mlp.gate_proj.weight"), packed.bytes.as_slice(), "{layout}");
+        assert_eq!(tensor_bytes(&hf, "model.layers.0.mlp.gate_proj.weight_scale"), 0.375f32.to_le_bytes());
+        assert_eq!(tensor_bytes(&hf, "model.norm.weight"), tensor_bytes(&input, "model.norm.weight"));
+    }
+}
+
+fn layout_type(layout: TernaryLayout) -> DType {
+    match layout {
+        TernaryLayout::Tq2_0 => DType::Tq2_0,
+        TernaryLayout::Tq1_0 => DType::Tq1_0,
+        _ => DType::I2S,
+    }
+}
+
+#[test]
+fn tq_block_scales_survive_tq2_0_to_tq1_0_and_back() {
+    let data = values(3 * 512, 31);
+    let tq2 = quantize_ternary(
+        &data,
+        3,
+        512,
+        &TernaryOptions {
+            layout: TernaryLayout::Tq2_0,
+            rule: ScaleRule::AbsMax,
+            scope: Scope::Block(256),
+            backend: Backend::best(),
+        },
+    )
+    .unwrap();
+    let input = gguf_file(&[], &[("blk.0.ffn_up.weight", vec![512, 3], 35, tq2.bytes.clone())], 32);
+    let to_tq1 = plan_conversion(
+        &[header(&input)],
+        &opts(OutputFormat::Gguf, TernaryLayout::Tq1_0, ScaleRule::AbsMean, Scope::Tensor),
+    )
+    .unwrap();
+    let tq1_file = run(&to_tq1, &[&input]).unwrap();
+    let back = plan_conversion(&[header(&tq1_file)], &PlanOptions::default()).unwrap();
+    let again = run(&back, &[&tq1_file]).unwrap();
+    assert_eq!(tensor_bytes(&again, "blk.0.ffn_up.weight"), tq2.bytes.as_slice());
+
+    // bitnet-hf has one scale per tensor: distinct block scales are an error naming the tensor.
+    let hf = plan_conversion(
+        &[header(&input)],
+        &PlanOptions { output: OutputFormat::BitnetHf, layout: TernaryLayout::BitnetHf, ..PlanOptions::default() },
+    )
+    .unwrap();
+    match run(&hf, &[&input]) {
+        Err(Error::Tensor { name, source }) => {
+            assert_eq!(name, "blk.0.ffn_up.weight");
+            let message = source.to_string();
+            assert!(message.contains("different scales") && message.contains("bitnet-hf"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn blocks_of_zero_codes_may_hold_any_scale() {
+    let mut q = codes(2, 256, 41);
+    q[256..].fill(0);
+    let mut tq2 = TernaryTensor::from_codes(&q, 2, 256, TernaryLayout::Tq2_0, Scope::Block(256), &[0.5, 0.25]).unwrap();
+    let input = gguf_file(&[], &[("w.weight", vec![256, 2], 35, tq2.bytes.clone())], 32);
+    let plan = plan_conversion(
+        &[header(&input)],
+        &PlanOptions { output: OutputFormat::BitnetHf, layout: TernaryLayout::BitnetHf, ..PlanOptions::default() },
+    )
+    .unwrap();
+    let out = run(&plan, &[&input]).unwrap();
+    assert_eq!(tensor_bytes(&out, "w.weight_scale"), 0.5f32.to_le_bytes());
+    // Equal scales everywhere also pass, into I2_S too.
+    tq2 = TernaryTensor::from_codes(&codes(2, 256, 42), 2, 256, TernaryLayout::Tq2_0, Scope::Block(256), &[0.5, 0.5])
+        .unwrap();
+    let input = gguf_file(&[], &[("w.weight", vec![256, 2], 35, tq2.bytes.clone())], 32);
+    let plan = plan_conversion(
+        &[header(&input)],
+        &opts(OutputFormat::Gguf, TernaryLayout::I2S, ScaleRule::AbsMean, Scope::Tensor),
+    )
+    .unwrap();
+    let out = run(&plan, &[&input]).unwrap();
+    let i2s = TernaryTensor::from_bytes(
+        tensor_bytes(&out, "w.weight").to_vec(),
+        2,
+        256,
+        TernaryLayout::I2S,
+        Scope::Tensor,
+        None,
+    )
+    .unwrap();
+    assert_eq!(i2s.codes(), tq2.codes());
+    assert_eq!(i2s.scales, [0.5]);
+}
+
+#[test]
+fn fallbacks_equal_the_core_quantizers() {
+    let a = values(4 * 384, 51);
+    let b = values(3 * 100, 52);
+    let file = safetensors_file(
+        None,
+        &[t("a.weight", "F32", &[4, 384], f32_bytes(&a)), t("b.weight", "F32", &[3, 100], f32_bytes(&b))],
+    );
+    let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
+    let oa = op(&plan, "a.weight");
+    assert_eq!(oa.kind, OpKind::Q8_0);
+    let got = convert_tensor(oa, &input_of(oa, &[&file]), true).unwrap();
+    let q8 = quantize_int8(
+        &a,
+        4,
+        384,
+        &Int8Options { layout: Int8Layout::Q8_0, scope: Scope::Block(32), ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(got.bytes, q8.bytes);
+    let stats = got.stats.unwrap();
+    assert_eq!(stats.bits_per_weight, Some(8.5));
+    assert_eq!(stats.scale_min.unwrap(), q8.scales.iter().fold(f32::INFINITY, |m, &s| m.min(s)) as f64);
+    assert!(stats.snr_db.unwrap() > 30.0);
+
+    let ob = op(&plan, "b.weight");
+    assert_eq!((ob.kind, ob.out_type), (OpKind::Convert, DType::F16));
+    let got = convert_tensor(ob, &input_of(ob, &[&file]), false).unwrap();
+    assert_eq!(got.bytes, f16_bytes(&b));
+}
+
+#[test]
+fn float_conversions_and_their_limits() {
+    let norm = values(64, 61);
+    let file = safetensors_file(
+        None,
+        &[
+            t("n.norm", "BF16", &[64], bf16_bytes(&norm)),
+            t("e.embed", "F32", &[2, 4], f32_bytes(&[1.0, -2.0, 65504.0, 70000.0, 0.0, 0.0, 0.0, 0.0])),
+        ],
+    );
+    let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
+    let n = op(&plan, "n.norm");
+    let got = convert_tensor(n, &input_of(n, &[&file]), true).unwrap();
+    let exact: Vec<f32> = norm.iter().map(|v| half::bf16::from_f32(*v).to_f32()).collect();
+    assert_eq!(got.bytes, f32_bytes(&exact));
+    let stats = got.stats.unwrap();
+    assert_eq!((stats.mse, stats.snr_db, stats.cosine), (Some(0.0), Some(f64::INFINITY), Some(1.0)));
+    let e = op(&plan, "e.embed");
+    match convert_tensor(e, &input_of(e, &[&file]), false) {
+        Err(Error::Tensor { name, source }) => {
+            assert_eq!(name, "e.embed");
+            let message = source.to_string();
+            assert!(message.contains("70000") && message.contains("index 3"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn non_finite_inputs_name_the_tensor_and_index() {
+    let mut data = values(2 * 256, 71);
+    data[7] = f32::NAN;
+    let file = safetensors_file(None, &[t("w.weight", "F32", &[2, 256], f32_bytes(&data))]);
+    let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
+    let o = op(&plan, "w.weight");
+    match convert_tensor(o, &input_of(o, &[&file]), false) {
+        Err(Error::Tensor { name, source }) => {
+            assert_eq!(name, "w.weight");
+            assert!(matches!(*source, Error::NonFinite { index: 7, .. }), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    data[7] = 0.0;
+    data[300] = f32::NEG_INFINITY;
+    let file = safetensors_file(None, &[t("w.weight", "F16", &[2, 256], f16_bytes(&data))]);
+    let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
+    let o = op(&plan, "w.weight");
+    let err = convert_tensor(o, &input_of(o, &[&file]), false).unwrap_err();
+    assert!(matches!(err.root(), Error::NonFinite { index: 300, .. }), "{err:?}");
+}
+
+#[test]
+fn wrong_input_lengths_and_bad_codes_are_errors() {
+    let file = safetensors_file(None, &[f32_tensor("w.weight", &[2, 256], 81)]);
+    let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
+    let o = op(&plan, "w.weight");
+    let input = input_of(o, &[&file]);
+    for bad in [&input[..input.len() - 1], &[][..]] {
+        let err = convert_tensor(o, bad, false).unwrap_err();
+        assert!(matches!(err.root(), Error::ByteLength { expected: 2048, .. }), "{err:?}");
+    }
+    // A TQ2_0 tensor holding the stored code 3.
+    let mut tq2 = quantize_ternary(&values(256, 82), 1, 256, &Default::default()).unwrap().bytes;
+    tq2[5] |= 0b11;
+    let input = gguf_file(&[], &[("w.weight", vec![256, 1], 35, tq2)], 32);
+    let plan = plan_conversion(
+        &[header(&input)],
+        &opts(OutputFormat::Gguf, TernaryLayout::Tq1_0, ScaleRule::AbsMean, Scope::Tensor),
+    )
+    .unwrap();
+    let err = run(&plan, &[&input]).unwrap_err();
+    assert!(matches!(err.root(), Error::InvalidCode { code: 3, .. }), "{err:?}");
+}
+
+#[test]
+fn stats_describe_the_conversion() {
+    let file = safetensors_file(None, &[f32_tensor("w.weight", &[4, 512], 91), f32_tensor("x.norm", &[512], 92)]);
+    let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
+    let o = op(&plan, "w.weight");
+    let s = convert_tensor(o, &input_of(o, &[&file]), true).unwrap().stats.unwrap();
+    assert_eq!((s.name.as_str(), s.kind, s.in_type, s.out_type), ("w.weight", "quantize", "F32", "TQ2_0"));
+    assert_eq!((s.shape.as_slice(), s.bytes_in, s.bytes_out), (&[4u64, 512][..], 4 * 512 * 4, 8 * 66));
+    assert_eq!(s.bits_per_weight, Some(2.0625));
+    assert_eq!(s.scale_min, s.scale_max);
+    assert!(s.scale_min.unwrap() > 0.0);
+    let zeros = s.zero_fraction.unwrap();
+    assert!(zeros > 0.05 && zeros < 0.95, "{zeros}");
+    assert!(s.cosine.unwrap() > 0.6 && s.cosine.unwrap() < 1.0, "{s:?}");
+    assert!(s.mse.unwrap() > 0.0 && s.snr_db.unwrap().is_finite());
+    assert_eq!(s.rmse.unwrap(), s.mse.unwrap().sqrt());
+
+    let c = op(&plan, "x.norm");
+    let s = convert_tensor(c, &input_of(c, &[&file]), true).unwrap().stats.unwrap();
+    assert_eq!((s.kind, s.mse, s.zero_fraction, s.scale_mean), ("copy", None, None, None));
+    assert_eq!(s.bits_per_weight, Some(32.0));
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json.get("snrDb").is_some() && json.get("bytesIn").is_some());
+}
+
+#[test]
+fn divide_semantics_invert_the_scale() {
+    let q = codes(4, 256, 101);
+    let packed = TernaryTensor::from_codes(&q, 4, 256, TernaryLayout::BitnetHf, Scope::Tensor, &[1.0]).unwrap();
+    let config = r#"{"quant_method":"bitnet","linear_class":"bitlinear"}"#;
+    let input = safetensors_file(
+        Some(&[("quantization_config".into(), config.into())]),
+        &[t("w.weight", "U8", &[1, 256], packed.bytes), t("w.weight_scale", "F16", &[], f16_bytes(&[4.0]))],
+    );
+    let plan = plan_conversion(&[header(&input)], &PlanOptions::default()).unwrap();
+    let o = op(&plan, "w.weight");
+    let got = convert_tensor(o, &input_of(o, &[&input]), true).unwrap();
+    let t = TernaryTensor::from_bytes(got.bytes, 4, 256, TernaryLayout::Tq2_0, Scope::Tensor, None).unwrap();
+    assert_eq!(t.scales, [0.25]);
+    assert_eq!(t.codes(), q);
+    let s = got.stats.unwrap();
+    assert_eq!((s.kind, s.in_type, s.mse), ("repack", "bitnet-hf", Some(0.0)));
+}
