@@ -9,6 +9,8 @@ export type PresetName = 'bitnet' | 'compact' | 'lossless' | 'accurate';
 export interface InitOptions {
   /** false forces the scalar build; true requires SIMD128. Default: feature-detected. */
   simd?: boolean;
+  /** Load the build that also reads and converts model files (about twice the size). */
+  modelFiles?: boolean;
   /** The .wasm bytes, its URL, or a compiled module, for setups that move the files. */
   wasm?: BufferSource | URL | string | WebAssembly.Module;
 }
@@ -161,7 +163,7 @@ export interface SizeEstimate {
   byLayout: { 'tq2_0': number; 'tq1_0': number; 'bitnet-hf': number; 'i2_s': number; q8_0: number; f16: number; f32: number };
 }
 
-export function init(options?: InitOptions): Promise<{ backend: 'simd128' | 'scalar' }>;
+export function init(options?: InitOptions): Promise<{ backend: 'simd128' | 'scalar'; modelFiles: boolean }>;
 export function simdSupported(): boolean;
 export function backend(): 'simd128' | 'scalar';
 /** Current size of the wasm linear memory in bytes (it grows, never shrinks). */
@@ -192,6 +194,121 @@ export interface BuildApi {
   matVecF32: typeof matVecF32;
   quantizeBatch: typeof quantizeBatch;
   estimateModelSize: typeof estimateModelSize;
+  inspectModel: typeof inspectModel;
+  parseSafetensorsIndex: typeof parseSafetensorsIndex;
+  planConversion: typeof planConversion;
   QuantizationEngine: typeof QuantizationEngine;
 }
-export function loadBuild(options: { simd: boolean }): Promise<BuildApi>;
+export function loadBuild(options: { simd: boolean; modelFiles?: boolean }): Promise<BuildApi>;
+
+// ------------------------------------------------------------------ model files
+// These need `await init({ modelFiles: true })` (or loadBuild({ simd, modelFiles: true })).
+
+export interface ModelTensorInfo {
+  name: string;
+  /** 'F32' | 'F16' | 'BF16' | 'U8' | 'Q8_0' | 'TQ1_0' | 'TQ2_0' | ... */
+  dtype: string;
+  /** Row-major, outermost first (a GGUF `ne` reversed). */
+  shape: number[];
+  /** Absolute offset in the file. */
+  offset: number;
+  byteLength: number;
+  bitsPerWeight: number;
+}
+
+export interface ModelInfo {
+  format: 'safetensors' | 'gguf';
+  version: number | null;
+  fileSize: number;
+  headerLength: number;
+  dataOffset: number;
+  alignment: number | null;
+  /** GGUF metadata (arrays of more than 256 values summarised as { type, length }), or
+   *  safetensors' `__metadata__`. 64-bit integers beyond 2^53 are decimal strings. */
+  metadata: Record<string, unknown>;
+  tensors: ModelTensorInfo[];
+  totalBytes: number;
+}
+
+/** Returned instead of a result when the prefix is too short: read that many bytes. */
+export interface NeedBytes {
+  needBytes: number;
+  input?: number;
+}
+
+export interface ConversionOptions {
+  output?: 'gguf' | 'bitnet-hf';
+  layout?: 'tq2_0' | 'tq1_0' | 'i2_s' | 'bitnet-hf';
+  rule?: ScaleRuleName;
+  scope?: ScopeName;
+  blockSize?: number;
+  /** Names to ternarise whatever the default says; forceKeep wins over it. */
+  forceTernary?: string[];
+  forceKeep?: string[];
+  /** How a bitnet-hf input's weight_scale applies. */
+  bitnetScale?: 'multiply' | 'divide';
+  /** The sharded model's index json, to check each tensor is in its named shard. */
+  index?: Uint8Array;
+}
+
+export interface ConversionInput {
+  prefix: Uint8Array;
+  fileSize: number;
+  /** The shard's file name (needed with `index`). */
+  name?: string;
+}
+
+export interface ConversionOp {
+  index: number;
+  name: string;
+  kind: 'quantize' | 'repack' | 'convert' | 'q8_0' | 'copy';
+  inputs: Array<{ file: number; offset: number; length: number }>;
+  inputLength: number;
+  outputOffset: number;
+  outputLength: number;
+  inType: string;
+  outType: string;
+  shape: number[];
+  bitsPerWeight: number;
+  fallbackReason: string | null;
+  scaleName: string | null;
+}
+
+export interface TensorStats {
+  name: string;
+  shape: number[];
+  kind: string;
+  inType: string;
+  outType: string;
+  bytesIn: number;
+  bytesOut: number;
+  bitsPerWeight: number;
+  scaleMin: number | null;
+  scaleMax: number | null;
+  scaleMean: number | null;
+  mse: number | null;
+  rmse: number | null;
+  maxAbsError: number | null;
+  snrDb: number | null;
+  cosine: number | null;
+  zeroFraction: number | null;
+}
+
+export class ConversionPlan {
+  private constructor();
+  readonly output: 'gguf' | 'bitnet-hf';
+  /** The output's bytes from offset 0 to its data section (a copy). */
+  readonly header: Uint8Array;
+  /** Total output bytes; gaps between ops are zero bytes. */
+  readonly outputSize: number;
+  readonly opCount: number;
+  op(i: number): ConversionOp;
+  ops(): ConversionOp[];
+  /** Converts op i from its input ranges, concatenated. `bytes` is exactly outputLength. */
+  convertTensor(i: number, bytes: Uint8Array, measure?: boolean): { bytes: Uint8Array; stats: TensorStats | null };
+  free(): void;
+}
+
+export function inspectModel(prefix: Uint8Array, fileSize: number): ModelInfo | NeedBytes;
+export function parseSafetensorsIndex(json: Uint8Array): { files: string[]; weightMap: Record<string, string> };
+export function planConversion(inputs: ConversionInput[], options?: ConversionOptions): ConversionPlan | NeedBytes;

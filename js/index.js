@@ -4,6 +4,12 @@
 // clearly once freed.
 import * as simdGlue from './simd/ternary_quant.js';
 import * as scalarGlue from './scalar/ternary_quant.js';
+import * as ioSimdGlue from './io-simd/ternary_quant.js';
+import * as ioScalarGlue from './io-scalar/ternary_quant.js';
+
+// The lean builds hold the quantization API; the io- builds add the model-file API
+// (inspectModel, planConversion), which makes them about twice the size.
+const GLUES = { simd: simdGlue, scalar: scalarGlue, 'io-simd': ioSimdGlue, 'io-scalar': ioScalarGlue };
 
 // (module (func (result v128) i32.const 0 i8x16.splat)): valid only where SIMD128 is.
 const SIMD_PROBE = new Uint8Array([
@@ -52,22 +58,31 @@ async function wasmSource(variant, wasm) {
   return wasm;
 }
 
+function variantOf(simd, modelFiles) {
+  return `${modelFiles ? 'io-' : ''}${simd ? 'simd' : 'scalar'}`;
+}
+
 /**
  * Loads the wasm build. Idempotent: later calls return the same promise.
- * `init({ simd: false })` forces the scalar build; `init({ wasm })` takes the module
+ * `init({ simd: false })` forces the scalar build; `init({ modelFiles: true })` loads the
+ * build that also reads and converts model files; `init({ wasm })` takes the module
  * bytes, a URL or a compiled `WebAssembly.Module` (for bundlers that move the files).
  */
 export function init(options = {}) {
   if (options === null || typeof options !== 'object') throw new TypeError('init: options must be an object');
   for (const key of Object.keys(options)) {
-    if (key !== 'simd' && key !== 'wasm') throw new TypeError(`init: unknown option '${key}' (known: simd, wasm)`);
+    if (!['simd', 'wasm', 'modelFiles'].includes(key)) {
+      throw new TypeError(`init: unknown option '${key}' (known: simd, wasm, modelFiles)`);
+    }
   }
   const wantSimd = options.simd ?? simdSupported();
   if (wantSimd && !simdSupported()) throw new Error('init: SIMD128 was requested but this engine does not support it');
-  const variant = wantSimd ? 'simd' : 'scalar';
+  const variant = variantOf(wantSimd, options.modelFiles === true);
   if (loading) {
-    if (options.simd !== undefined && variant !== loadedVariant) {
-      throw new Error(`init: the ${loadedVariant} build is already loaded; a process holds one build`);
+    const simdDiffers = options.simd !== undefined && variant.endsWith('simd') !== loadedVariant.endsWith('simd');
+    const filesMissing = options.modelFiles === true && !loadedVariant.startsWith('io-');
+    if (simdDiffers || filesMissing) {
+      throw new Error(`init: the ${loadedVariant} build is already loaded; a process holds one default build (use loadBuild for another)`);
     }
     return loading;
   }
@@ -77,7 +92,7 @@ export function init(options = {}) {
     defaultBuild = build;
     for (const p of build.glue.presetList()) presets[p.name] = Object.freeze(p);
     Object.freeze(presets);
-    return { backend: build.glue.backend() };
+    return { backend: build.glue.backend(), modelFiles: variant.startsWith('io-') };
   })();
   loading.catch(() => {
     loading = null;
@@ -89,7 +104,7 @@ export function init(options = {}) {
 // Each build's glue module keeps its own instance, so both can live in one process.
 function loadVariant(variant, wasm) {
   if (!builds.has(variant)) {
-    const g = variant === 'simd' ? simdGlue : scalarGlue;
+    const g = GLUES[variant];
     const pending = (async () => {
       const source = await wasmSource(variant, wasm);
       const instance = await g.default({ module_or_path: source });
@@ -254,8 +269,7 @@ function ternaryMatVecIn(build, tensor, x) {
   if (!(tensor instanceof TernaryTensor)) throw new TypeError('ternaryMatVec: the first argument must be a TernaryTensor');
   const raw = live(tensor, 'TernaryTensor');
   if (!(raw instanceof b.TernaryTensor)) {
-    const other = b === simdGlue ? 'scalar' : 'SIMD128';
-    throw new TypeError(`ternaryMatVec: this TernaryTensor belongs to the ${other} build; use that build's ternaryMatVec`);
+    throw new TypeError("ternaryMatVec: this TernaryTensor belongs to another build; use that build's ternaryMatVec");
   }
   checkF32('x', x);
   checkFits(build, x.byteLength * 2 + raw.cols * 2, 'ternaryMatVec');
@@ -418,13 +432,108 @@ export function estimateModelSize(shapes, config) {
   return estimateModelSizeIn(bindings(), shapes, config);
 }
 
+// ------------------------------------------------------------------ model files
+
+function modelFileBindings(build, what) {
+  if (typeof build.glue.inspectModel !== 'function') {
+    throw new Error(`${what} needs the model-file build: await init({ modelFiles: true })`);
+  }
+  return build.glue;
+}
+
+function checkBytes(name, value) {
+  if (!(value instanceof Uint8Array)) {
+    throw new TypeError(`${name} must be a Uint8Array, got ${value?.constructor?.name ?? typeof value}`);
+  }
+}
+
+function checkFileSize(value) {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`fileSize must be a non-negative integer, got ${describe(value)}`);
+}
+
+function inspectModelIn(build, prefix, fileSize) {
+  const b = modelFileBindings(build, 'inspectModel');
+  checkBytes('prefix', prefix);
+  checkFileSize(fileSize);
+  checkFits(build, prefix.byteLength * 3, 'inspectModel');
+  return b.inspectModel(prefix, fileSize);
+}
+
+function parseSafetensorsIndexIn(build, json) {
+  const b = modelFileBindings(build, 'parseSafetensorsIndex');
+  checkBytes('index', json);
+  return b.parseSafetensorsIndex(json);
+}
+
+/** A conversion plan in wasm memory: the output header, the ops, and tensor conversion. */
+export class ConversionPlan {
+  constructor(raw, build) {
+    this[RAW] = raw;
+    this[BUILD] = build;
+  }
+  /** 'gguf' or 'bitnet-hf'. */
+  get output() { return live(this, 'ConversionPlan').output; }
+  /** The output's bytes from offset 0 to its data section (a copy). */
+  get header() { return live(this, 'ConversionPlan').header; }
+  /** Total output bytes; gaps between ops are zero bytes. */
+  get outputSize() { return live(this, 'ConversionPlan').outputSize; }
+  get opCount() { return live(this, 'ConversionPlan').opCount; }
+  op(i) { return live(this, 'ConversionPlan').op(i); }
+  ops() { return live(this, 'ConversionPlan').ops(); }
+  /** Converts op i from its input bytes (its input ranges, concatenated). */
+  convertTensor(i, bytes, measure = false) {
+    const raw = live(this, 'ConversionPlan');
+    checkBytes('bytes', bytes);
+    checkFits(this[BUILD], bytes.byteLength * 4 + 2 ** 20, `convertTensor (op ${i})`);
+    return raw.convertTensor(i, bytes, measure);
+  }
+  free() {
+    const raw = this[RAW];
+    this[RAW] = null;
+    raw?.free();
+  }
+}
+
+function planConversionIn(build, inputs, options) {
+  const b = modelFileBindings(build, 'planConversion');
+  if (!Array.isArray(inputs)) throw new TypeError('planConversion: inputs must be an array of { prefix, fileSize }');
+  for (const [i, input] of inputs.entries()) {
+    if (!input || typeof input !== 'object') throw new TypeError(`planConversion: input ${i} must be { prefix, fileSize }`);
+    checkBytes(`input ${i} prefix`, input.prefix);
+    checkFileSize(input.fileSize);
+  }
+  const result = b.planConversion(inputs, options);
+  return result instanceof b.ConversionPlan ? new ConversionPlan(result, build) : result;
+}
+
+/**
+ * Reads a model header (safetensors or GGUF) from the first bytes of the file. Returns
+ * `{ needBytes }` when the prefix is too short: read that many bytes and call again.
+ */
+export function inspectModel(prefix, fileSize) {
+  return inspectModelIn(bindings(), prefix, fileSize);
+}
+
+/** Parses a sharded safetensors `*.safetensors.index.json`. */
+export function parseSafetensorsIndex(json) {
+  return parseSafetensorsIndexIn(bindings(), json);
+}
+
+/**
+ * Plans a conversion from input headers; a ConversionPlan, or `{ needBytes, input }`
+ * when an input's prefix is too short.
+ */
+export function planConversion(inputs, options) {
+  return planConversionIn(bindings(), inputs, options);
+}
+
 /**
  * Loads one build next to the default one and returns the API bound to it, so that a
  * single process can compare the SIMD128 and scalar builds (benchmarks, tests).
  */
-export async function loadBuild({ simd }) {
+export async function loadBuild({ simd, modelFiles = false }) {
   if (simd && !simdSupported()) throw new Error('loadBuild: this engine does not support SIMD128');
-  const build = await loadVariant(simd ? 'simd' : 'scalar');
+  const build = await loadVariant(variantOf(simd, modelFiles));
   return Object.freeze({
     backend: () => build.glue.backend(),
     memoryBytes: () => build.memory.buffer.byteLength,
@@ -435,6 +544,9 @@ export async function loadBuild({ simd }) {
     matVecF32: (w, rows, cols, x) => matVecF32In(build, w, rows, cols, x),
     quantizeBatch: (mapOrObject, config) => quantizeBatchIn(build, mapOrObject, config),
     estimateModelSize: (shapes, config) => estimateModelSizeIn(build, shapes, config),
+    inspectModel: (prefix, fileSize) => inspectModelIn(build, prefix, fileSize),
+    parseSafetensorsIndex: (json) => parseSafetensorsIndexIn(build, json),
+    planConversion: (inputs, options) => planConversionIn(build, inputs, options),
     QuantizationEngine: class extends QuantizationEngine {
       constructor(config) {
         super(config, build);

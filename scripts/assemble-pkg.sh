@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Assembles the npm package in pkg/ from the two wasm-pack builds and js/.
-# Usage: scripts/assemble-pkg.sh SIMD_OUT_DIR SCALAR_OUT_DIR
-# (each dir holds wasm-pack's --target web output with out-name ternary_quant).
+# Assembles the npm package in pkg/ from the four wasm-pack builds and js/.
+# Usage: scripts/assemble-pkg.sh TARGET_DIR
+# (TARGET_DIR/wasm-{simd,scalar,io-simd,io-scalar} hold wasm-pack's --target web output
+# with out-name ternary_quant; scripts/build.sh makes them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-simd_dir=$1
-scalar_dir=$2
+target_dir=$1
+variants=(simd scalar io-simd io-scalar)
 wasm_opt=node_modules/.bin/wasm-opt
 [ -x "$wasm_opt" ] || { echo "assemble-pkg: $wasm_opt missing; run scripts/setup.sh" >&2; exit 1; }
 
 rm -rf pkg.tmp
-mkdir -p pkg.tmp/simd pkg.tmp/scalar
-for variant in simd scalar; do
-  src_dir=$simd_dir
-  [ "$variant" = scalar ] && src_dir=$scalar_dir
+for variant in "${variants[@]}"; do
+  src_dir=$target_dir/wasm-$variant
+  mkdir -p "pkg.tmp/$variant"
   cp "$src_dir/ternary_quant.js" "pkg.tmp/$variant/"
   # npm's binaryen, never Debian's: an old wasm-opt emits modules that fail to load.
   "$wasm_opt" -O3 "$src_dir/ternary_quant_bg.wasm" -o "pkg.tmp/$variant/ternary_quant_bg.wasm"
@@ -30,6 +30,6 @@ node -e '
 ' "$version"
 rm -rf pkg
 mv pkg.tmp pkg
-for variant in simd scalar; do
+for variant in "${variants[@]}"; do
   printf 'pkg/%s/ternary_quant_bg.wasm: %d bytes\n' "$variant" "$(stat -c %s "pkg/$variant/ternary_quant_bg.wasm")"
 done

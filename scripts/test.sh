@@ -104,6 +104,9 @@ step "cargo fmt --check" cargo fmt --check
 step "clippy, native" cargo clippy --all-targets -- -D warnings
 step "clippy, wasm32 + simd128" cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
 step "clippy, wasm32 scalar" env RUSTFLAGS="" CARGO_TARGET_DIR=target/nosimd cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
+step "clippy, native without model files" cargo clippy --all-targets --no-default-features -- -D warnings
+step "clippy, wasm32 + simd128 without model files" env CARGO_TARGET_DIR=target/wasm-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook -- -D warnings
+step "clippy, wasm32 scalar without model files" env RUSTFLAGS="" CARGO_TARGET_DIR=target/nosimd-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook -- -D warnings
 step "native tests (lib, tests, examples)" cargo test --lib --tests --examples
 step "native doctests" cargo test --doc
 step "demo runs (cargo run --example demo)" demo_smoke
@@ -111,6 +114,7 @@ step "wasm32-wasip1 lib tests, simd128 (Node WASI)" wasip1_lib_tests simd128
 step "wasm32-wasip1 lib tests, scalar (Node WASI)" wasip1_lib_tests scalar
 step "oracle vectors (gguf-py)" oracle_vectors
 step "oracle tests" env TQ_ORACLE_DIR="$ORACLE_DIR" cargo test --test oracle -- --ignored
+step "model-file interop (gguf-py reader, safetensors + unpack_weights)" env TQ_ORACLE_PYTHON="$VENV/bin/python" cargo test --test io_interop -- --ignored
 step "wasm build and npm package (scripts/build.sh)" bash scripts/build.sh
 step "npm package tests: packed tarball installed and tested (pkg-tests)" bash scripts/pack-and-test.sh
 

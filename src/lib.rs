@@ -17,6 +17,7 @@
 pub mod engine;
 pub mod error;
 pub mod gemv;
+#[cfg(feature = "model-files")]
 pub mod io;
 pub mod kernels;
 pub mod layout;
@@ -28,6 +29,7 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use gemv::{mat_vec_f32, ternary_mat_vec};
+#[cfg(feature = "model-files")]
 pub use io::{
     convert_tensor, plan_conversion, read_model, ConversionPlan, ConvertedTensor, DType, ModelHeader, OutputFormat,
     PlanOp, PlanOptions, TensorInfo, TensorStats,

@@ -1,5 +1,6 @@
 //! Converting tensors: bytes equal to the core quantizers, exact re-packing of ternary
 //! inputs both ways, fallbacks, statistics and errors.
+#![cfg(feature = "model-files")]
 
 mod io_util;
 

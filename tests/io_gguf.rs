@@ -1,4 +1,5 @@
 //! The GGUF reader on files built byte by byte here, and the writer against the reader.
+#![cfg(feature = "model-files")]
 
 use ternary_quant::io::gguf::{read_gguf, write_gguf, GgufTensorOut, MAX_ARRAY_DEPTH};
 use ternary_quant::io::{read_model, DType, Format, GgufArray, GgufType, GgufValue, Metadata, ModelHeader};

@@ -5,6 +5,7 @@
 //! tests/interop/ with the Python of `TQ_ORACLE_PYTHON` (default `.venv-oracle/bin/python`,
 //! a venv with gguf, numpy and safetensors). They are ignored by default; scripts/test.sh
 //! runs them with `--ignored`, and run that way a missing Python fails them.
+#![cfg(feature = "model-files")]
 
 mod io_util;
 

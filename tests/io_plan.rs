@@ -1,5 +1,6 @@
 //! Plan decisions: default selection, overrides, fallbacks and their reasons, output
 //! headers (GGUF and bitnet-hf) read back, metadata kept or written, options refused.
+#![cfg(feature = "model-files")]
 
 mod io_util;
 

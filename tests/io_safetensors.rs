@@ -1,5 +1,6 @@
 //! The safetensors reader on hand-written headers, the shard index, and the header
 //! writer against both our reader and the `safetensors` crate.
+#![cfg(feature = "model-files")]
 
 use ternary_quant::io::safetensors::{read_safetensors, write_header, MAX_HEADER_LEN};
 use ternary_quant::io::{check_shards, parse_safetensors_index, read_model, DType, Format, Metadata, ModelHeader};

@@ -2,6 +2,7 @@
 //! Nothing here computes; every call returns `Result<_, JsError>` and none can panic on
 //! input from JavaScript.
 
+#[cfg(feature = "model-files")]
 mod io;
 
 use serde::de::DeserializeOwned;
