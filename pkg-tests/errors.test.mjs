@@ -241,7 +241,8 @@ describe('options', () => {
     // Node has SIMD128, so the default build here is the SIMD one; one build per process.
     const { backend } = await init();
     throwsClearly(() => init({ simd: false }), Error, /already loaded/);
-    assert.deepEqual(await init({ simd: true }), { backend });
+    assert.deepEqual(await init({ simd: true }), { backend, modelFiles: false });
+    throwsClearly(() => init({ modelFiles: true }), Error, /already loaded/);
     throwsClearly(() => init({ wasm: 1, extra: 2 }), TypeError, /'extra'/);
   });
 });
