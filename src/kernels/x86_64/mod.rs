@@ -7,6 +7,7 @@
 //! compiles for.
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod avx2;
 // The AVX-512 intrinsics are stable since Rust 1.89.
 #[clippy::msrv = "1.89"]
 mod avx512;
@@ -51,6 +52,7 @@ macro_rules! x86_kernel_table {
     }};
 }
 
+static AVX2: Kernels = x86_kernel_table!(self::avx2);
 static AVX512: Kernels = x86_kernel_table!(self::avx512);
 
 /// The largest f32 below 0.5 (0.5 - 2^-25). For |v| <= 2^22,
@@ -81,7 +83,7 @@ fn cached(state: &AtomicU8, detect: fn() -> bool) -> bool {
     }
 }
 
-/// The AVX2 part of the AVX-512 backend's features.
+/// Every feature that `avx2.rs` enables.
 fn detect_avx2() -> bool {
     is_x86_feature_detected!("avx") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c")
 }
@@ -99,7 +101,8 @@ fn detect_avx512() -> bool {
 
 /// The AVX2 kernel table, when this CPU has every feature it uses.
 pub(crate) fn avx2_kernels() -> Option<&'static Kernels> {
-    None
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+    cached(&STATE, detect_avx2).then_some(&AVX2)
 }
 
 /// The AVX-512 kernel table, when this CPU has every feature it uses.
