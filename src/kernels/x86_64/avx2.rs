@@ -482,6 +482,19 @@ mod imp {
         }
     }
 
+    /// How far ahead (in f32 values) the block quantizers prefetch.
+    const PREFETCH_DISTANCE: usize = 8 * QK_K;
+
+    /// Prefetches the 1 KiB of one block of 256 f32. Prefetches never fault, and the
+    /// pointer is only formed with `wrapping_add`, so it may point past the slice.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn prefetch_block(p: *const f32) {
+        for line in 0..16 {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(16 * line).cast());
+        }
+    }
+
     #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) {
         with_rule!(rule, pack_tq2_0_with(x, d, out))
@@ -493,6 +506,7 @@ mod imp {
         let blocks = out.len().min(x.len() / QK_K);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
             let xb = x.as_ptr().add(b * QK_K);
+            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
             // Byte h*32 + m holds the codes of values h*128 + l*32 + m at bits 2l.
             for h in 0..2 {
                 let acc = [0, 8, 16, 24].map(|m| {
@@ -568,6 +582,7 @@ mod imp {
         let blocks = out.len().min(x.len() / QK_K);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
             let xb = x.as_ptr().add(b * QK_K);
+            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
             // Sum of c * 3^(4-n) starts at sum of 3^(4-n) = 121 (every c = 1).
             let digits = |base: usize, stride: usize, m: usize| {
                 let mut acc = _mm256_set1_epi32(121);
@@ -758,6 +773,9 @@ mod imp {
         let blocks = out.len().min(x.len() / QK8_0);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
             let xb = x.as_ptr().add(b * QK8_0);
+            if b % (QK_K / QK8_0) == 0 {
+                prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
+            }
             let v = [0, 8, 16, 24].map(|j| _mm256_loadu_ps(xb.add(j)));
             // NaN-ignoring max, as the spec's fold of f32::max.
             let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(abs_ps(v), m));
@@ -787,6 +805,7 @@ mod imp {
         let blocks = out.len().min(x.len() / QK_K);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
             let xb = x.as_ptr().add(b * QK_K);
+            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
             let mut m = [_mm256_setzero_ps(); 4];
             for j in 0..32 {
                 m[j % 4] = _mm256_max_ps(abs_ps(_mm256_loadu_ps(xb.add(8 * j))), m[j % 4]);

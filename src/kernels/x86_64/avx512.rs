@@ -509,6 +509,19 @@ mod imp {
         }
     }
 
+    /// How far ahead (in f32 values) the block quantizers prefetch.
+    const PREFETCH_DISTANCE: usize = 8 * QK_K;
+
+    /// Prefetches the 1 KiB of one block of 256 f32. Prefetches never fault, and the
+    /// pointer is only formed with `wrapping_add`, so it may point past the slice.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    unsafe fn prefetch_block(p: *const f32) {
+        for line in 0..16 {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(16 * line).cast());
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
     pub(super) unsafe fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) {
         with_rule!(rule, pack_tq2_0_with(x, d, out))
@@ -520,6 +533,7 @@ mod imp {
         let blocks = out.len().min(x.len() / QK_K);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
             let xb = x.as_ptr().add(b * QK_K);
+            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
             let qs = block.qs.as_mut_ptr();
             // Byte h*32 + m holds the codes of values h*128 + l*32 + m at bits 2l.
             for h in 0..2 {
@@ -595,6 +609,7 @@ mod imp {
         let blocks = out.len().min(x.len() / QK_K);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
             let xb = x.as_ptr().add(b * QK_K);
+            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
             let qs = block.qs.as_mut_ptr();
             // Sum of c * 3^(4-n) starts at sum of 3^(4-n) = 121 (every c = 1).
             for m in [0, 16] {
@@ -778,6 +793,9 @@ mod imp {
         let zero = _mm512_setzero_ps();
         for (b, block) in out[..blocks].iter_mut().enumerate() {
             let xb = x.as_ptr().add(b * QK8_0);
+            if b % (QK_K / QK8_0) == 0 {
+                prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
+            }
             let (v0, v1) = (_mm512_loadu_ps(xb), _mm512_loadu_ps(xb.add(16)));
             // NaN-ignoring max, as the spec's fold of f32::max.
             let m = _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), zero));
@@ -808,6 +826,7 @@ mod imp {
         let blocks = out.len().min(x.len() / QK_K);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
             let xb = x.as_ptr().add(b * QK_K);
+            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
             let mut m = [_mm512_setzero_ps(); 4];
             for j in 0..16 {
                 m[j % 4] = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * j))), m[j % 4]);
