@@ -378,9 +378,10 @@ fn ternary_codes() {
     });
 }
 
-/// Block-aligned data: `blocks` blocks of `size` values, sometimes with a few extra.
+/// Block-aligned data: `blocks` blocks of `size` values (up to about 1100 values, and
+/// at least 5 blocks), sometimes with a few extra.
 fn block_data(rng: &mut Rng, size: usize) -> (usize, usize) {
-    let blocks = rng.below(6);
+    let blocks = rng.below((1100 / size).max(5) + 1);
     let extra = if rng.chance(0.2) { rng.below(size) } else { 0 };
     (blocks, blocks * size + extra)
 }

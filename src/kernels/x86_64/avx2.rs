@@ -768,22 +768,63 @@ mod imp {
         scalar::dequantize_i8(&q[i..], scale, zero_point, &mut out[i..]);
     }
 
+    /// The 8 maxima of 8 vectors of non-negative, non-NaN values, in order.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn hmax8(v: &[__m256; 8]) -> __m256 {
+        let t: [__m256; 4] = core::array::from_fn(|k| {
+            _mm256_max_ps(_mm256_unpacklo_ps(v[2 * k], v[2 * k + 1]), _mm256_unpackhi_ps(v[2 * k], v[2 * k + 1]))
+        });
+        let u: [__m256; 2] = core::array::from_fn(|k| {
+            let (a, b) = (t[2 * k], t[2 * k + 1]);
+            _mm256_max_ps(_mm256_shuffle_ps::<0b01_00_01_00>(a, b), _mm256_shuffle_ps::<0b11_10_11_10>(a, b))
+        });
+        _mm256_max_ps(_mm256_permute2f128_ps::<0x20>(u[0], u[1]), _mm256_permute2f128_ps::<0x31>(u[0], u[1]))
+    }
+
+    /// One Q8_0 block with the reciprocal scale `id` and scale bits `d`.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn q8_0_block(xb: *const f32, id: __m256, d: [u8; 2], block: &mut BlockQ8_0) {
+        let q = [0, 8, 16, 24].map(|j| q8_codes(_mm256_loadu_ps(xb.add(j)), id));
+        _mm256_storeu_si256(block.qs.as_mut_ptr().cast(), pack_i8(q[0], q[1], q[2], q[3]));
+        block.d = d;
+    }
+
+    /// NaN-ignoring max |v| of the 32 values at `xb`, as the spec's fold of f32::max.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn q8_0_absmax(xb: *const f32) -> __m256 {
+        [0, 8, 16, 24].iter().fold(_mm256_setzero_ps(), |m, &j| _mm256_max_ps(abs_ps(_mm256_loadu_ps(xb.add(j))), m))
+    }
+
     #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
         let blocks = out.len().min(x.len() / QK8_0);
-        for (b, block) in out[..blocks].iter_mut().enumerate() {
-            let xb = x.as_ptr().add(b * QK8_0);
-            if b % (QK_K / QK8_0) == 0 {
-                prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
+        let (out, p) = (&mut out[..blocks], x.as_ptr());
+        // Eight blocks at a time: their maxima in one vector, then d = amax / 127,
+        // id = 1 / d (0 where d = 0) and the f16 bits of d lane-wise, the spec's steps.
+        let mut groups = out.chunks_exact_mut(8);
+        for (g, group) in (&mut groups).enumerate() {
+            let xg = p.add(g * 8 * QK8_0);
+            prefetch_block(xg.wrapping_add(PREFETCH_DISTANCE));
+            let amax = hmax8(&core::array::from_fn(|j| q8_0_absmax(xg.add(j * QK8_0))));
+            let d = _mm256_div_ps(amax, _mm256_set1_ps(127.0));
+            let nonzero = _mm256_cmp_ps::<_CMP_NEQ_UQ>(d, _mm256_setzero_ps());
+            let id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0), d), nonzero);
+            let (mut ids, mut bits) = ([0f32; 8], [0u16; 8]);
+            _mm256_storeu_ps(ids.as_mut_ptr(), id);
+            _mm_storeu_si128(bits.as_mut_ptr().cast(), _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(d));
+            for (j, block) in group.iter_mut().enumerate() {
+                q8_0_block(xg.add(j * QK8_0), _mm256_set1_ps(ids[j]), bits[j].to_le_bytes(), block);
             }
-            let v = [0, 8, 16, 24].map(|j| _mm256_loadu_ps(xb.add(j)));
-            // NaN-ignoring max, as the spec's fold of f32::max.
-            let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(abs_ps(v), m));
-            let d = hmax(m) / 127.0;
-            let id = _mm256_set1_ps(if d == 0.0 { 0.0 } else { 1.0 / d });
-            let q = v.map(|v| q8_codes(v, id));
-            _mm256_storeu_si256(block.qs.as_mut_ptr().cast(), pack_i8(q[0], q[1], q[2], q[3]));
-            block.d = f16_bits(d);
+        }
+        let done = blocks / 8 * 8;
+        for (b, block) in groups.into_remainder().iter_mut().enumerate() {
+            let xb = p.add((done + b) * QK8_0);
+            let d = hmax(q8_0_absmax(xb)) / 127.0;
+            let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+            q8_0_block(xb, _mm256_set1_ps(id), f16_bits(d), block);
         }
     }
 
