@@ -370,10 +370,81 @@ mod imp {
         };
     }
 
+    /// Values of `x` before its first 64-byte boundary (at most `x.len()`). Streaming
+    /// from memory, zmm loads that straddle cache lines cost about a quarter of the
+    /// bandwidth, so the reductions load from aligned addresses after this head.
+    #[inline]
+    fn head_len(x: &[f32]) -> usize {
+        ((64 - x.as_ptr() as usize % 64) % 64 / 4).min(x.len())
+    }
+
+    /// Visits `x` as a masked head up to its first 64-byte boundary, aligned full
+    /// vectors, and a masked tail: `f(v, valid, start)` gets the values `start..` in
+    /// the low lanes of `v` (+0.0 in the others) and the mask of lanes that hold one.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    unsafe fn for_each_aligned(x: &[f32], mut f: impl FnMut(__m512, __mmask16, usize)) {
+        let (p, n) = (x.as_ptr(), x.len());
+        let h = head_len(x);
+        if h > 0 {
+            f(_mm512_maskz_loadu_ps(mask16(h), p), mask16(h), 0);
+        }
+        let mut i = h;
+        while i + 16 <= n {
+            f(_mm512_loadu_ps(p.add(i)), u16::MAX, i);
+            i += 16;
+        }
+        if i < n {
+            f(_mm512_maskz_loadu_ps(mask16(n - i), p.add(i)), mask16(n - i), i);
+        }
+    }
+
+    /// As [`for_each_aligned`] for the sums: every vector `f(a, b, valid)` gets is in the
+    /// spec's lane order (lane L holds values i with i % 16 == L, each lane in order of
+    /// i), with `b` read at the same indices as `a` (`b.len() >= a.len()`). After the
+    /// head of h values, an aligned load holds values whose lane is shifted by h, which
+    /// one permute undoes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    unsafe fn for_each_lanes(a: &[f32], b: &[f32], mut f: impl FnMut(__m512, __m512, __mmask16)) {
+        debug_assert!(b.len() >= a.len());
+        let (pa, pb, n) = (a.as_ptr(), b.as_ptr(), a.len());
+        let h = head_len(a);
+        if h > 0 {
+            let k = mask16(h);
+            f(_mm512_maskz_loadu_ps(k, pa), _mm512_maskz_loadu_ps(k, pb), k);
+        }
+        // Lane L takes register lane (L - h) mod 16.
+        let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let rot = _mm512_and_si512(_mm512_add_epi32(iota, _mm512_set1_epi32(16 - h as i32)), _mm512_set1_epi32(15));
+        let mut i = h;
+        while i + 16 <= n {
+            let va = _mm512_permutexvar_ps(rot, _mm512_loadu_ps(pa.add(i)));
+            let vb = _mm512_permutexvar_ps(rot, _mm512_loadu_ps(pb.add(i)));
+            f(va, vb, u16::MAX);
+            i += 16;
+        }
+        if i < n {
+            let k = mask16(n - i);
+            let va = _mm512_permutexvar_ps(rot, _mm512_maskz_loadu_ps(k, pa.add(i)));
+            let vb = _mm512_permutexvar_ps(rot, _mm512_maskz_loadu_ps(k, pb.add(i)));
+            let k = k as u32;
+            f(va, vb, ((k << h | k >> (16 - h)) & 0xffff) as __mmask16);
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
     pub(super) unsafe fn first_non_finite(x: &[f32]) -> Option<usize> {
         let (p, n) = (x.as_ptr(), x.len());
-        let mut i = 0;
+        let check = |v: __m512, valid: __mmask16, start: usize| {
+            let k = _mm512_mask_fpclass_ps_mask::<NON_FINITE>(valid, v);
+            (k != 0).then(|| start + k.trailing_zeros() as usize)
+        };
+        let h = head_len(x);
+        if let Some(i) = check(_mm512_maskz_loadu_ps(mask16(h), p), mask16(h), 0) {
+            return Some(i);
+        }
+        let mut i = h;
         while i + 64 <= n {
             let k0 = _mm512_fpclass_ps_mask::<NON_FINITE>(_mm512_loadu_ps(p.add(i))) as u64;
             let k1 = _mm512_fpclass_ps_mask::<NON_FINITE>(_mm512_loadu_ps(p.add(i + 16))) as u64;
@@ -387,9 +458,8 @@ mod imp {
         }
         while i < n {
             let m = mask16((n - i).min(16));
-            let k = _mm512_mask_fpclass_ps_mask::<NON_FINITE>(m, _mm512_maskz_loadu_ps(m, p.add(i)));
-            if k != 0 {
-                return Some(i + k.trailing_zeros() as usize);
+            if let Some(i) = check(_mm512_maskz_loadu_ps(m, p.add(i)), m, i) {
+                return Some(i);
             }
             i += 16;
         }
@@ -398,26 +468,28 @@ mod imp {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
     pub(super) unsafe fn abs_sum(x: &[f32]) -> f64 {
-        let (p, n) = (x.as_ptr(), x.len());
         let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-        let mut i = 0;
-        while i < n {
-            let v =
-                if i + 16 <= n { _mm512_loadu_ps(p.add(i)) } else { _mm512_maskz_loadu_ps(mask16(n - i), p.add(i)) };
+        for_each_lanes(x, x, |v, _, _| {
             let (a, b) = widen(_mm512_abs_ps(v));
             lo = _mm512_add_pd(lo, a);
             hi = _mm512_add_pd(hi, b);
-            i += 16;
-        }
+        });
         fold(lo, hi)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
     pub(super) unsafe fn abs_max(x: &[f32]) -> f32 {
         let (p, n) = (x.as_ptr(), x.len());
-        // The running max is the second operand, so a NaN |x| leaves it unchanged.
-        let mut m = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
+        // The running max is the second operand, so a NaN |x| leaves it unchanged; the
+        // +0.0 padding of the masked head and tail cannot raise it.
+        let h = head_len(x);
+        let mut m = [
+            _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(h), p)),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+        ];
+        let mut i = h;
         while i + 64 <= n {
             for (j, m) in m.iter_mut().enumerate() {
                 *m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(p.add(i + 16 * j))), *m);
@@ -434,18 +506,13 @@ mod imp {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
     pub(super) unsafe fn min_max(x: &[f32]) -> (f32, f32) {
-        let (p, n) = (x.as_ptr(), x.len());
         let mut lo = _mm512_set1_ps(f32::INFINITY);
         let mut hi = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut i = 0;
-        while i < n {
-            // The running values are the second operands: a NaN leaves them unchanged.
-            let k = mask16((n - i).min(16));
-            let v = _mm512_maskz_loadu_ps(k, p.add(i));
+        // The running values are the second operands: a NaN leaves them unchanged.
+        for_each_aligned(x, |v, k, _| {
             lo = _mm512_mask_min_ps(lo, k, v, lo);
             hi = _mm512_mask_max_ps(hi, k, v, hi);
-            i += 16;
-        }
+        });
         let mut l = [0f32; 16];
         let mut h = [0f32; 16];
         _mm512_storeu_ps(l.as_mut_ptr(), lo);
@@ -455,21 +522,17 @@ mod imp {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
     pub(super) unsafe fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
-        let (p, n) = (x.as_ptr(), x.len());
         let tv = _mm512_set1_ps(t);
         let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
         let mut count = 0u64;
-        let mut i = 0;
-        while i < n {
-            let m = mask16((n - i).min(16));
-            let a = _mm512_abs_ps(_mm512_maskz_loadu_ps(m, p.add(i)));
-            let k = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(m, a, tv);
+        for_each_lanes(x, x, |v, _, valid| {
+            let a = _mm512_abs_ps(v);
+            let k = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(valid, a, tv);
             let (a0, a1) = widen(a);
             lo = _mm512_mask_add_pd(lo, k as __mmask8, lo, a0);
             hi = _mm512_mask_add_pd(hi, (k >> 8) as __mmask8, hi, a1);
             count += k.count_ones() as u64;
-            i += 16;
-        }
+        });
         (fold(lo, hi), count)
     }
 
@@ -938,11 +1001,8 @@ mod imp {
         // [ref_sq, err_sq, dot, approx_sq] for lanes 0..8 and 8..16.
         let mut acc = [[z; 2]; 4];
         let mut max_err = z;
-        let mut i = 0;
-        while i < n {
-            let k = mask16((n - i).min(16));
-            let r = widen(_mm512_maskz_loadu_ps(k, reference.as_ptr().add(i)));
-            let a = widen(_mm512_maskz_loadu_ps(k, approx.as_ptr().add(i)));
+        for_each_lanes(&reference[..n], approx, |r, a, _| {
+            let (r, a) = (widen(r), widen(a));
             for (h, (r, a)) in [r.0, r.1].into_iter().zip([a.0, a.1]).enumerate() {
                 let e = _mm512_sub_pd(r, a);
                 acc[0][h] = _mm512_add_pd(acc[0][h], _mm512_mul_pd(r, r));
@@ -952,8 +1012,7 @@ mod imp {
                 // The running max is the second operand: a NaN error leaves it unchanged.
                 max_err = _mm512_max_pd(_mm512_abs_pd(e), max_err);
             }
-            i += 16;
-        }
+        });
         let mut m = [0f64; 8];
         _mm512_storeu_pd(m.as_mut_ptr(), max_err);
         MetricSums {
@@ -1091,14 +1150,8 @@ mod imp {
     pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = _mm512_setzero_ps();
-        let mut i = 0;
-        while i < n {
-            let k = mask16((n - i).min(16));
-            let x = _mm512_maskz_loadu_ps(k, a.as_ptr().add(i));
-            let y = _mm512_maskz_loadu_ps(k, b.as_ptr().add(i));
-            acc = _mm512_add_ps(acc, _mm512_mul_ps(x, y));
-            i += 16;
-        }
+        // Loads of `a` (a matrix row in a GEMV) are the aligned ones.
+        for_each_lanes(&a[..n], b, |x, y, _| acc = _mm512_add_ps(acc, _mm512_mul_ps(x, y)));
         let mut lanes = [0f32; SUM_LANES];
         _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
         let mut step = SUM_LANES / 2;
