@@ -252,6 +252,21 @@ fn dot_tq2_0_q8_k(c: &mut Bench) {
     }
 }
 
+/// f32 dot products of 4096 values (the rows of the f32 GEMV), in L1.
+fn dot_f32(c: &mut Bench) {
+    let n = 4096;
+    let (a, b) = (weights(n, 9), weights(n, 10));
+    let mut g = c.benchmark_group(format!("dot_f32/{n}"));
+    g.throughput(Throughput::Elements(n as u64));
+    for backend in Backend::supported() {
+        let k = backend.kernels().unwrap();
+        g.bench_function(BenchmarkId::from_parameter(backend), |bench| {
+            bench.iter(|| (k.dot_f32)(black_box(&a), black_box(&b)))
+        });
+    }
+    g.finish();
+}
+
 /// y = W x at 4096 x 4096: ternary (TQ2_0 weights, Q8_K activations) against f32.
 fn gemv(c: &mut Bench) {
     let (rows, cols) = (4096, 4096);
@@ -280,6 +295,6 @@ fn gemv(c: &mut Bench) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = scans, quantize_tq2_0, pack_tq2_0_kernel, quantize_q8_0, dot_tq2_0_q8_k, gemv
+    targets = scans, quantize_tq2_0, pack_tq2_0_kernel, quantize_q8_0, dot_tq2_0_q8_k, dot_f32, gemv
 }
 criterion_main!(benches);

@@ -87,6 +87,10 @@ enum Kind {
     Huge,
     /// Random exponents over 2^-30..2^60, where the order of a sum shows.
     Spread,
+    /// Small values with a few +-2^25 or +-2^54 among them: every small value added
+    /// after one of those rounds (in f32 or f64), so a sum shows which values share a
+    /// lane, and in which order.
+    Lumpy,
     Denormal,
     Zeros,
     /// (k + 0.5) * unit for k in -kmax..kmax, sometimes one ulp off.
@@ -97,11 +101,12 @@ enum Kind {
     Mixed,
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 10] = [
     Kind::Normal,
     Kind::Uniform,
     Kind::Huge,
     Kind::Spread,
+    Kind::Lumpy,
     Kind::Denormal,
     Kind::Zeros,
     Kind::Ties,
@@ -120,7 +125,7 @@ struct Gen {
 
 impl Gen {
     fn random(rng: &mut Rng, finite: bool) -> Self {
-        let kinds: &[Kind] = if finite { &KINDS[..7] } else { &KINDS };
+        let kinds: &[Kind] = if finite { &KINDS[..8] } else { &KINDS };
         let kind = kinds[rng.below(kinds.len())];
         let scale = 10f32.powi(rng.range(-4, 5));
         Self { kind, scale, unit: scale * rng.pow2(-2, 3), kmax: 130 }
@@ -136,6 +141,8 @@ impl Gen {
             Kind::Uniform => ((rng.unit() * 2.0 - 1.0) * self.scale as f64) as f32,
             Kind::Huge => rng.sign() * (10f64.powf(25.0 + 13.5 * rng.unit()) as f32).min(f32::MAX),
             Kind::Spread => rng.sign() * (rng.unit() as f32 + 1.0) * rng.pow2(-30, 60),
+            Kind::Lumpy if rng.chance(1.0 / 24.0) => rng.sign() * [2f32.powi(25), 2f32.powi(54)][rng.below(2)],
+            Kind::Lumpy => rng.sign() * rng.unit() as f32 * 4.0,
             Kind::Denormal => f32::from_bits(rng.u32() & 0x807f_ffff),
             Kind::Zeros => [0.0, -0.0, 1.0, -1.0][rng.below(4)] * if rng.chance(0.8) { 0.0 } else { self.scale },
             Kind::Ties => {
@@ -154,7 +161,7 @@ impl Gen {
                 _ => (rng.normal() * self.scale as f64) as f32,
             },
             Kind::Mixed => {
-                let kind = KINDS[rng.below(8)];
+                let kind = KINDS[rng.below(9)];
                 Self { kind, ..*self }.value(rng)
             }
         }
