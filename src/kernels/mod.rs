@@ -191,3 +191,6 @@ impl core::fmt::Display for Backend {
         f.write_str(self.name())
     }
 }
+
+#[cfg(test)]
+mod tests;

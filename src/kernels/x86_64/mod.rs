@@ -1,13 +1,131 @@
 //! x86_64 backends, chosen at run time by CPU feature detection.
+//!
+//! Each backend module has every kernel of `scalar` under the same name and signature.
+//! Its public functions are safe wrappers around `#[target_feature]` functions. The
+//! modules are private, so the wrappers are only reachable through the tables below,
+//! which are handed out once detection has found every feature that the backend
+//! compiles for.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod avx2;
+// The AVX-512 intrinsics are stable since Rust 1.89.
+#[clippy::msrv = "1.89"]
+mod avx512;
 
 use super::Kernels;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Builds a [`Kernels`] table from a module that has every kernel by name (the same as
+/// `kernel_table!` in `kernels/mod.rs`, which is not in scope here because it is defined
+/// after this module is declared).
+macro_rules! x86_kernel_table {
+    ($m:path) => {{
+        use $m as m;
+        Kernels {
+            first_non_finite: m::first_non_finite,
+            abs_sum: m::abs_sum,
+            abs_max: m::abs_max,
+            min_max: m::min_max,
+            abs_sum_above: m::abs_sum_above,
+            ternary_codes: m::ternary_codes,
+            pack_tq2_0: m::pack_tq2_0,
+            unpack_tq2_0: m::unpack_tq2_0,
+            dequantize_tq2_0: m::dequantize_tq2_0,
+            pack_tq1_0: m::pack_tq1_0,
+            unpack_tq1_0: m::unpack_tq1_0,
+            dequantize_tq1_0: m::dequantize_tq1_0,
+            pack_bitnet_hf_row: m::pack_bitnet_hf_row,
+            quantize_i8_symmetric: m::quantize_i8_symmetric,
+            quantize_i8_asymmetric: m::quantize_i8_asymmetric,
+            dequantize_i8: m::dequantize_i8,
+            quantize_q8_0: m::quantize_q8_0,
+            dequantize_q8_0: m::dequantize_q8_0,
+            quantize_q8_k: m::quantize_q8_k,
+            dequantize_q8_k: m::dequantize_q8_k,
+            f16_to_f32: m::f16_to_f32,
+            bf16_to_f32: m::bf16_to_f32,
+            metric_sums: m::metric_sums,
+            dot_tq2_0_q8_k: m::dot_tq2_0_q8_k,
+            dot_codes_i8: m::dot_codes_i8,
+            dot_f32: m::dot_f32,
+        }
+    }};
+}
+
+static AVX2: Kernels = x86_kernel_table!(self::avx2);
+static AVX512: Kernels = x86_kernel_table!(self::avx512);
+
+/// The largest f32 below 0.5 (0.5 - 2^-25). For |v| <= 2^22,
+/// `trunc(v + copysign(ROUND_BIAS, v)) == v.round()` (round half away from zero): the
+/// kernels clamp to +-127 or +-512 before rounding, so this holds for every input.
+pub(crate) const ROUND_BIAS: f32 = 0.499_999_97;
+
+/// TQ1_0 stores each base-3 number b < 243 as (b * 256 + 242) / 243, computed as
+/// ((b << 8) + 242) * TQ1_MUL >> TQ1_SHIFT; the product stays below 2^31, and the test
+/// below checks all 243 values.
+pub(crate) const TQ1_MUL: i32 = 34522;
+/// See [`TQ1_MUL`].
+pub(crate) const TQ1_SHIFT: u32 = 23;
+
+const UNKNOWN: u8 = 0;
+const ABSENT: u8 = 1;
+const PRESENT: u8 = 2;
+
+/// Runs `detect` once and caches its answer.
+fn cached(state: &AtomicU8, detect: fn() -> bool) -> bool {
+    match state.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            let found = detect();
+            state.store(if found { PRESENT } else { ABSENT }, Ordering::Relaxed);
+            found
+        }
+        s => s == PRESENT,
+    }
+}
+
+/// Every feature that `avx2.rs` enables.
+fn detect_avx2() -> bool {
+    is_x86_feature_detected!("avx") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c")
+}
+
+/// Every feature that `avx512.rs` enables.
+fn detect_avx512() -> bool {
+    detect_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512dq")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("gfni")
+}
 
 /// The AVX2 kernel table, when this CPU has every feature it uses.
 pub(crate) fn avx2_kernels() -> Option<&'static Kernels> {
-    None
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+    cached(&STATE, detect_avx2).then_some(&AVX2)
 }
 
 /// The AVX-512 kernel table, when this CPU has every feature it uses.
 pub(crate) fn avx512_kernels() -> Option<&'static Kernels> {
-    None
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+    cached(&STATE, detect_avx512).then_some(&AVX512)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_bias_is_the_float_below_one_half() {
+        assert_eq!(ROUND_BIAS.to_bits(), 0.5f32.to_bits() - 1);
+    }
+
+    #[test]
+    fn tq1_division_by_243_is_exact() {
+        for b in 0..243i32 {
+            let v = (b << 8) + 242;
+            assert!((v as i64 * TQ1_MUL as i64) < i32::MAX as i64);
+            assert_eq!((v * TQ1_MUL) >> TQ1_SHIFT, (b * 256 + 242) / 243, "b = {b}");
+        }
+    }
 }
