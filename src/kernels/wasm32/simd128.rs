@@ -371,18 +371,18 @@ pub fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0])
 #[inline(always)]
 fn pack_tq2_0_with<C: Code>(code: C, x: &[f32], d: [u8; 2], out: &mut [BlockTq2_0]) {
     for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
-        for h in 0..2 {
-            for m0 in [0, 16] {
-                // byte = sum over l of (q_l + 1) << 2l = 85 + sum of q_l << 2l, in 0..=170.
-                let mut lo = i16x8_splat(85);
-                let mut hi = i16x8_splat(85);
-                for l in 0..4 {
-                    let (a, b) = q16(code, xb, h * 128 + l * 32 + m0);
-                    lo = i16x8_add(lo, i16x8_shl(a, 2 * l as u32));
-                    hi = i16x8_add(hi, i16x8_shl(b, 2 * l as u32));
-                }
-                st(&mut block.qs, h * 32 + m0, u8x16_narrow_i16x8(lo, hi));
+        // The four 16-byte groups of qs: half h, bytes m0..m0+16.
+        for g in 0..4 {
+            let (h, m0) = (g / 2, g % 2 * 16);
+            // byte = sum over l of (q_l + 1) << 2l = 85 + sum of q_l << 2l, in 0..=170.
+            let mut lo = i16x8_splat(85);
+            let mut hi = i16x8_splat(85);
+            for l in 0..4 {
+                let (a, b) = q16(code, xb, h * 128 + l * 32 + m0);
+                lo = i16x8_add(lo, i16x8_shl(a, 2 * l as u32));
+                hi = i16x8_add(hi, i16x8_shl(b, 2 * l as u32));
             }
+            st(&mut block.qs, h * 32 + m0, u8x16_narrow_i16x8(lo, hi));
         }
         block.d = d;
     }
@@ -397,12 +397,12 @@ fn tq2_lane(b: v128, l: u32) -> v128 {
 /// Codes (q in {-1,0,1}) of TQ2_0 blocks; the code 3 reads as +2, as in the spec.
 pub fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]) {
     for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
-        for h in 0..2 {
-            for m0 in [0, 16] {
-                let b = ld(&block.qs, h * 32 + m0);
-                for l in 0..4 {
-                    st(ob, h * 128 + l * 32 + m0, tq2_lane(b, l as u32));
-                }
+        // The four 16-byte groups of qs: half h, bytes m0..m0+16.
+        for g in 0..4 {
+            let (h, m0) = (g / 2, g % 2 * 16);
+            let b = ld(&block.qs, h * 32 + m0);
+            for l in 0..4 {
+                st(ob, h * 128 + l * 32 + m0, tq2_lane(b, l as u32));
             }
         }
     }
@@ -412,12 +412,12 @@ pub fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]) {
 pub fn dequantize_tq2_0(blocks: &[BlockTq2_0], out: &mut [f32]) {
     for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
         let d = f32x4_splat(f16_scale(block.d));
-        for h in 0..2 {
-            for m0 in [0, 16] {
-                let b = ld(&block.qs, h * 32 + m0);
-                for l in 0..4 {
-                    store_scaled(ob, h * 128 + l * 32 + m0, tq2_lane(b, l as u32), d);
-                }
+        // The four 16-byte groups of qs: half h, bytes m0..m0+16.
+        for g in 0..4 {
+            let (h, m0) = (g / 2, g % 2 * 16);
+            let b = ld(&block.qs, h * 32 + m0);
+            for l in 0..4 {
+                store_scaled(ob, h * 128 + l * 32 + m0, tq2_lane(b, l as u32), d);
             }
         }
     }
@@ -787,26 +787,38 @@ pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
 
 /// Integer dot product of one TQ2_0 block with one Q8_K block, as the spec's
 /// `dot_tq2_0_q8_k_block`.
+///
+/// Neither side is widened. Sixteen bytes are read as eight i16 lanes, lane k holding
+/// bytes 2k (low) and 2k+1 (high): for the activations, `X << 8` is 256 * x[2k] and
+/// `X >> 8` (arithmetic) is x[2k+1]; for the codes, `B & 0x0003` is c[2k] and
+/// `B & 0x0300` is 256 * c[2k+1]. Both products are then 256 * c * x, which
+/// `i32x4_dot_i16x8` sums exactly. Lanes 1 and 3 of a byte use the masks 0x000c/0x0c00
+/// (one more factor 4), and lanes 2 and 3 read `B >> 4` (the bits that the shift moves
+/// across the byte boundary are masked off).
 #[inline(always)]
 fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
-    // Lane l of a byte is masked in place (b & 3 << 2l = c * 4^l) instead of shifted
-    // down; each lane has its own accumulator, shifted back down at the end (exact: every
-    // term is a multiple of 4^l). |sums| stay far below 2^31.
-    let mut acc = [i32x4_splat(0); 4];
-    for h in 0..2 {
-        for m0 in [0, 16] {
-            let b = ld(&w.qs, h * 32 + m0);
-            let (b_lo, b_hi) = (u16x8_extend_low_u8x16(b), u16x8_extend_high_u8x16(b));
-            for (l, a) in acc.iter_mut().enumerate() {
-                let mask = u16x8_splat(3 << (2 * l));
-                let xv = ld(&x.qs, h * 128 + l * 32 + m0);
-                let p_lo = i32x4_dot_i16x8(v128_and(b_lo, mask), i16x8_extend_low_i8x16(xv));
-                let p_hi = i32x4_dot_i16x8(v128_and(b_hi, mask), i16x8_extend_high_i8x16(xv));
-                *a = i32x4_add(*a, i32x4_add(p_lo, p_hi));
-            }
-        }
+    let (even1, odd1) = (u16x8_splat(0x0003), u16x8_splat(0x0300));
+    let (even4, odd4) = (u16x8_splat(0x000c), u16x8_splat(0x0c00));
+    // acc1 sums 256 * c * q, acc4 1024 * c * q; per lane at most 16 (32) products of
+    // magnitude <= 2 * 3 * 32768 (* 4) each, far below 2^31.
+    let mut acc1 = i32x4_splat(0);
+    let mut acc4 = i32x4_splat(0);
+    // The four 16-byte groups of qs: half h, bytes m0..m0+16.
+    for g in 0..4 {
+        let (h, m0) = (g / 2, g % 2 * 16);
+        let b = ld(&w.qs, h * 32 + m0);
+        let b4 = u16x8_shr(b, 4);
+        let term = |c: v128, l: usize, even: v128, odd: v128| {
+            let xv = ld(&x.qs, h * 128 + l * 32 + m0);
+            i32x4_add(
+                i32x4_dot_i16x8(v128_and(c, even), i16x8_shl(xv, 8)),
+                i32x4_dot_i16x8(v128_and(c, odd), i16x8_shr(xv, 8)),
+            )
+        };
+        acc1 = i32x4_add(acc1, i32x4_add(term(b, 0, even1, odd1), term(b4, 2, even1, odd1)));
+        acc4 = i32x4_add(acc4, i32x4_add(term(b, 1, even4, odd4), term(b4, 3, even4, odd4)));
     }
-    let cq = i32x4_add(i32x4_add(acc[0], i32x4_shr(acc[1], 2)), i32x4_add(i32x4_shr(acc[2], 4), i32x4_shr(acc[3], 6)));
+    let cq = i32x4_add(i32x4_shr(acc1, 8), i32x4_shr(acc4, 10));
     // sum (c - 1) * q = sum c * q - sum q, with the sums of q in bsums.
     let ones = i16x8_splat(1);
     let bs = i32x4_add(i32x4_dot_i16x8(ld(&x.bsums, 0), ones), i32x4_dot_i16x8(ld(&x.bsums, 8), ones));
