@@ -917,7 +917,7 @@ mod tests {
         /// A value from a mix that stresses the kernels; non-finite ones only if `wild`.
         fn value(&mut self, wild: bool) -> f32 {
             let sign = if self.next() & 1 == 0 { 1.0 } else { -1.0 };
-            let v = match self.below(if wild { 14 } else { 12 }) {
+            match self.below(if wild { 14 } else { 12 }) {
                 0..=3 => (self.unit() - 0.5) * 6.0,
                 4 => (self.below(601) as f32 - 300.0) * 0.5,
                 5 => sign * self.pick(&[0.5, 1.0, 0.25, 1.5, 2.5, 126.5, 127.0, 127.5, 0.49999997, 0.50000006]),
@@ -929,8 +929,7 @@ mod tests {
                 11 => (self.unit() - 0.5) * 1e-3,
                 12 => f32::NAN,
                 _ => sign * f32::INFINITY,
-            };
-            v
+            }
         }
         /// `len` values starting at a random offset 0..64 of a larger buffer.
         fn values(&mut self, len: usize, wild: bool) -> (Vec<f32>, usize) {
@@ -1152,7 +1151,8 @@ mod tests {
             let mut out = [0u8; 16];
             st(&mut out, 0, tq1_scale_bytes(ld(&b, 0)));
             for (o, &b) in out.iter().zip(&b) {
-                assert_eq!(*o as u16, (b as u16 * 256 + 242) / 243, "b = {b}");
+                // The spec's (b * 256 + 242) / 243.
+                assert_eq!(*o as u16, (b as u16 * 256).div_ceil(243), "b = {b}");
             }
         }
     }
