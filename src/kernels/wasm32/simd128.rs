@@ -52,6 +52,13 @@ fn st<T: Lane>(s: &mut [T], at: usize, v: v128) {
     unsafe { v128_store(c.as_mut_ptr().cast::<v128>(), v) }
 }
 
+/// |v| of four f32 lanes. (`f32x4_abs` costs V8 three instructions, as it rebuilds the
+/// mask every time; LLVM keeps this `and` as it is.)
+#[inline(always)]
+fn abs_f32(v: v128) -> v128 {
+    v128_and(v, u32x4_splat(0x7fff_ffff))
+}
+
 /// The high two f32 lanes promoted to f64.
 #[inline(always)]
 fn promote_high(v: v128) -> v128 {
@@ -85,14 +92,6 @@ fn hsum_i32(v: v128) -> i32 {
     i32x4_extract_lane::<0>(v)
 }
 
-/// f32 lanes rounded half away from zero and converted to i32 (NaN gives 0); exact for
-/// |v| <= 512.
-#[inline(always)]
-fn round_away_i32(v: v128) -> v128 {
-    let half = v128_or(v128_and(v, f32x4_splat(-0.0)), f32x4_splat(HALF_DOWN));
-    i32x4_trunc_sat_f32x4(f32x4_add(v, half))
-}
-
 /// f32 lanes rounded half away from zero, as f32; exact for |v| <= 512.
 #[inline(always)]
 fn round_away_f32(v: v128) -> v128 {
@@ -107,11 +106,34 @@ fn clamp(v: v128, lo: v128, hi: v128) -> v128 {
     f32x4_pmin(f32x4_pmax(v, lo), hi)
 }
 
-/// Sixteen i32 lanes (four vectors) narrowed to i8 with saturation.
+/// Sixteen f32 lanes (four vectors) holding integers r >= -1024 (of any size above, +inf
+/// included) or NaN, as i8 lanes saturated to [-128, 127]; NaN gives 0, as `as i8` does.
 #[inline(always)]
-fn narrow_i32_to_i8(a: v128, b: v128, c: v128, d: v128) -> v128 {
-    i8x16_narrow_i16x8(i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d))
+fn integral_f32_to_i8(r: [v128; 4]) -> v128 {
+    const OFFSET: i16 = 1024;
+    // NaN lanes become +0.0. Then r + 1.5 * 2^23 is exact for |r| < 2^22 and leaves
+    // 0x4b40_0000 + r in its bits (larger r leave a larger positive number), so the i32
+    // lanes hold r + OFFSET >= 0: cheaper than i32x4_trunc_sat_f32x4 in V8.
+    let int = |x: v128| {
+        let x = v128_and(x, f32x4_eq(x, x));
+        i32x4_sub(f32x4_add(x, f32x4_splat(12_582_912.0)), i32x4_splat(0x4b40_0000 - OFFSET as i32))
+    };
+    // The offset comes off between the two saturating narrowings. (With nothing between
+    // them LLVM rewrites the first into a clamp and a shuffle, which V8 runs far slower.)
+    let lo = i16x8_sub(i16x8_narrow_i32x4(int(r[0]), int(r[1])), i16x8_splat(OFFSET));
+    let hi = i16x8_sub(i16x8_narrow_i32x4(int(r[2]), int(r[3])), i16x8_splat(OFFSET));
+    i8x16_narrow_i16x8(lo, hi)
 }
+
+/// i16 lanes holding values in 0..=255 plus `U8_BIAS` (that is, minus 128) as u8 lanes.
+/// `u8x16_narrow_i16x8` would do without the bias, but LLVM wraps it in clamps.
+#[inline(always)]
+fn biased_to_u8(lo: v128, hi: v128) -> v128 {
+    v128_xor(i8x16_narrow_i16x8(lo, hi), i8x16_splat(i8::MIN))
+}
+
+/// The bias of [`biased_to_u8`].
+const U8_BIAS: i16 = -128;
 
 /// Sixteen i8 lanes as four f32x4 vectors.
 #[inline(always)]
@@ -159,15 +181,18 @@ fn f16_scale(d: [u8; 2]) -> f32 {
 /// Four f16 values (the low 16 bits of each u32 lane) to f32, as [`f16_to_f32_one`].
 #[inline(always)]
 fn f16x4_to_f32x4(h: v128) -> v128 {
-    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
     let em = v128_and(h, u32x4_splat(0x7fff));
-    let normal = i32x4_add(i32x4_shl(em, 13), u32x4_splat(112 << 23));
-    let sub = f32x4_mul(f32x4_convert_i32x4(em), f32x4_splat(1.0 / 16_777_216.0));
-    let quiet = v128_and(i32x4_gt(em, u32x4_splat(0x7c00)), u32x4_splat(0x40_0000));
-    let inf_nan = v128_or(i32x4_add(normal, u32x4_splat(112 << 23)), quiet);
-    let v = v128_bitselect(sub, normal, i32x4_lt(em, u32x4_splat(0x400)));
-    let v = v128_bitselect(inf_nan, v, i32x4_gt(em, u32x4_splat(0x7bff)));
-    v128_or(v, sign)
+    let sign = i32x4_shl(v128_xor(h, em), 16);
+    // em << 13 read as f32 is the value times 2^-112, normal or subnormal alike, so one
+    // exact multiplication by 2^112 rebiases it. Infinities and NaNs (exponent 31) get the
+    // f32 exponent 255 OR-ed in and, for NaN, the quiet bit, as `half` sets it.
+    // The tests are f32 comparisons: LLVM turns integer ones here into unsigned 16-bit
+    // compares, which V8 runs in four instructions each.
+    let scaled = f32x4_mul(i32x4_shl(em, 13), f32x4_splat(f32::from_bits((127 + 112) << 23)));
+    let inf_nan = f32x4_ge(scaled, f32x4_splat(65536.0));
+    let v = v128_or(scaled, v128_and(inf_nan, u32x4_splat(0x7f80_0000)));
+    let quiet = v128_and(f32x4_ne(v, v), u32x4_splat(0x40_0000));
+    v128_or(v128_or(v, quiet), sign)
 }
 
 /// Index of the first NaN or infinity.
@@ -198,7 +223,7 @@ pub fn abs_sum(x: &[f32]) -> f64 {
     let mut chunks = x.chunks_exact(16);
     for c in chunks.by_ref() {
         for j in 0..4 {
-            let v = f32x4_abs(ld(c, 4 * j));
+            let v = abs_f32(ld(c, 4 * j));
             acc[2 * j] = f64x2_add(acc[2 * j], f64x2_promote_low_f32x4(v));
             acc[2 * j + 1] = f64x2_add(acc[2 * j + 1], promote_high(v));
         }
@@ -216,7 +241,7 @@ pub fn abs_max(x: &[f32]) -> f32 {
     let mut chunks = x.chunks_exact(16);
     for c in chunks.by_ref() {
         for (j, mj) in m.iter_mut().enumerate() {
-            *mj = f32x4_pmax(*mj, f32x4_abs(ld(c, 4 * j)));
+            *mj = f32x4_pmax(*mj, abs_f32(ld(c, 4 * j)));
         }
     }
     let m = hmax(f32x4_pmax(f32x4_pmax(m[0], m[1]), f32x4_pmax(m[2], m[3])));
@@ -259,7 +284,7 @@ pub fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
     let mut chunks = x.chunks_exact(16);
     for c in chunks.by_ref() {
         for j in 0..4 {
-            let a = f32x4_abs(ld(c, 4 * j));
+            let a = abs_f32(ld(c, 4 * j));
             let above = f32x4_gt(a, tv);
             let a = v128_and(a, above);
             count = i32x4_sub(count, above);
@@ -281,9 +306,10 @@ pub fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
     (scalar::fold_lanes(lanes), n)
 }
 
-/// A code rule as vectors: q in {-1, 0, 1} of four f32 lanes, as i32 lanes.
+/// A code rule as vectors: for four f32 lanes, the masks (all ones or zero) of q = -1
+/// and of q = +1.
 trait Code: Copy {
-    fn q(self, v: v128) -> v128;
+    fn masks(self, v: v128) -> (v128, v128);
 }
 
 /// `CodeRule::Scaled`: q = (v*inv >= 0.5) - (v*inv <= -0.5); a NaN product gives 0.
@@ -294,10 +320,9 @@ struct Scaled {
 
 impl Code for Scaled {
     #[inline(always)]
-    fn q(self, v: v128) -> v128 {
+    fn masks(self, v: v128) -> (v128, v128) {
         let s = f32x4_mul(v, self.inv);
-        // Comparison masks are -1 (true) or 0.
-        i32x4_sub(f32x4_le(s, f32x4_splat(-0.5)), f32x4_ge(s, f32x4_splat(0.5)))
+        (f32x4_le(s, f32x4_splat(-0.5)), f32x4_ge(s, f32x4_splat(0.5)))
     }
 }
 
@@ -310,8 +335,8 @@ struct Threshold {
 
 impl Code for Threshold {
     #[inline(always)]
-    fn q(self, v: v128) -> v128 {
-        i32x4_sub(f32x4_lt(v, self.neg_t), f32x4_gt(v, self.t))
+    fn masks(self, v: v128) -> (v128, v128) {
+        (f32x4_lt(v, self.neg_t), f32x4_gt(v, self.t))
     }
 }
 
@@ -331,11 +356,10 @@ macro_rules! with_code {
 /// Codes of x[at..at+16] as two i16x8 vectors.
 #[inline(always)]
 fn q16<C: Code>(code: C, x: &[f32], at: usize) -> (v128, v128) {
-    let a = code.q(ld(x, at));
-    let b = code.q(ld(x, at + 4));
-    let c = code.q(ld(x, at + 8));
-    let d = code.q(ld(x, at + 12));
-    (i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d))
+    let m: [(v128, v128); 4] = core::array::from_fn(|j| code.masks(ld(x, at + 4 * j)));
+    // q = (mask of -1) - (mask of +1), with the masks narrowed to i16 first.
+    let q = |a: (v128, v128), b: (v128, v128)| i16x8_sub(i16x8_narrow_i32x4(a.0, b.0), i16x8_narrow_i32x4(a.1, b.1));
+    (q(m[0], m[1]), q(m[2], m[3]))
 }
 
 /// Codes c = q + 1 of x[at..at+16] as u8 lanes.
@@ -375,23 +399,25 @@ fn pack_tq2_0_with<C: Code>(code: C, x: &[f32], d: [u8; 2], out: &mut [BlockTq2_
         for g in 0..4 {
             let (h, m0) = (g / 2, g % 2 * 16);
             // byte = sum over l of (q_l + 1) << 2l = 85 + sum of q_l << 2l, in 0..=170.
-            let mut lo = i16x8_splat(85);
-            let mut hi = i16x8_splat(85);
+            let mut lo = i16x8_splat(85 + U8_BIAS);
+            let mut hi = i16x8_splat(85 + U8_BIAS);
             for l in 0..4 {
                 let (a, b) = q16(code, xb, h * 128 + l * 32 + m0);
                 lo = i16x8_add(lo, i16x8_shl(a, 2 * l as u32));
                 hi = i16x8_add(hi, i16x8_shl(b, 2 * l as u32));
             }
-            st(&mut block.qs, h * 32 + m0, u8x16_narrow_i16x8(lo, hi));
+            st(&mut block.qs, h * 32 + m0, biased_to_u8(lo, hi));
         }
         block.d = d;
     }
 }
 
-/// The codes q of 16 TQ2_0 bytes for lane l: ((b >> 2l) & 3) - 1.
+/// The codes q of 16 TQ2_0 bytes for lane l: ((b >> 2l) & 3) - 1. The shift runs on u16
+/// lanes (wasm has no native byte shift); the bits it moves across a byte boundary are
+/// masked off.
 #[inline(always)]
 fn tq2_lane(b: v128, l: u32) -> v128 {
-    i8x16_sub(v128_and(u8x16_shr(b, 2 * l), u8x16_splat(3)), i8x16_splat(1))
+    i8x16_sub(v128_and(u16x8_shr(b, 2 * l), u8x16_splat(3)), i8x16_splat(1))
 }
 
 /// Codes (q in {-1,0,1}) of TQ2_0 blocks; the code 3 reads as +2, as in the spec.
@@ -401,9 +427,10 @@ pub fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]) {
         for g in 0..4 {
             let (h, m0) = (g / 2, g % 2 * 16);
             let b = ld(&block.qs, h * 32 + m0);
-            for l in 0..4 {
-                st(ob, h * 128 + l * 32 + m0, tq2_lane(b, l as u32));
-            }
+            st(ob, h * 128 + m0, tq2_lane(b, 0));
+            st(ob, h * 128 + 32 + m0, tq2_lane(b, 1));
+            st(ob, h * 128 + 64 + m0, tq2_lane(b, 2));
+            st(ob, h * 128 + 96 + m0, tq2_lane(b, 3));
         }
     }
 }
@@ -412,21 +439,34 @@ pub fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]) {
 pub fn dequantize_tq2_0(blocks: &[BlockTq2_0], out: &mut [f32]) {
     for (block, ob) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
         let d = f32x4_splat(f16_scale(block.d));
+        let (three, one) = (u32x4_splat(3), i32x4_splat(1));
         // The four 16-byte groups of qs: half h, bytes m0..m0+16.
         for g in 0..4 {
             let (h, m0) = (g / 2, g % 2 * 16);
             let b = ld(&block.qs, h * 32 + m0);
-            for l in 0..4 {
-                store_scaled(ob, h * 128 + l * 32 + m0, tq2_lane(b, l as u32), d);
+            // Each byte in its own u32 lane, then q = ((w >> 2l) & 3) - 1 in i32 lanes.
+            let (lo, hi) = (u16x8_extend_low_u8x16(b), u16x8_extend_high_u8x16(b));
+            let w = [
+                u32x4_extend_low_u16x8(lo),
+                u32x4_extend_high_u16x8(lo),
+                u32x4_extend_low_u16x8(hi),
+                u32x4_extend_high_u16x8(hi),
+            ];
+            for (l, shift) in [0u32, 2, 4, 6].into_iter().enumerate() {
+                for (k, &w) in w.iter().enumerate() {
+                    let q = i32x4_sub(v128_and(u32x4_shr(w, shift), three), one);
+                    st(ob, h * 128 + l * 32 + m0 + 4 * k, f32x4_mul(f32x4_convert_i32x4(q), d));
+                }
             }
         }
     }
 }
 
-/// x * 3 in wrapping u8 lanes.
+/// x * 3 in u8 lanes, for x < 86. (Saturating adds: LLVM turns wrapping ones into an i8
+/// multiply, which wasm lacks and which it then widens.)
 #[inline(always)]
 fn times3(x: v128) -> v128 {
-    i8x16_add(i8x16_add(x, x), x)
+    u8x16_add_sat(u8x16_add_sat(x, x), x)
 }
 
 /// Base-3 digits, most significant first, as u8 lanes (each sum stays below 243).
@@ -442,18 +482,14 @@ fn horner(digits: [v128; 5]) -> v128 {
 /// (b * 256 + 242) / 243 for u8 lanes b < 243, as the spec's `tq1_scale_byte`.
 #[inline(always)]
 fn tq1_scale_bytes(b: v128) -> v128 {
-    // x = b*256 + 242 < 62450 fits u16; floor(x / 243) = (x * 34522) >> 23 for every such
-    // x (34522 = ceil(2^23 / 243); the test checks all 243 values).
-    let magic = u16x8_splat(34522);
-    let lo = i16x8_add(i16x8_shl(u16x8_extend_low_u8x16(b), 8), u16x8_splat(242));
-    let hi = i16x8_add(i16x8_shl(u16x8_extend_high_u8x16(b), 8), u16x8_splat(242));
-    let q = |x: v128| {
-        u16x8_narrow_i32x4(
-            u32x4_shr(u32x4_extmul_low_u16x8(x, magic), 23),
-            u32x4_shr(u32x4_extmul_high_u16x8(x, magic), 23),
-        )
+    // (b*256 + 242) / 243 = b + (13b + 242) / 243, and for every b < 243 that quotient is
+    // the Q15 rounding product of 13b + 118 and 135 (found by search; the test checks all
+    // 243 values).
+    let f = |b: v128| {
+        let q = i16x8_q15mulr_sat(i16x8_add(i16x8_mul(b, i16x8_splat(13)), i16x8_splat(118)), i16x8_splat(135));
+        i16x8_add(i16x8_add(b, q), i16x8_splat(U8_BIAS))
     };
-    u8x16_narrow_i16x8(q(lo), q(hi))
+    biased_to_u8(f(u16x8_extend_low_u8x16(b)), f(u16x8_extend_high_u8x16(b)))
 }
 
 /// Quantizes `x` (a multiple of 256 values) into TQ1_0 blocks with scale bits `d`.
@@ -484,15 +520,23 @@ fn pack_tq1_0_with<C: Code>(code: C, x: &[f32], d: [u8; 2], out: &mut [BlockTq1_
 }
 
 /// Stores the `count` TQ1_0 digits of 16 bytes, most significant first, at
-/// `at + n*stride` (digit n of a byte is the top digit of byte * 3^n mod 256).
+/// `at + n*stride`: digit n of byte b is the top digit of s = b * 3^n mod 256, that is
+/// (s * 3) >> 8, and s * 3 mod 256 is the next s.
+///
+/// The bytes are handled as u16 lanes, even bytes and odd bytes apart, where the
+/// multiplication by 3 is native.
 #[inline(always)]
 fn tq1_digits(b: v128, count: usize, out: &mut [i8], at: usize, stride: usize) {
-    let mut s = b;
+    let (byte, three) = (u16x8_splat(0xff), u16x8_splat(3));
+    let mut even = v128_and(b, byte);
+    let mut odd = u16x8_shr(b, 8);
     for n in 0..count {
-        // top digit of s: (s*3) >> 8 = (s >= 86) + (s >= 171); q = digit - 1.
-        let q = i8x16_sub(i8x16_sub(i8x16_splat(-1), u8x16_ge(s, u8x16_splat(86))), u8x16_ge(s, u8x16_splat(171)));
-        st(out, at + n * stride, q);
-        s = times3(s);
+        let (te, to) = (i16x8_mul(even, three), i16x8_mul(odd, three));
+        // Digits 0..=2 back into their bytes, then q = digit - 1 per byte.
+        let d = v128_or(u16x8_shr(te, 8), i16x8_shl(u16x8_shr(to, 8), 8));
+        st(out, at + n * stride, i8x16_sub(d, i8x16_splat(1)));
+        even = v128_and(te, byte);
+        odd = v128_and(to, byte);
     }
 }
 
@@ -502,12 +546,13 @@ fn unpack_tq1_0_block(block: &BlockTq1_0, ob: &mut [i8]) {
     tq1_digits(ld(&block.qs, 0), 5, ob, 0, 32);
     tq1_digits(ld(&block.qs, 16), 5, ob, 16, 32);
     tq1_digits(ld(&block.qs, 32), 5, ob, 160, 16);
-    // Value 240 + n*4 + m is digit n of qh[m]: lane n*4 + m gets qh[m] * 3^n mod 256.
+    // Value 240 + n*4 + m is digit n of qh[m]: lane n*4 + m gets qh[m] * 3^n mod 256,
+    // multiplied as u16 lanes (even and odd bytes apart; the odd products keep their low
+    // byte in the high byte of the lane).
     let s = u32x4_splat(u32::from_le_bytes(block.qh));
-    let lo = i16x8_mul(u16x8_extend_low_u8x16(s), i16x8(1, 1, 1, 1, 3, 3, 3, 3));
-    let hi = i16x8_mul(u16x8_extend_high_u8x16(s), i16x8(9, 9, 9, 9, 27, 27, 27, 27));
-    let byte = u16x8_splat(0xff);
-    let s = u8x16_narrow_i16x8(v128_and(lo, byte), v128_and(hi, byte));
+    let (even, odd) = (v128_and(s, u16x8_splat(0x00ff)), v128_and(s, u16x8_splat(0xff00)));
+    let p = i16x8(1, 1, 3, 3, 9, 9, 27, 27);
+    let s = v128_or(v128_and(i16x8_mul(even, p), u16x8_splat(0x00ff)), i16x8_mul(odd, p));
     tq1_digits(s, 1, ob, 240, 0);
 }
 
@@ -547,15 +592,15 @@ fn pack_bitnet_hf_row_with<C: Code>(code: C, sources: &[&[f32]], rule: CodeRule,
     let src: [&[f32]; 4] = core::array::from_fn(|i| sources.get(i).map_or(&[][..], |s| &s[..n]));
     let vec_end = n / 16 * 16;
     for k in (0..vec_end).step_by(16) {
-        let mut lo = i16x8_splat(0);
-        let mut hi = i16x8_splat(0);
+        let mut lo = i16x8_splat(U8_BIAS);
+        let mut hi = i16x8_splat(U8_BIAS);
         for (i, s) in src[..count].iter().enumerate() {
             let (a, b) = q16(code, s, k);
             let one = i16x8_splat(1 << (2 * i));
             lo = i16x8_add(lo, i16x8_add(i16x8_shl(a, 2 * i as u32), one));
             hi = i16x8_add(hi, i16x8_add(i16x8_shl(b, 2 * i as u32), one));
         }
-        st(out, k, u8x16_narrow_i16x8(lo, hi));
+        st(out, k, biased_to_u8(lo, hi));
     }
     let tail: [&[f32]; 4] = core::array::from_fn(|i| if i < count { &src[i][vec_end..] } else { &[][..] });
     scalar::pack_bitnet_hf_row(&tail[..count], rule, &mut out[vec_end..]);
@@ -566,15 +611,16 @@ pub fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]) {
     let n = x.len().min(out.len());
     let (x, out) = (&x[..n], &mut out[..n]);
     let (neg_clip, clip_v, idv) = (f32x4_splat(-clip), f32x4_splat(clip), f32x4_splat(id));
-    let (lo, hi) = (f32x4_splat(-127.0), f32x4_splat(127.0));
+    let lo = f32x4_splat(-127.0);
     let mut xs = x.chunks_exact(16);
     let mut os = out.chunks_exact_mut(16);
     for (xc, oc) in xs.by_ref().zip(os.by_ref()) {
-        let q: [v128; 4] = core::array::from_fn(|j| {
+        // Above 127 only the saturating narrowing clamps, to the same 127.
+        let r: [v128; 4] = core::array::from_fn(|j| {
             let s = f32x4_mul(clamp(ld(xc, 4 * j), neg_clip, clip_v), idv);
-            round_away_i32(clamp(s, lo, hi))
+            round_away_f32(f32x4_pmax(s, lo))
         });
-        st(oc, 0, narrow_i32_to_i8(q[0], q[1], q[2], q[3]));
+        st(oc, 0, integral_f32_to_i8(r));
     }
     scalar::quantize_i8_symmetric(xs.remainder(), id, clip, os.into_remainder());
 }
@@ -584,17 +630,17 @@ pub fn quantize_i8_asymmetric(x: &[f32], scale: f32, zero_point: i32, lo: f32, h
     let n = x.len().min(out.len());
     let (x, out) = (&x[..n], &mut out[..n]);
     let (lov, hiv, sv, zp) = (f32x4_splat(lo), f32x4_splat(hi), f32x4_splat(scale), f32x4_splat(zero_point as f32));
-    let (s_lo, s_hi) = (f32x4_splat(-512.0), f32x4_splat(512.0));
-    let (q_lo, q_hi) = (f32x4_splat(-128.0), f32x4_splat(127.0));
+    let s_lo = f32x4_splat(-512.0);
     let mut xs = x.chunks_exact(16);
     let mut os = out.chunks_exact_mut(16);
     for (xc, oc) in xs.by_ref().zip(os.by_ref()) {
-        let q: [v128; 4] = core::array::from_fn(|j| {
-            let s = clamp(f32x4_div(clamp(ld(xc, 4 * j), lov, hiv), sv), s_lo, s_hi);
-            // In f32 as the spec, so that a NaN stays NaN until the final conversion (0).
-            i32x4_trunc_sat_f32x4(clamp(f32x4_add(round_away_f32(s), zp), q_lo, q_hi))
+        // Above 512 (and above 127 after the zero point) only the saturating narrowing
+        // clamps, to the same 127; below, the f32 clamp keeps the values small.
+        let r: [v128; 4] = core::array::from_fn(|j| {
+            let s = f32x4_pmax(f32x4_div(clamp(ld(xc, 4 * j), lov, hiv), sv), s_lo);
+            f32x4_add(round_away_f32(s), zp)
         });
-        st(oc, 0, narrow_i32_to_i8(q[0], q[1], q[2], q[3]));
+        st(oc, 0, integral_f32_to_i8(r));
     }
     scalar::quantize_i8_asymmetric(xs.remainder(), scale, zero_point, lo, hi, os.into_remainder());
 }
@@ -629,7 +675,7 @@ fn block_abs_max(xb: &[f32]) -> f32 {
     let mut m = [f32x4_splat(0.0); 4];
     for c in xb.chunks_exact(16) {
         for (j, mj) in m.iter_mut().enumerate() {
-            *mj = f32x4_pmax(*mj, f32x4_abs(ld(c, 4 * j)));
+            *mj = f32x4_pmax(*mj, abs_f32(ld(c, 4 * j)));
         }
     }
     hmax(f32x4_pmax(f32x4_pmax(m[0], m[1]), f32x4_pmax(m[2], m[3])))
@@ -638,9 +684,9 @@ fn block_abs_max(xb: &[f32]) -> f32 {
 /// round_away_i8(x * id) of x[at..at+16], as i8 lanes.
 #[inline(always)]
 fn quantize_16(x: &[f32], at: usize, id: v128) -> v128 {
-    let (lo, hi) = (f32x4_splat(-127.0), f32x4_splat(127.0));
-    let q: [v128; 4] = core::array::from_fn(|j| round_away_i32(clamp(f32x4_mul(ld(x, at + 4 * j), id), lo, hi)));
-    narrow_i32_to_i8(q[0], q[1], q[2], q[3])
+    // Above 127 only the saturating narrowing clamps, to the same 127.
+    let lo = f32x4_splat(-127.0);
+    integral_f32_to_i8(core::array::from_fn(|j| round_away_f32(f32x4_pmax(f32x4_mul(ld(x, at + 4 * j), id), lo))))
 }
 
 /// The block scale d = max|x| / 127 and its reciprocal (0 for d = 0), as the spec.
@@ -710,12 +756,14 @@ pub fn dequantize_q8_k(blocks: &[BlockQ8K], out: &mut [f32]) {
 pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);
-    let mut ss = src.chunks_exact(8);
-    let mut os = out.chunks_exact_mut(8);
+    let mut ss = src.chunks_exact(16);
+    let mut os = out.chunks_exact_mut(16);
     for (sc, oc) in ss.by_ref().zip(os.by_ref()) {
-        let h = ld(sc, 0);
-        st(oc, 0, f16x4_to_f32x4(u32x4_extend_low_u16x8(h)));
-        st(oc, 4, f16x4_to_f32x4(u32x4_extend_high_u16x8(h)));
+        for k in [0, 8] {
+            let h = ld(sc, k);
+            st(oc, k, f16x4_to_f32x4(u32x4_extend_low_u16x8(h)));
+            st(oc, k + 4, f16x4_to_f32x4(u32x4_extend_high_u16x8(h)));
+        }
     }
     for (o, &h) in os.into_remainder().iter_mut().zip(ss.remainder()) {
         *o = f16_to_f32_one(h);
@@ -726,14 +774,14 @@ pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
 pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);
-    let zero = u16x8_splat(0);
-    let mut ss = src.chunks_exact(8);
-    let mut os = out.chunks_exact_mut(8);
+    let mut ss = src.chunks_exact(16);
+    let mut os = out.chunks_exact_mut(16);
     for (sc, oc) in ss.by_ref().zip(os.by_ref()) {
-        let h = ld(sc, 0);
-        // Little-endian u32 lane k = [low half 0, high half h[k]].
-        st(oc, 0, i16x8_shuffle::<8, 0, 8, 1, 8, 2, 8, 3>(h, zero));
-        st(oc, 4, i16x8_shuffle::<8, 4, 8, 5, 8, 6, 8, 7>(h, zero));
+        for k in [0, 8] {
+            let h = ld(sc, k);
+            st(oc, k, i32x4_shl(u32x4_extend_low_u16x8(h), 16));
+            st(oc, k + 4, i32x4_shl(u32x4_extend_high_u16x8(h), 16));
+        }
     }
     scalar::bf16_to_f32(ss.remainder(), os.into_remainder());
 }
@@ -760,7 +808,7 @@ pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
                 err_sq[i] = f64x2_add(err_sq[i], f64x2_mul(e, e));
                 dot[i] = f64x2_add(dot[i], f64x2_mul(r, a));
                 approx_sq[i] = f64x2_add(approx_sq[i], f64x2_mul(a, a));
-                max_err = f64x2_pmax(max_err, f64x2_abs(e));
+                max_err = f64x2_pmax(max_err, v128_and(e, u64x2_splat(0x7fff_ffff_ffff_ffff)));
             }
         }
     }
