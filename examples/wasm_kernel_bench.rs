@@ -83,7 +83,7 @@ fn gvals(values: usize, secs: f64) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let sections = ["quantize", "dot", "gemv"];
+    let sections = ["quantize", "dot", "gemv", "kernels"];
     let all = !args.iter().any(|a| sections.contains(&a.as_str()));
     let run = |name: &str| all || args.iter().any(|a| a == name);
     let runs = args
@@ -115,6 +115,74 @@ fn main() {
     }
     if run("gemv") {
         bench_gemv(&backends, best, runs, quick);
+    }
+    if run("kernels") {
+        bench_kernels(&backends, runs, quick);
+    }
+}
+
+/// Single kernels on 65536 values (256 KiB of f32, in L2), called through the table.
+fn bench_kernels(backends: &[Backend], runs: usize, quick: bool) {
+    let n = 1 << 16;
+    let x = weights(n, 5);
+    let y = weights(n, 6);
+    let halves: Vec<u16> = x.iter().map(|v| half::f16::from_f32(*v).to_bits()).collect();
+    let codes: Vec<i8> = x.iter().map(|v| (v.signum() * (v.abs() > 0.02) as i32 as f32) as i8).collect();
+    let xi8: Vec<i8> = y.iter().map(|v| (v * 3000.0).clamp(-127.0, 127.0) as i8).collect();
+    let rule = ternary_quant::kernels::CodeRule::Scaled { inv: 50.0 };
+    let mut tq2 = vec![BlockTq2_0 { qs: [0; 64], d: [0; 2] }; n / QK_K];
+    let mut tq1 = vec![ternary_quant::layout::blocks::BlockTq1_0 { qs: [0; 48], qh: [0; 4], d: [0; 2] }; n / QK_K];
+    let mut q8k = vec![BlockQ8K::default(); n / QK_K];
+    let mut q80 = vec![ternary_quant::layout::blocks::BlockQ8_0 { d: [0; 2], qs: [0; 32] }; n / 32];
+    let mut out_i8 = vec![0i8; n];
+    let mut out_f32 = vec![0f32; n];
+    let reps = if quick { 20 } else { 100 };
+    for &backend in backends {
+        let k = backend.kernels().expect("supported backend");
+        let mut cases: Vec<(&str, f64)> = Vec::new();
+        let mut bench = |name: &'static str, f: &mut dyn FnMut()| cases.push((name, time(runs, reps, f)));
+        bench("first_non_finite", &mut || {
+            black_box((k.first_non_finite)(black_box(&x)));
+        });
+        bench("abs_sum", &mut || {
+            black_box((k.abs_sum)(black_box(&x)));
+        });
+        bench("abs_max", &mut || {
+            black_box((k.abs_max)(black_box(&x)));
+        });
+        bench("min_max", &mut || {
+            black_box((k.min_max)(black_box(&x)));
+        });
+        bench("ternary_codes", &mut || (k.ternary_codes)(black_box(&x), rule, &mut out_i8));
+        bench("pack_tq2_0", &mut || (k.pack_tq2_0)(black_box(&x), rule, [0, 60], &mut tq2));
+        bench("dequantize_tq2_0", &mut || (k.dequantize_tq2_0)(black_box(&tq2), &mut out_f32));
+        bench("pack_tq1_0", &mut || (k.pack_tq1_0)(black_box(&x), rule, [0, 60], &mut tq1));
+        bench("unpack_tq1_0", &mut || (k.unpack_tq1_0)(black_box(&tq1), &mut out_i8));
+        bench("quantize_i8_symmetric", &mut || {
+            (k.quantize_i8_symmetric)(black_box(&x), 300.0, f32::INFINITY, &mut out_i8)
+        });
+        bench("quantize_i8_asymmetric", &mut || {
+            (k.quantize_i8_asymmetric)(black_box(&x), 0.004, -3, -0.5, 0.5, &mut out_i8)
+        });
+        bench("dequantize_i8", &mut || (k.dequantize_i8)(black_box(&xi8), 0.01, 3, &mut out_f32));
+        bench("quantize_q8_0", &mut || (k.quantize_q8_0)(black_box(&x), &mut q80));
+        bench("quantize_q8_k", &mut || (k.quantize_q8_k)(black_box(&x), &mut q8k));
+        bench("f16_to_f32", &mut || (k.f16_to_f32)(black_box(&halves), &mut out_f32));
+        bench("bf16_to_f32", &mut || (k.bf16_to_f32)(black_box(&halves), &mut out_f32));
+        bench("metric_sums", &mut || {
+            black_box((k.metric_sums)(black_box(&x), black_box(&y)));
+        });
+        bench("dot_f32", &mut || {
+            black_box((k.dot_f32)(black_box(&x), black_box(&y)));
+        });
+        bench("dot_codes_i8", &mut || {
+            black_box((k.dot_codes_i8)(black_box(&codes), black_box(&xi8)));
+        });
+        let list: Vec<String> = cases.iter().map(|(name, secs)| format!("{name} {:.2}", gvals(n, *secs))).collect();
+        println!("kernels {backend}, {n} values in L2:");
+        for chunk in list.chunks(6) {
+            println!("  {}", chunk.join(", "));
+        }
     }
 }
 
