@@ -8,10 +8,15 @@
 //!   lane as in `scalar`, and `scalar::fold_lanes` folds them.
 //! - Maxima and minima use `pmax`/`pmin` with the accumulator first, which keeps the
 //!   accumulator when the new value is NaN, as `f32::max`/`f32::min` do.
-//! - Rounding half away from zero is `trunc(v + copysign(0.49999997, v))`, exact for the
-//!   clamped ranges (|v| <= 512) it is used on; `f32x4_nearest` (half to even) is never used.
+//! - Rounding half away from zero is `trunc(v + copysign(0.49999997, v))`, exact for
+//!   |v| <= 512, which covers every value that is not saturated to the int8 range anyway;
+//!   `f32x4_nearest` (half to even) is never used.
 //! - Element-wise kernels run their tail (fewer than one vector) through `scalar`.
 //! - No relaxed-simd and no fused multiply-add.
+//! - Some operations are written in a roundabout form because LLVM rewrites the obvious
+//!   one into a sequence that V8 runs several times slower (nested saturating narrows,
+//!   `u8x16_narrow_i16x8`, `x + x + x` on bytes, integer compares of small values); the
+//!   helpers say where.
 //!
 //! The module is compiled only with `+simd128`, so its functions are safe to call.
 
