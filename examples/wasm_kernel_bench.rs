@@ -50,23 +50,29 @@ fn weights(n: usize, seed: u64) -> Vec<f32> {
 /// a warm-up. The fastest run is the one least disturbed by other work on the
 /// machine.
 fn time<R>(runs: usize, reps: usize, mut f: impl FnMut() -> R) -> f64 {
-    // Warm up for at least half a second: V8 first runs wasm with its baseline compiler
-    // and swaps in optimized code for later calls once a function is hot.
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(500) {
+    // Warm up: V8 first runs wasm with its baseline compiler and swaps in optimized code
+    // for later calls once a function is hot (compiled in the background, so later on a
+    // busy machine). Run batches for at least half a second and until a batch is no longer
+    // clearly faster than the best before it (at most 5 s).
+    let mut run_batch = || {
+        let start = Instant::now();
         for _ in 0..reps {
             black_box(f());
         }
+        start.elapsed().as_secs_f64()
+    };
+    let start = Instant::now();
+    let mut best = f64::INFINITY;
+    loop {
+        let t = run_batch();
+        let improving = t < 0.97 * best;
+        best = best.min(t);
+        let elapsed = start.elapsed();
+        if elapsed > Duration::from_secs(5) || (elapsed > Duration::from_millis(500) && !improving) {
+            break;
+        }
     }
-    let mut per_call: Vec<f64> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..reps {
-                black_box(f());
-            }
-            start.elapsed().as_secs_f64() / reps as f64
-        })
-        .collect();
+    let mut per_call: Vec<f64> = (0..runs).map(|_| run_batch() / reps as f64).collect();
     per_call.sort_by(f64::total_cmp);
     per_call[0]
 }
