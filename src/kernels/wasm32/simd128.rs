@@ -703,7 +703,43 @@ fn block_scale(xb: &[f32]) -> (f32, f32) {
 
 /// Q8_0 blocks of `x` (a multiple of 32 values), as ggml's reference quantizer.
 pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK8_0)) {
+    let n = out.len().min(x.len() / QK8_0);
+    let (x, out) = (&x[..n * QK8_0], &mut out[..n]);
+    // Four blocks at a time, so that the two divisions per block run as vectors and the
+    // blocks' dependency chains overlap.
+    let mut xs = x.chunks_exact(4 * QK8_0);
+    let mut os = out.chunks_exact_mut(4);
+    let zero = f32x4_splat(0.0);
+    for (xc, oc) in xs.by_ref().zip(os.by_ref()) {
+        // Each block's max |x| as four lanes, then the four blocks' maxima in one vector.
+        let m: [v128; 4] = core::array::from_fn(|b| {
+            let mut m = [zero; 2];
+            for k in 0..8 {
+                m[k % 2] = f32x4_pmax(m[k % 2], abs_f32(ld(xc, QK8_0 * b + 4 * k)));
+            }
+            f32x4_pmax(m[0], m[1])
+        });
+        let half = |a: v128, b: v128| f32x4_pmax(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b));
+        let (m01, m23) = (half(m[0], m[1]), half(m[2], m[3]));
+        let amax = f32x4_pmax(i32x4_shuffle::<0, 2, 4, 6>(m01, m23), i32x4_shuffle::<1, 3, 5, 7>(m01, m23));
+        // d = max/127 and id = d == 0 ? 0 : 1/d, as the spec's scalar divisions.
+        let d = f32x4_div(amax, f32x4_splat(127.0));
+        let id = v128_andnot(f32x4_div(f32x4_splat(1.0), d), f32x4_eq(d, zero));
+        let mut ds = [0f32; 4];
+        st(&mut ds, 0, d);
+        let ids = [
+            i32x4_shuffle::<0, 0, 0, 0>(id, id),
+            i32x4_shuffle::<1, 1, 1, 1>(id, id),
+            i32x4_shuffle::<2, 2, 2, 2>(id, id),
+            i32x4_shuffle::<3, 3, 3, 3>(id, id),
+        ];
+        for (b, block) in oc.iter_mut().enumerate() {
+            st(&mut block.qs, 0, quantize_16(xc, QK8_0 * b, ids[b]));
+            st(&mut block.qs, 16, quantize_16(xc, QK8_0 * b + 16, ids[b]));
+            block.d = f16_bits(ds[b]);
+        }
+    }
+    for (block, xb) in os.into_remainder().iter_mut().zip(xs.remainder().chunks_exact(QK8_0)) {
         let (d, id) = block_scale(xb);
         let id = f32x4_splat(id);
         st(&mut block.qs, 0, quantize_16(xb, 0, id));
