@@ -5,6 +5,44 @@
 //! On x86_64 the best backend is detected at run time and cached; on wasm32 it is fixed
 //! at compile time by the `simd128` target feature. The scalar module is the spec.
 
+/// Fills a [`Kernels`] table from a module that has every kernel by name.
+// Defined before the backend modules so that its textual scope reaches them.
+macro_rules! kernel_table {
+    ($m:path) => {{
+        use $m as m;
+        $crate::kernels::Kernels {
+            first_non_finite: m::first_non_finite,
+            abs_sum: m::abs_sum,
+            abs_max: m::abs_max,
+            min_max: m::min_max,
+            abs_sum_above: m::abs_sum_above,
+            ternary_codes: m::ternary_codes,
+            pack_tq2_0: m::pack_tq2_0,
+            unpack_tq2_0: m::unpack_tq2_0,
+            dequantize_tq2_0: m::dequantize_tq2_0,
+            pack_tq1_0: m::pack_tq1_0,
+            unpack_tq1_0: m::unpack_tq1_0,
+            dequantize_tq1_0: m::dequantize_tq1_0,
+            pack_bitnet_hf_row: m::pack_bitnet_hf_row,
+            pack_i2_s: m::pack_i2_s,
+            unpack_i2_s: m::unpack_i2_s,
+            quantize_i8_symmetric: m::quantize_i8_symmetric,
+            quantize_i8_asymmetric: m::quantize_i8_asymmetric,
+            dequantize_i8: m::dequantize_i8,
+            quantize_q8_0: m::quantize_q8_0,
+            dequantize_q8_0: m::dequantize_q8_0,
+            quantize_q8_k: m::quantize_q8_k,
+            dequantize_q8_k: m::dequantize_q8_k,
+            f16_to_f32: m::f16_to_f32,
+            bf16_to_f32: m::bf16_to_f32,
+            metric_sums: m::metric_sums,
+            dot_tq2_0_q8_k: m::dot_tq2_0_q8_k,
+            dot_codes_i8: m::dot_codes_i8,
+            dot_f32: m::dot_f32,
+        }
+    }};
+}
+
 pub mod scalar;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm32;
@@ -72,43 +110,6 @@ pub struct Kernels {
     pub dot_tq2_0_q8_k: fn(&[BlockTq2_0], &[BlockQ8K]) -> f32,
     pub dot_codes_i8: fn(&[i8], &[i8]) -> i64,
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
-}
-
-/// Fills a [`Kernels`] table from a module that has every kernel by name.
-macro_rules! kernel_table {
-    ($m:path) => {{
-        use $m as m;
-        $crate::kernels::Kernels {
-            first_non_finite: m::first_non_finite,
-            abs_sum: m::abs_sum,
-            abs_max: m::abs_max,
-            min_max: m::min_max,
-            abs_sum_above: m::abs_sum_above,
-            ternary_codes: m::ternary_codes,
-            pack_tq2_0: m::pack_tq2_0,
-            unpack_tq2_0: m::unpack_tq2_0,
-            dequantize_tq2_0: m::dequantize_tq2_0,
-            pack_tq1_0: m::pack_tq1_0,
-            unpack_tq1_0: m::unpack_tq1_0,
-            dequantize_tq1_0: m::dequantize_tq1_0,
-            pack_bitnet_hf_row: m::pack_bitnet_hf_row,
-            pack_i2_s: m::pack_i2_s,
-            unpack_i2_s: m::unpack_i2_s,
-            quantize_i8_symmetric: m::quantize_i8_symmetric,
-            quantize_i8_asymmetric: m::quantize_i8_asymmetric,
-            dequantize_i8: m::dequantize_i8,
-            quantize_q8_0: m::quantize_q8_0,
-            dequantize_q8_0: m::dequantize_q8_0,
-            quantize_q8_k: m::quantize_q8_k,
-            dequantize_q8_k: m::dequantize_q8_k,
-            f16_to_f32: m::f16_to_f32,
-            bf16_to_f32: m::bf16_to_f32,
-            metric_sums: m::metric_sums,
-            dot_tq2_0_q8_k: m::dot_tq2_0_q8_k,
-            dot_codes_i8: m::dot_codes_i8,
-            dot_f32: m::dot_f32,
-        }
-    }};
 }
 
 static SCALAR: Kernels = kernel_table!(self::scalar);

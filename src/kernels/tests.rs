@@ -521,6 +521,31 @@ fn unpack_and_dequantize_tq() {
 }
 
 #[test]
+fn pack_and_unpack_i2_s() {
+    each_case(21, |rng, b, k| {
+        let (blocks, n) = block_data(rng, 128);
+        let (data, off, rule) = ternary_data(rng, n);
+        let x = &data[off..off + n];
+        let out_len = out_blocks(rng, blocks) * 32 + if rng.chance(0.2) { rng.below(32) } else { 0 };
+        let init = random_bytes(rng, out_len);
+        let (mut want, mut got) = (init.clone(), init);
+        scalar::pack_i2_s(x, rule, &mut want);
+        (k.pack_i2_s)(x, rule, &mut got);
+        check("pack_i2_s", b, &(n, off, rule), &want[..], &got[..]);
+
+        // Any byte pattern unpacks the same way, code 3 included.
+        let bytes_off = rng.below(3);
+        let bytes = random_bytes(rng, bytes_off + out_len);
+        let codes_len = out_blocks(rng, blocks) * 128 + if rng.chance(0.2) { rng.below(128) } else { 0 };
+        let init: Vec<i8> = random_bytes(rng, codes_len).into_iter().map(|v| v as i8).collect();
+        let (mut want, mut got) = (init.clone(), init);
+        scalar::unpack_i2_s(&bytes[bytes_off..], &mut want);
+        (k.unpack_i2_s)(&bytes[bytes_off..], &mut got);
+        check("unpack_i2_s", b, &(out_len, bytes_off, codes_len), &want[..], &got[..]);
+    });
+}
+
+#[test]
 fn pack_bitnet_hf_row() {
     each_case(7, |rng, b, k| {
         let n = rng.len();

@@ -580,6 +580,41 @@ pub fn dequantize_tq1_0(blocks: &[BlockTq1_0], out: &mut [f32]) {
     }
 }
 
+/// I2_S code bytes of `x` (a multiple of 128 values): value g*32 + p goes to byte p,
+/// bits 6 - 2g.
+pub fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) {
+    with_code!(rule, pack_i2_s_with(x, out));
+}
+
+#[inline(always)]
+fn pack_i2_s_with<C: Code>(code: C, x: &[f32], out: &mut [u8]) {
+    for (ob, xb) in out.chunks_exact_mut(32).zip(x.chunks_exact(128)) {
+        for m0 in [0, 16] {
+            // byte = sum over g of (q_g + 1) << (6 - 2g) = 85 + sum of q_g << (6 - 2g).
+            let mut lo = i16x8_splat(85 + U8_BIAS);
+            let mut hi = i16x8_splat(85 + U8_BIAS);
+            for g in 0..4 {
+                let (a, b) = q16(code, xb, g * 32 + m0);
+                lo = i16x8_add(lo, i16x8_shl(a, 6 - 2 * g as u32));
+                hi = i16x8_add(hi, i16x8_shl(b, 6 - 2 * g as u32));
+            }
+            st(ob, m0, biased_to_u8(lo, hi));
+        }
+    }
+}
+
+/// Codes of I2_S code bytes; the code 3 reads as +2, as in the spec.
+pub fn unpack_i2_s(bytes: &[u8], out: &mut [i8]) {
+    for (bb, ob) in bytes.chunks_exact(32).zip(out.chunks_exact_mut(128)) {
+        for m0 in [0, 16] {
+            let b = ld(bb, m0);
+            for g in 0..4 {
+                st(ob, g * 32 + m0, tq2_lane(b, 3 - g as u32));
+            }
+        }
+    }
+}
+
 /// One packed bitnet-hf row: byte k = sum over i of c(sources[i][k]) << 2i.
 pub fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]) {
     if sources.len() > 4 {
@@ -635,15 +670,17 @@ pub fn quantize_i8_asymmetric(x: &[f32], scale: f32, zero_point: i32, lo: f32, h
     let n = x.len().min(out.len());
     let (x, out) = (&x[..n], &mut out[..n]);
     let (lov, hiv, sv, zp) = (f32x4_splat(lo), f32x4_splat(hi), f32x4_splat(scale), f32x4_splat(zero_point as f32));
-    let s_lo = f32x4_splat(-512.0);
+    let (s_lo, s_hi) = (f32x4_splat(-512.0), f32x4_splat(512.0));
+    let (q_lo, q_hi) = (f32x4_splat(-128.0), f32x4_splat(127.0));
     let mut xs = x.chunks_exact(16);
     let mut os = out.chunks_exact_mut(16);
     for (xc, oc) in xs.by_ref().zip(os.by_ref()) {
-        // Above 512 (and above 127 after the zero point) only the saturating narrowing
-        // clamps, to the same 127; below, the f32 clamp keeps the values small.
+        // s is clamped to +-512 as in the spec (a zero point far outside -128..=127 can
+        // bring even s = 512 back into range), and r to the i8 range, which also keeps it
+        // within what integral_f32_to_i8 converts exactly.
         let r: [v128; 4] = core::array::from_fn(|j| {
-            let s = f32x4_pmax(f32x4_div(clamp(ld(xc, 4 * j), lov, hiv), sv), s_lo);
-            f32x4_add(round_away_f32(s), zp)
+            let s = clamp(f32x4_div(clamp(ld(xc, 4 * j), lov, hiv), sv), s_lo, s_hi);
+            clamp(f32x4_add(round_away_f32(s), zp), q_lo, q_hi)
         });
         st(oc, 0, integral_f32_to_i8(r));
     }

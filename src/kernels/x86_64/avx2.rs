@@ -83,6 +83,18 @@ pub fn dequantize_tq1_0(blocks: &[BlockTq1_0], out: &mut [f32]) {
     unsafe { imp::dequantize_tq1_0(blocks, out) }
 }
 
+/// I2_S code bytes of `x` (a multiple of 128 values).
+pub fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) {
+    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
+    unsafe { imp::pack_i2_s(x, rule, out) }
+}
+
+/// Codes of I2_S code bytes.
+pub fn unpack_i2_s(bytes: &[u8], out: &mut [i8]) {
+    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
+    unsafe { imp::unpack_i2_s(bytes, out) }
+}
+
 /// One packed bitnet-hf row.
 pub fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]) {
     // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
@@ -670,6 +682,45 @@ mod imp {
             for j in (0..QK_K).step_by(8) {
                 let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(codes.as_ptr().add(j).cast()));
                 _mm256_storeu_ps(o.add(j), _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) {
+        with_rule!(rule, pack_i2_s_with(x, out))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn pack_i2_s_with<const T: bool>(r: Rule, x: &[f32], out: &mut [u8]) {
+        let blocks = (out.len() / 32).min(x.len() / 128);
+        for b in 0..blocks {
+            let xb = x.as_ptr().add(b * 128);
+            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
+            // Byte p holds the codes of values g*32 + p at bits 6 - 2g.
+            let acc = [0, 8, 16, 24].map(|m| {
+                let mut acc = _mm256_set1_epi32(0x55);
+                for g in 0..4 {
+                    let v = _mm256_loadu_ps(xb.add(g * 32 + m));
+                    acc = r.add_code::<T>(acc, v, _mm256_set1_epi32(1 << (6 - 2 * g)));
+                }
+                acc
+            });
+            _mm256_storeu_si256(out.as_mut_ptr().add(b * 32).cast(), pack_u8(acc[0], acc[1], acc[2], acc[3]));
+        }
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn unpack_i2_s(bytes: &[u8], out: &mut [i8]) {
+        let count = (bytes.len() / 32).min(out.len() / 128);
+        let (three, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+        for b in 0..count {
+            let q = _mm256_loadu_si256(bytes.as_ptr().add(b * 32).cast());
+            let o = out.as_mut_ptr().add(b * 128);
+            for g in 0..4 {
+                let c = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(6 - 2 * g as i32)), three);
+                _mm256_storeu_si256(o.add(g * 32).cast(), _mm256_sub_epi8(c, one));
             }
         }
     }

@@ -15,45 +15,8 @@ mod avx512;
 use super::Kernels;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Builds a [`Kernels`] table from a module that has every kernel by name (the same as
-/// `kernel_table!` in `kernels/mod.rs`, which is not in scope here because it is defined
-/// after this module is declared).
-macro_rules! x86_kernel_table {
-    ($m:path) => {{
-        use $m as m;
-        Kernels {
-            first_non_finite: m::first_non_finite,
-            abs_sum: m::abs_sum,
-            abs_max: m::abs_max,
-            min_max: m::min_max,
-            abs_sum_above: m::abs_sum_above,
-            ternary_codes: m::ternary_codes,
-            pack_tq2_0: m::pack_tq2_0,
-            unpack_tq2_0: m::unpack_tq2_0,
-            dequantize_tq2_0: m::dequantize_tq2_0,
-            pack_tq1_0: m::pack_tq1_0,
-            unpack_tq1_0: m::unpack_tq1_0,
-            dequantize_tq1_0: m::dequantize_tq1_0,
-            pack_bitnet_hf_row: m::pack_bitnet_hf_row,
-            quantize_i8_symmetric: m::quantize_i8_symmetric,
-            quantize_i8_asymmetric: m::quantize_i8_asymmetric,
-            dequantize_i8: m::dequantize_i8,
-            quantize_q8_0: m::quantize_q8_0,
-            dequantize_q8_0: m::dequantize_q8_0,
-            quantize_q8_k: m::quantize_q8_k,
-            dequantize_q8_k: m::dequantize_q8_k,
-            f16_to_f32: m::f16_to_f32,
-            bf16_to_f32: m::bf16_to_f32,
-            metric_sums: m::metric_sums,
-            dot_tq2_0_q8_k: m::dot_tq2_0_q8_k,
-            dot_codes_i8: m::dot_codes_i8,
-            dot_f32: m::dot_f32,
-        }
-    }};
-}
-
-static AVX2: Kernels = x86_kernel_table!(self::avx2);
-static AVX512: Kernels = x86_kernel_table!(self::avx512);
+static AVX2: Kernels = kernel_table!(self::avx2);
+static AVX512: Kernels = kernel_table!(self::avx512);
 
 /// The largest f32 below 0.5 (0.5 - 2^-25). For |v| <= 2^22,
 /// `trunc(v + copysign(ROUND_BIAS, v)) == v.round()` (round half away from zero): the
