@@ -360,12 +360,18 @@ mod imp {
         };
     }
 
+    /// |v| as integer bits: above 0x7f7f_ffff exactly for NaN and infinities.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn abs_bits(v: __m256) -> __m256i {
+        _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(i32::MAX))
+    }
+
     /// Bits set where a lane of `v` is NaN or infinite.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn non_finite_mask(v: __m256) -> u32 {
-        let bits = _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(i32::MAX));
-        let bad = _mm256_cmpgt_epi32(bits, _mm256_set1_epi32(0x7f7f_ffff));
+        let bad = _mm256_cmpgt_epi32(abs_bits(v), _mm256_set1_epi32(0x7f7f_ffff));
         _mm256_movemask_ps(_mm256_castsi256_ps(bad)) as u32
     }
 
@@ -376,15 +382,16 @@ mod imp {
         while i + 32 <= n {
             let (a, b) = (_mm256_loadu_ps(p.add(i)), _mm256_loadu_ps(p.add(i + 8)));
             let (c, d) = (_mm256_loadu_ps(p.add(i + 16)), _mm256_loadu_ps(p.add(i + 24)));
-            let any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
-            // An OR of the bits is non-finite whenever one value is (its exponent is all
-            // ones); only then look at each vector.
-            if non_finite_mask(any) != 0 {
+            // The largest |bits| of the 32 values is above the finite range only if one
+            // of them is NaN or infinite; only then look at each vector.
+            let top = _mm256_max_epi32(
+                _mm256_max_epi32(abs_bits(a), abs_bits(b)),
+                _mm256_max_epi32(abs_bits(c), abs_bits(d)),
+            );
+            if _mm256_movemask_epi8(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x7f7f_ffff))) != 0 {
                 let m =
                     non_finite_mask(a) | non_finite_mask(b) << 8 | non_finite_mask(c) << 16 | non_finite_mask(d) << 24;
-                if m != 0 {
-                    return Some(i + m.trailing_zeros() as usize);
-                }
+                return Some(i + m.trailing_zeros() as usize);
             }
             i += 32;
         }

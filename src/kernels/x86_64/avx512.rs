@@ -453,8 +453,10 @@ mod imp {
             (k != 0).then(|| start + k.trailing_zeros() as usize)
         };
         let h = head_len(x);
-        if let Some(i) = check(_mm512_maskz_loadu_ps(mask16(h), p), mask16(h), 0) {
-            return Some(i);
+        if h > 0 {
+            if let Some(i) = check(_mm512_maskz_loadu_ps(mask16(h), p), mask16(h), 0) {
+                return Some(i);
+            }
         }
         let mut i = h;
         while i + 64 <= n {
@@ -495,12 +497,10 @@ mod imp {
         // The running max is the second operand, so a NaN |x| leaves it unchanged; the
         // +0.0 padding of the masked head and tail cannot raise it.
         let h = head_len(x);
-        let mut m = [
-            _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(h), p)),
-            _mm512_setzero_ps(),
-            _mm512_setzero_ps(),
-            _mm512_setzero_ps(),
-        ];
+        let mut m = [_mm512_setzero_ps(); 4];
+        if h > 0 {
+            m[0] = _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(h), p));
+        }
         let mut i = h;
         while i + 64 <= n {
             for (j, m) in m.iter_mut().enumerate() {
