@@ -195,7 +195,7 @@ fn size_overflow() {
     let codes = ternary(TernaryLayout::Codes, ScaleRule::AbsMean, Scope::Tensor);
     let checks: Vec<(Error, &str)> = vec![
         (err(quantize_ternary(&[1.0], usize::MAX, 2, &codes)), "rows * cols"),
-        (err(quantize_ternary(&[1.0; 4], 1 << 33, 1 << 31, &codes)), "rows * cols"),
+        (err(quantize_ternary(&[1.0; 4], usize::MAX / 4 + 1, 4, &codes)), "rows * cols"),
         (err(quantize_int8(&[1.0], usize::MAX, 2, &Int8Options::default())), "rows * cols"),
         (
             err(TernaryTensor::from_codes(&[0], usize::MAX, 3, TernaryLayout::Codes, Scope::Tensor, &[1.0])),

@@ -161,7 +161,7 @@ fn tensors_and_data(align: u64) -> (Vec<B>, Vec<u8>, Vec<Expected>) {
     let mut data = Vec::new();
     let mut expected = Vec::new();
     for (i, (name, ty, ne, dtype, len)) in specs.into_iter().enumerate() {
-        while data.len() as u64 % align != 0 {
+        while !(data.len() as u64).is_multiple_of(align) {
             data.push(0);
         }
         infos.push(ti(name, &ne, ty, data.len() as u64));

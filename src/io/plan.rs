@@ -420,11 +420,11 @@ struct Decision {
 
 fn fallback_for_rows(layout: TernaryLayout, cols: u64, in_type: DType, shape: &[u64]) -> Result<Option<Decision>> {
     let block = match layout.row_block() {
-        Some(b) if cols % b as u64 != 0 => b,
+        Some(b) if !cols.is_multiple_of(b as u64) => b,
         _ => return Ok(None),
     };
     let name = layout_dtype(layout).name();
-    let (out_type, why) = if cols % QK8_0 as u64 == 0 {
+    let (out_type, why) = if cols.is_multiple_of(QK8_0 as u64) {
         (DType::Q8_0, format!("stored as Q8_0 ({cols} is a multiple of 32), as llama.cpp falls back"))
     } else {
         (DType::F16, format!("stored as F16 ({cols} is not a multiple of 32 either), as llama.cpp falls back"))

@@ -100,7 +100,7 @@ unsafe impl ByteBlock for BlockQ8_0 {}
 /// Views bytes as blocks. `bytes.len()` must be a multiple of the block size.
 pub fn as_blocks<B: ByteBlock>(bytes: &[u8]) -> &[B] {
     let size = core::mem::size_of::<B>();
-    assert!(bytes.len() % size == 0, "byte length not a multiple of the block size");
+    assert!(bytes.len().is_multiple_of(size), "byte length not a multiple of the block size");
     // SAFETY: B has alignment 1, every bit pattern is valid (ByteBlock), and the length
     // is an exact multiple of size_of::<B>(), so the view covers exactly `bytes`.
     unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / size) }
@@ -109,7 +109,7 @@ pub fn as_blocks<B: ByteBlock>(bytes: &[u8]) -> &[B] {
 /// Mutable form of [`as_blocks`].
 pub fn as_blocks_mut<B: ByteBlock>(bytes: &mut [u8]) -> &mut [B] {
     let size = core::mem::size_of::<B>();
-    assert!(bytes.len() % size == 0, "byte length not a multiple of the block size");
+    assert!(bytes.len().is_multiple_of(size), "byte length not a multiple of the block size");
     // SAFETY: as in `as_blocks`; the exclusive borrow of `bytes` is carried over.
     unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<B>(), bytes.len() / size) }
 }

@@ -78,13 +78,13 @@ impl TernaryLayout {
     /// The row-length and scope rules of [`TernaryLayout::check`], for any row count.
     fn check_rows_of(self, cols: u64, scope: Scope) -> Result<()> {
         if let Some(block) = self.row_block() {
-            if cols % block as u64 != 0 {
+            if !cols.is_multiple_of(block as u64) {
                 return Err(Error::RowNotBlockAligned { layout: self.name(), block, cols: cols as usize });
             }
         }
         self.check_scope(scope)?;
         match (self, scope) {
-            (Self::Codes, Scope::Block(n)) if cols % n as u64 != 0 => {
+            (Self::Codes, Scope::Block(n)) if !cols.is_multiple_of(n as u64) => {
                 Err(Error::RowNotBlockAligned { layout: "codes with the block scope", block: n, cols: cols as usize })
             }
             _ => Ok(()),

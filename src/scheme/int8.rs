@@ -147,7 +147,7 @@ fn check_options(opts: &Int8Options, cols: usize) -> Result<()> {
             "{layout} is symmetric absmax per block of {block}: use scope 'block' with blockSize {block}, symmetric, no clip or percentile"
         )));
     }
-    if cols % block != 0 {
+    if !cols.is_multiple_of(block) {
         return Err(Error::RowNotBlockAligned { layout, block, cols });
     }
     Ok(())
@@ -277,7 +277,7 @@ impl Int8Tensor {
         if rows == 0 || cols == 0 {
             return Err(Error::EmptyInput { what: "tensor shape" });
         }
-        if cols % block != 0 {
+        if !cols.is_multiple_of(block) {
             return Err(Error::RowNotBlockAligned { layout: layout.name(), block, cols });
         }
         let n = crate::error::checked_mul(rows, cols, "rows * cols")?;

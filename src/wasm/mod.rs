@@ -454,7 +454,7 @@ pub fn quantize_batch(
 #[wasm_bindgen(js_name = estimateModelSize)]
 pub fn estimate_model_size(shapes: Vec<f64>, options: JsValue) -> Result<JsValue, JsError> {
     let opts = parse_options::<TernaryConfig>(options, "size options", TERNARY_KEYS)?.options()?;
-    if shapes.len() % 2 != 0 {
+    if !shapes.len().is_multiple_of(2) {
         return Err(JsError::new("estimateModelSize: shapes must be [rows, cols] pairs"));
     }
     const MAX_SAFE: f64 = 9007199254740991.0;
