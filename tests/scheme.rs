@@ -197,3 +197,28 @@ fn gemv_equals_the_dequantized_product_within_int8_error() {
         }
     }
 }
+
+#[test]
+fn the_first_bad_value_is_named_for_every_rule_scope_and_backend() {
+    // The tensor scope finds bad values through its reduction, the others scope by scope;
+    // both must name the first bad index of the whole input, with later bad values too.
+    let (rows, cols) = (6, 512);
+    for backend in Backend::supported() {
+        for rule in ScaleRule::ALL {
+            for scope in [Scope::Tensor, Scope::Row, Scope::Block(256)] {
+                for (first, bad) in [(0, f32::NAN), (511, f32::INFINITY), (1300, f32::NEG_INFINITY), (3071, f32::NAN)] {
+                    let mut w: Vec<f32> = (0..rows * cols).map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0).collect();
+                    w[first] = bad;
+                    if first + 700 < w.len() {
+                        w[first + 700] = f32::NAN;
+                    }
+                    let o = TernaryOptions { layout: TernaryLayout::Tq2_0, rule, scope, backend };
+                    match quantize_ternary(&w, rows, cols, &o) {
+                        Err(Error::NonFinite { index, .. }) => assert_eq!(index, first, "{backend} {rule:?} {scope:?}"),
+                        other => panic!("{backend} {rule:?} {scope:?}: expected NonFinite at {first}, got {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -59,6 +59,32 @@ impl Scope {
     }
 }
 
+/// Checks the data against its shape: non-empty and of exactly `rows * cols` values.
+pub(crate) fn check_shape(data: &[f32], rows: usize, cols: usize, what: &'static str) -> Result<()> {
+    if data.is_empty() || rows == 0 || cols == 0 {
+        return Err(Error::EmptyInput { what });
+    }
+    let expected = crate::error::checked_mul(rows, cols, "rows * cols")?;
+    if data.len() != expected {
+        return Err(Error::ShapeMismatch { what, expected, actual: data.len() });
+    }
+    Ok(())
+}
+
+/// Checks that every value of `x` is finite; `offset` is the index of `x[0]` in the
+/// whole input, so the error names the input's index.
+pub(crate) fn check_finite(
+    kernels: &crate::kernels::Kernels,
+    x: &[f32],
+    offset: usize,
+    what: &'static str,
+) -> Result<()> {
+    match (kernels.first_non_finite)(x) {
+        Some(i) => Err(Error::NonFinite { what, index: offset + i, value: x[i] }),
+        None => Ok(()),
+    }
+}
+
 /// Checks the data against its shape and the input policy: non-empty, exact length,
 /// every value finite.
 pub(crate) fn check_input(
@@ -68,15 +94,6 @@ pub(crate) fn check_input(
     cols: usize,
     what: &'static str,
 ) -> Result<()> {
-    if data.is_empty() || rows == 0 || cols == 0 {
-        return Err(Error::EmptyInput { what });
-    }
-    let expected = crate::error::checked_mul(rows, cols, "rows * cols")?;
-    if data.len() != expected {
-        return Err(Error::ShapeMismatch { what, expected, actual: data.len() });
-    }
-    if let Some(index) = (kernels.first_non_finite)(data) {
-        return Err(Error::NonFinite { what, index, value: data[index] });
-    }
-    Ok(())
+    check_shape(data, rows, cols, what)?;
+    check_finite(kernels, data, 0, what)
 }

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{Backend, CodeRule, Kernels};
 use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_bits, f16_value, BlockTq1_0, BlockTq2_0};
 use crate::layout::{bitnet_hf, TernaryLayout};
-use crate::scheme::{check_input, Scope};
+use crate::scheme::{check_finite, check_shape, Scope};
 
 /// Lower bound of the absmean and median scales, as BitNet b1.58 clamps them.
 pub const MIN_SCALE: f32 = 1e-5;
@@ -78,14 +78,7 @@ fn abs_median(x: &[f32]) -> f32 {
 /// The scale and code rule of one scope of finite values.
 pub fn scope_scale(k: &Kernels, x: &[f32], rule: ScaleRule) -> ScopeScale {
     match rule {
-        ScaleRule::AbsMean => {
-            let sum = (k.abs_sum)(x);
-            if sum == 0.0 {
-                return ScopeScale::ZERO;
-            }
-            let g = ((sum / x.len() as f64) as f32).max(MIN_SCALE);
-            ScopeScale { scale: g, code: CodeRule::Scaled { inv: 1.0 / g } }
-        }
+        ScaleRule::AbsMean | ScaleRule::Twn => scale_from_abs_sum(k, x, rule, (k.abs_sum)(x)),
         ScaleRule::AbsMax => {
             let d = (k.abs_max)(x);
             let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
@@ -98,15 +91,41 @@ pub fn scope_scale(k: &Kernels, x: &[f32], rule: ScaleRule) -> ScopeScale {
             let g = abs_median(x).max(MIN_SCALE);
             ScopeScale { scale: g, code: CodeRule::Scaled { inv: 1.0 / g } }
         }
-        ScaleRule::Twn => {
-            let sum = (k.abs_sum)(x);
-            if sum == 0.0 {
-                return ScopeScale::ZERO;
+    }
+}
+
+/// The absmean or TWN scale of a scope whose sum of |x| is `sum`.
+fn scale_from_abs_sum(k: &Kernels, x: &[f32], rule: ScaleRule, sum: f64) -> ScopeScale {
+    if sum == 0.0 {
+        return ScopeScale::ZERO;
+    }
+    let mean = sum / x.len() as f64;
+    if rule == ScaleRule::AbsMean {
+        let g = (mean as f32).max(MIN_SCALE);
+        return ScopeScale { scale: g, code: CodeRule::Scaled { inv: 1.0 / g } };
+    }
+    let threshold = (TWN_THRESHOLD_FACTOR * mean) as f32;
+    let (above, count) = (k.abs_sum_above)(x, threshold);
+    let scale = if count == 0 { 0.0 } else { (above / count as f64) as f32 };
+    ScopeScale { scale, code: CodeRule::Threshold { threshold } }
+}
+
+/// The scale of a whole tensor, checking every value on the way.
+fn tensor_scale(k: &Kernels, data: &[f32], rule: ScaleRule) -> Result<ScopeScale> {
+    match rule {
+        ScaleRule::AbsMean | ScaleRule::Twn => {
+            // The sum of |x| is finite exactly when every value is (2^61 values of at most
+            // f32::MAX cannot overflow an f64), so the reduction doubles as the check and
+            // only a bad sum pays for the search of the first bad index.
+            let sum = (k.abs_sum)(data);
+            if !sum.is_finite() {
+                check_finite(k, data, 0, "weights")?;
             }
-            let threshold = (TWN_THRESHOLD_FACTOR * (sum / x.len() as f64)) as f32;
-            let (above, count) = (k.abs_sum_above)(x, threshold);
-            let scale = if count == 0 { 0.0 } else { (above / count as f64) as f32 };
-            ScopeScale { scale, code: CodeRule::Threshold { threshold } }
+            Ok(scale_from_abs_sum(k, data, rule, sum))
+        }
+        ScaleRule::AbsMax | ScaleRule::Median => {
+            check_finite(k, data, 0, "weights")?;
+            Ok(scope_scale(k, data, rule))
         }
     }
 }
@@ -152,19 +171,31 @@ pub struct TernaryTensor {
 }
 
 /// Quantizes a row-major `rows x cols` tensor to ternary.
+///
+/// Row and block scopes are checked, measured and packed one scope at a time, while the
+/// scope is in cache: one pass over memory. The tensor scope needs its scale before the
+/// first code, so it reads the data twice.
 pub fn quantize_ternary(data: &[f32], rows: usize, cols: usize, opts: &TernaryOptions) -> Result<TernaryTensor> {
     let k = opts
         .backend
         .kernels()
         .ok_or_else(|| Error::Unsupported(format!("backend {} on this machine", opts.backend)))?;
-    check_input(k, data, rows, cols, "weights")?;
+    check_shape(data, rows, cols, "weights")?;
     opts.layout.check(rows, cols, opts.scope)?;
+    let rule = opts.rule;
+    if opts.scope == Scope::Tensor {
+        let scale = tensor_scale(k, data, rule)?;
+        return pack_scopes(k, data, rows, cols, opts.layout, opts.scope, |_, _| Ok(scale));
+    }
     let span = opts.scope.span(rows, cols);
-    let scopes: Vec<ScopeScale> = data.chunks(span).map(|x| scope_scale(k, x, opts.rule)).collect();
-    Ok(pack_scopes(k, data, rows, cols, opts.layout, opts.scope, &scopes))
+    pack_scopes(k, data, rows, cols, opts.layout, opts.scope, |i, x| {
+        check_finite(k, x, i * span, "weights")?;
+        Ok(scope_scale(k, x, rule))
+    })
 }
 
-/// Packs validated data whose scopes' scales are known.
+/// Packs data scope by scope; `scale_of(i, x)` gives scope i's scale (or an error) just
+/// before its values are packed.
 fn pack_scopes(
     k: &Kernels,
     data: &[f32],
@@ -172,46 +203,52 @@ fn pack_scopes(
     cols: usize,
     layout: TernaryLayout,
     scope: Scope,
-    scopes: &[ScopeScale],
-) -> TernaryTensor {
+    mut scale_of: impl FnMut(usize, &[f32]) -> Result<ScopeScale>,
+) -> Result<TernaryTensor> {
     let span = scope.span(rows, cols);
-    let mut bytes = vec![0u8; layout.data_bytes(rows, cols).expect("checked by layout.check")];
-    let scales: Vec<f32> = match layout {
+    let mut bytes = vec![0u8; layout.data_bytes(rows, cols)?];
+    let mut scales = Vec::with_capacity(scope.count(rows, cols));
+    match layout {
         TernaryLayout::Tq2_0 => {
             let blocks = as_blocks_mut::<BlockTq2_0>(&mut bytes);
-            for ((x, s), out) in data.chunks(span).zip(scopes).zip(blocks.chunks_mut(span / 256)) {
+            for (i, (x, out)) in data.chunks(span).zip(blocks.chunks_mut(span / 256)).enumerate() {
+                let s = scale_of(i, x)?;
                 (k.pack_tq2_0)(x, s.code, f16_bits(s.scale), out);
+                scales.push(f16_value(f16_bits(s.scale)));
             }
-            scopes.iter().map(|s| f16_value(f16_bits(s.scale))).collect()
         }
         TernaryLayout::Tq1_0 => {
             let blocks = as_blocks_mut::<BlockTq1_0>(&mut bytes);
-            for ((x, s), out) in data.chunks(span).zip(scopes).zip(blocks.chunks_mut(span / 256)) {
+            for (i, (x, out)) in data.chunks(span).zip(blocks.chunks_mut(span / 256)).enumerate() {
+                let s = scale_of(i, x)?;
                 (k.pack_tq1_0)(x, s.code, f16_bits(s.scale), out);
+                scales.push(f16_value(f16_bits(s.scale)));
             }
-            scopes.iter().map(|s| f16_value(f16_bits(s.scale))).collect()
         }
         TernaryLayout::BitnetHf => {
-            bitnet_hf::pack(k, data, rows, cols, scopes[0].code, &mut bytes);
-            vec![scopes[0].scale]
+            let s = scale_of(0, data)?;
+            bitnet_hf::pack(k, data, rows, cols, s.code, &mut bytes);
+            scales.push(s.scale);
         }
         TernaryLayout::I2S => {
+            let s = scale_of(0, data)?;
             let (codes, tail) = bytes.split_at_mut(rows * cols / 4);
-            (k.pack_i2_s)(data, scopes[0].code, codes);
-            tail[..4].copy_from_slice(&scopes[0].scale.to_le_bytes());
-            vec![scopes[0].scale]
+            (k.pack_i2_s)(data, s.code, codes);
+            tail[..4].copy_from_slice(&s.scale.to_le_bytes());
+            scales.push(s.scale);
         }
         TernaryLayout::Codes => {
             // SAFETY: i8 and u8 have the same size and alignment, and every bit
             // pattern is valid for both; the borrow of `bytes` is carried over.
             let codes = unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<i8>(), bytes.len()) };
-            for ((x, s), out) in data.chunks(span).zip(scopes).zip(codes.chunks_mut(span)) {
+            for (i, (x, out)) in data.chunks(span).zip(codes.chunks_mut(span)).enumerate() {
+                let s = scale_of(i, x)?;
                 (k.ternary_codes)(x, s.code, out);
+                scales.push(s.scale);
             }
-            scopes.iter().map(|s| s.scale).collect()
         }
-    };
-    TernaryTensor { rows, cols, layout, scope, bytes, scales }
+    }
+    Ok(TernaryTensor { rows, cols, layout, scope, bytes, scales })
 }
 
 impl TernaryTensor {
@@ -240,9 +277,10 @@ impl TernaryTensor {
             return Err(Error::NonFinite { what: "scales", index, value: scales[index] });
         }
         let as_values: Vec<f32> = codes.iter().map(|&c| c as f32).collect();
-        let scopes: Vec<ScopeScale> =
-            scales.iter().map(|&scale| ScopeScale { scale, code: CodeRule::Scaled { inv: 1.0 } }).collect();
-        Ok(pack_scopes(Backend::best().kernels_or_scalar(), &as_values, rows, cols, layout, scope, &scopes))
+        // A code c as f32 times 1 is its own code under the scaled rule.
+        pack_scopes(Backend::best().kernels_or_scalar(), &as_values, rows, cols, layout, scope, |i, _| {
+            Ok(ScopeScale { scale: scales[i], code: CodeRule::Scaled { inv: 1.0 } })
+        })
     }
 
     /// Takes a layout's bytes as they are (e.g. read from a file) and checks them.
