@@ -12,9 +12,8 @@ use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use ternary_quant::kernels::{CodeRule, Kernels};
-use ternary_quant::layout::blocks::{as_blocks_mut, f16_bits, BlockQ8K, BlockQ8_0, BlockTq2_0, QK8_0, QK_K};
-use ternary_quant::scheme::ternary::scope_scale;
+use ternary_quant::kernels::CodeRule;
+use ternary_quant::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq2_0, QK8_0, QK_K};
 use ternary_quant::{
     mat_vec_f32, quantize_ternary, ternary_mat_vec, Backend, ScaleRule, Scope, TernaryLayout, TernaryOptions,
 };
@@ -179,60 +178,6 @@ fn quantize_tq2_0(c: &mut Bench) {
     }
 }
 
-/// A sketch, not the library's code path: the same kernels called row by row, so
-/// validation, scales and packing read each row while it is in L1 (one DRAM pass for
-/// the row and block scopes, two for the tensor scope, whose absmean needs the whole
-/// tensor first). It shows what `quantize_ternary` could reach with that structure; its
-/// bytes are checked against `quantize_ternary` before timing.
-fn quantize_tq2_0_by_rows(w: &[f32], rows: usize, cols: usize, rule: ScaleRule, scope: Scope, k: &Kernels) -> Vec<u8> {
-    let blocks_per_row = cols / QK_K;
-    let mut bytes = vec![0u8; rows * blocks_per_row * core::mem::size_of::<BlockTq2_0>()];
-    let out = as_blocks_mut::<BlockTq2_0>(&mut bytes);
-    let tensor = (scope == Scope::Tensor).then(|| scope_scale(k, w, rule));
-    for (row, out) in w.chunks_exact(cols).zip(out.chunks_exact_mut(blocks_per_row)) {
-        assert!((k.first_non_finite)(row).is_none(), "non-finite input");
-        match (scope, tensor) {
-            (Scope::Block(n), _) => {
-                for (x, out) in row.chunks_exact(n).zip(out.chunks_exact_mut(n / QK_K)) {
-                    let s = scope_scale(k, x, rule);
-                    (k.pack_tq2_0)(x, s.code, f16_bits(s.scale), out);
-                }
-            }
-            (_, Some(s)) => (k.pack_tq2_0)(row, s.code, f16_bits(s.scale), out),
-            (_, None) => {
-                let s = scope_scale(k, row, rule);
-                (k.pack_tq2_0)(row, s.code, f16_bits(s.scale), out);
-            }
-        }
-    }
-    bytes
-}
-
-/// [`quantize_tq2_0_by_rows`] against the library at 4096 x 4096.
-fn quantize_tq2_0_rows_sketch(c: &mut Bench) {
-    let (rows, cols) = (4096, 4096);
-    let w = weights(rows * cols, 2);
-    let cases = [
-        ("absmax_block", ScaleRule::AbsMax, Scope::Block(QK_K)),
-        ("absmean_row", ScaleRule::AbsMean, Scope::Row),
-        ("absmean_tensor", ScaleRule::AbsMean, Scope::Tensor),
-    ];
-    for (name, rule, scope) in cases {
-        let mut g = c.benchmark_group(format!("quantize_tq2_0_rows_sketch/{name}/{rows}x{cols}"));
-        g.throughput(Throughput::Elements((rows * cols) as u64));
-        for backend in Backend::supported() {
-            let k = backend.kernels().unwrap();
-            let opts = TernaryOptions { layout: TernaryLayout::Tq2_0, rule, scope, backend };
-            let want = quantize_ternary(&w, rows, cols, &opts).unwrap().bytes;
-            assert!(quantize_tq2_0_by_rows(&w, rows, cols, rule, scope, k) == want, "sketch differs from the library");
-            g.bench_function(BenchmarkId::from_parameter(backend), |bench| {
-                bench.iter(|| quantize_tq2_0_by_rows(black_box(&w), rows, cols, rule, scope, k))
-            });
-        }
-        g.finish();
-    }
-}
-
 /// The pack kernel alone (codes and bytes, scale given), in L2 (64 Ki values) and from
 /// DRAM (4096 x 4096).
 fn pack_tq2_0_kernel(c: &mut Bench) {
@@ -350,6 +295,6 @@ fn gemv(c: &mut Bench) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = scans, quantize_tq2_0, quantize_tq2_0_rows_sketch, pack_tq2_0_kernel, quantize_q8_0, dot_tq2_0_q8_k, dot_f32, gemv
+    targets = scans, quantize_tq2_0,  pack_tq2_0_kernel, quantize_q8_0, dot_tq2_0_q8_k, dot_f32, gemv
 }
 criterion_main!(benches);
