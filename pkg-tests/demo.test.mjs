@@ -337,6 +337,21 @@ test('an uploaded .safetensors is listed tensor by tensor and converted', async 
   assert.equal(total, `Total (${sampleNames.length} tensors)`);
   assert.match(await page.textContent('#model-notes'), /384/, 'the fallback is explained');
   await page.screenshot({ path: join(OUTPUT, 'demo-file-1280x800.png'), fullPage: true });
+
+  // "view" quantizes one tensor of the file in the analysis views.
+  const name = 'model.layers.0.mlp.gate_proj.weight';
+  const before = await page.evaluate(() => window.demo.analyses);
+  await page.click(`#tensor-table tr[data-name="${name}"] button`);
+  await page.waitForFunction((n) => window.demo.analyses > n || window.demo.errors.length > 0, before);
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  const viewed = await page.evaluate(() => ({ label: window.demo.last.label, bytesHash: window.demo.last.bytesHash, stats: window.demo.last.stats }));
+  const t = header.tensors.find((x) => x.name === name);
+  const data = new Float32Array(bytes.slice(t.offset, t.offset + t.byteLength).buffer);
+  const nodeTensor = tq.quantizeTernary(data, t.shape[0], t.shape[1], { layout: 'tq2_0', rule: 'absmean', scope: 'tensor' });
+  assert.equal(viewed.label.name, name);
+  assert.equal(viewed.bytesHash, fnv1a(nodeTensor.bytes), `${name} quantized in the page`);
+  assert.deepEqual(viewed.stats, tq.errorStats(data, nodeTensor.dequantize()));
+  nodeTensor.free();
   noProblems();
 });
 
@@ -380,6 +395,31 @@ test('the downloaded GGUF parses and equals the Node conversion byte for byte', 
   const expected = convertInNode(new Uint8Array(readFileSync(SAMPLE)), { output: 'gguf', layout: 'tq2_0', rule: 'absmean', scope: 'tensor' });
   assert.equal(got.length, expected.length, 'size of the download');
   assert.ok(Buffer.from(got).equals(Buffer.from(expected)), 'the download equals the Node conversion');
+  noProblems();
+});
+
+test('the converted GGUF, uploaded again, is re-packed to TQ1_0 when the layout changes', async () => {
+  const gguf = join(TMP, 'downloaded.gguf');
+  assert.ok(existsSync(gguf), 'needs the download test');
+  await page.setInputFiles('#file', gguf);
+  await page.waitForFunction(() => window.demo.model?.summary.name === 'downloaded.gguf' || window.demo.errors.length > 0);
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  assert.match(await page.textContent('#model-summary'), /^downloaded\.gguf: gguf v3, 21 tensors/);
+  // A new layout plans the conversion again.
+  await page.selectOption('#layout', 'tq1_0');
+  await page.waitForFunction(() => window.demo.model.plan.ops?.some((o) => o.outType === 'TQ1_0'));
+  await page.click('#convert');
+  await page.waitForFunction(() => window.demo.conversions >= 2 || window.demo.errors.length > 0, null, { timeout: 30_000 });
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  const type = await page.textContent('#tensor-table tr[data-name="model.layers.0.self_attn.q_proj.weight"] td:nth-child(3)');
+  assert.equal(type, 'TQ2_0 → TQ1_0');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  assert.equal(download.suggestedFilename(), 'downloaded.tq1_0.gguf');
+  const saved = join(TMP, 'repacked.gguf');
+  await download.saveAs(saved);
+  const expected = convertInNode(new Uint8Array(readFileSync(gguf)), { output: 'gguf', layout: 'tq1_0', rule: 'absmean', scope: 'tensor' });
+  assert.ok(readFileSync(saved).equals(Buffer.from(expected)), 'the re-packed download equals the Node conversion');
+  await page.selectOption('#preset', 'bitnet');
   noProblems();
 });
 

@@ -53,9 +53,15 @@ function showMessage(text, kind = 'error') {
 }
 const clearMessage = () => ($('message').hidden = true);
 
+// The button that started the running request shows its progress too (in a narrow window
+// the progress bar may be out of sight).
+let activeButton = null;
+
 function setProgress(fraction, label) {
-  $('progress').value = Math.max(0, Math.min(1, fraction));
+  const f = Math.max(0, Math.min(1, fraction));
+  $('progress').value = f;
   $('progress-label').textContent = label;
+  if (activeButton && busy) activeButton.textContent = `${activeButton.dataset.busyText} ${Math.round(100 * f)}%`;
 }
 
 // ------------------------------------------------------------------ the worker
@@ -96,9 +102,11 @@ worker.onerror = (e) => {
 };
 
 /** Runs one request with the controls locked; errors become the page's message. */
-async function run(type, payload, label) {
+async function run(type, payload, label, button = null) {
   if (busy) return null;
   busy = true;
+  activeButton = button;
+  const idleText = button?.textContent;
   document.body.dataset.state = 'busy';
   lockControls(true);
   clearMessage();
@@ -114,8 +122,11 @@ async function run(type, payload, label) {
     return null;
   } finally {
     busy = false;
+    if (button) button.textContent = idleText;
+    activeButton = null;
     lockControls(false);
     document.body.dataset.state = 'ready';
+    if (replanLater) setTimeout(replan, 0);
   }
 }
 
@@ -170,7 +181,7 @@ function onReady({ build, backend, presets }) {
   document.body.dataset.state = 'ready';
   lockControls(false);
   setProgress(0, 'Ready.');
-  runSynthetic();
+  runSynthetic(false);
 }
 
 // ------------------------------------------------------------------ synthetic runs
@@ -185,14 +196,18 @@ function spec() {
   };
 }
 
-async function runSynthetic() {
+async function runSynthetic(userAction = true) {
   const s = spec();
   const problem = checkSpec(s);
   if (problem) return showMessage(`Synthetic weights: ${problem}.`);
   if (s.distribution !== 'student-t') delete s.dof;
   currentRequest = 'synthetic';
-  const r = await run('synthetic', { spec: s, options: options() }, 'Starting…');
-  if (r) showAnalysis(r.result);
+  const r = await run('synthetic', { spec: s, options: options() }, 'Starting…', $('run'));
+  if (r) {
+    showAnalysis(r.result);
+    // In one column the results are below the controls: bring them into view.
+    if (userAction && matchMedia('(max-width: 760px)').matches) $('headline').scrollIntoView({ block: 'start' });
+  }
 }
 
 $('controls').addEventListener('submit', (e) => {
@@ -482,8 +497,16 @@ async function openFile(file) {
   $('file-card').scrollIntoView({ block: 'nearest' });
 }
 
+// Options changed while the worker was busy: plan again once it is free.
+let replanLater = false;
+
 async function replan() {
-  if (!demo.model || busy) return;
+  if (!demo.model) return;
+  if (busy) {
+    replanLater = true;
+    return;
+  }
+  replanLater = false;
   currentRequest = 'plan';
   const r = await run('plan', { options: options() }, 'Planning the conversion');
   if (!r) return;
@@ -601,12 +624,13 @@ async function viewTensor(index, name) {
 
 async function convert() {
   currentRequest = 'convert';
-  const r = await run('convert', { options: options() }, 'Converting');
+  const r = await run('convert', { options: options() }, 'Converting', $('convert'));
   currentRequest = null;
   lockControls(false);
   if (!r) return;
   const c = r.result;
   demo.conversions++;
+  demo.model.plan = c.plan;
   demo.converted = { rows: c.rows, outputSize: c.outputSize, inputSize: c.inputSize, ms: c.ms, fileName: c.fileName, output: c.output };
   renderModel();
   const a = $('download');

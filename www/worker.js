@@ -405,6 +405,7 @@ async function convertModel(id, options) {
       outputSize: plan.outputSize,
       ms: now() - started,
       fileName: outputName(file.name, options),
+      plan: planSummary(options),
       blob,
     };
   } finally {
