@@ -14,7 +14,7 @@
 // 1280x800 screenshot to docs/demo.png.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -272,7 +272,7 @@ test('synthetic runs in the page equal the Node API for the same seed and option
     assert.deepEqual(t.builds, ['simd128', 'scalar'], 'Chromium has SIMD128: both builds are timed');
     assert.equal(t.sameBytes, true, 'the SIMD128 and scalar builds give the same bytes');
     for (const m of ['quantize', 'ternaryGemv', 'f32Gemv']) {
-      for (const b of t.builds) assert.ok(t[m][b] > 0 && Number.isFinite(t[m][b]), `${m} ${b}: ${t[m][b]}`);
+      for (const b of t.builds) assert.ok(t[m][b] > 0 && Number.isFinite(t[m][b]), `${what}: ${m} ${b}: ${JSON.stringify(t)}`);
     }
     // What the page shows is those numbers.
     assert.equal(page_.figures[0], String(Number(node.bitsPerWeight.toFixed(4))));
@@ -462,6 +462,41 @@ test('a bad file and an unsupported dtype get clear messages', async () => {
   const notes = await page.textContent('#model-notes');
   assert.match(notes, /ids\.weight: I64 values cannot be decoded.*\(copied unchanged\)/, notes);
   await page.evaluate(() => (window.demo.errors.length = 0));
+  noProblems();
+});
+
+test('a model larger than memory (a sparse 32 GiB file) is listed and planned from its header', async () => {
+  const big = join(TMP, 'huge.safetensors');
+  const shape = [131072, 65536]; // two F16 tensors of 16 GiB each
+  const bytes = 2 * shape[0] * shape[1];
+  const head = safetensors(
+    {
+      'layers.0.up.weight': { dtype: 'F16', shape, data_offsets: [0, bytes] },
+      'layers.0.down.weight': { dtype: 'F16', shape: [...shape].reverse(), data_offsets: [bytes, 2 * bytes] },
+    },
+    0,
+  );
+  writeFileSync(big, head);
+  truncateSync(big, head.length + 2 * bytes); // sparse: no disk, no memory
+  const started = Date.now();
+  await page.setInputFiles('#file', big);
+  await page.waitForFunction(() => window.demo.model?.summary.name === 'huge.safetensors' || window.demo.errors.length > 0);
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  const model = await page.evaluate(() => window.demo.model);
+  assert.equal(model.summary.size, head.length + 2 * bytes);
+  assert.deepEqual(model.plan.ops.map((o) => [o.name, o.kind, o.outType]).sort(), [
+    ['layers.0.down.weight', 'quantize', 'TQ2_0'],
+    ['layers.0.up.weight', 'quantize', 'TQ2_0'],
+  ]);
+  assert.ok(model.plan.outputSize > 2 ** 32, `a TQ2_0 output over 4 GiB: ${model.plan.outputSize}`);
+  assert.ok(Date.now() - started < 10_000, 'only the header was read');
+  // Converting it would need a 16 GiB tensor in wasm memory: a clear refusal, up front.
+  const errors = await page.evaluate(() => window.demo.errors.length);
+  await page.click('#convert');
+  await page.waitForFunction((k) => window.demo.errors.length > k, errors);
+  assert.match(await page.textContent('#message'), /layers\.0\.(up|down)\.weight has 16\.0 GiB; the page converts one whole tensor at a time/);
+  await page.evaluate(() => (window.demo.errors.length = 0));
+  rmSync(big);
   noProblems();
 });
 

@@ -18,6 +18,7 @@ const TILE = 64; // the heatmap tile is at most TILE x TILE values
 const HIST_BINS = 81; // odd, so that 0 is the centre of a bin
 const SCALE_BINS = 40;
 const FIRST_READ = 1 << 20; // the first read of a model header
+const MAX_TENSOR_BYTES = 2 ** 30; // the largest tensor convertTensor is given (it needs ~4x in wasm)
 
 let info = null; // { backend }
 let scalarApi = null;
@@ -53,22 +54,29 @@ function batchSize(fn) {
 }
 
 /**
- * Milliseconds per call of each function: batches of the functions take turns (so that
+ * Milliseconds per call of each function. Each is called a few times first (the first
+ * calls compile code and grow memory), then batches of the functions take turns (so that
  * a slow moment of the machine hits them all) for about budgetMs, and the median batch of
- * each gives its time per call.
+ * each gives its time per call. A batch too short for the clock is not counted, and the
+ * next one is larger.
  */
 function timePerCall(fns, budgetMs = 240) {
+  for (const fn of fns) for (let i = 0; i < 3; i++) fn();
   const batches = fns.map(batchSize);
   const perCall = fns.map(() => []);
   const start = now();
-  while (perCall[0].length < 5 || (now() - start < budgetMs && perCall[0].length < 40)) {
+  for (let round = 0; round < 400; round++) {
+    const enough = perCall.every((v) => v.length >= 5);
+    if (enough && (now() - start >= budgetMs || round >= 40)) break;
     fns.forEach((fn, k) => {
       const t = now();
       for (let i = 0; i < batches[k]; i++) fn();
-      perCall[k].push((now() - t) / batches[k]);
+      const elapsed = now() - t;
+      if (elapsed < 2) batches[k] *= 4;
+      else perCall[k].push(elapsed / batches[k]);
     });
   }
-  return perCall.map(median);
+  return perCall.map((v) => (v.length ? median(v) : NaN));
 }
 
 /** |x| at quantile q of a strided sample of at most 65536 values. */
@@ -354,6 +362,15 @@ async function convertModel(id, options) {
   const { file } = model;
   try {
     const ops = plan.ops().sort((a, b) => a.outputOffset - b.outputOffset);
+    // convertTensor holds a whole tensor, its output and work space in 4 GiB of wasm
+    // memory: refuse at the start rather than after converting half the file.
+    const largest = ops.filter((o) => o.kind !== 'copy').sort((a, b) => b.inputLength - a.inputLength)[0];
+    if (largest && largest.inputLength > MAX_TENSOR_BYTES) {
+      throw new Error(
+        `${largest.name} has ${(largest.inputLength / 2 ** 30).toFixed(1)} GiB; the page converts one whole tensor at a time ` +
+          `in wasm's 4 GiB of memory, so tensors of at most ${MAX_TENSOR_BYTES / 2 ** 30} GiB. The tensor list and plan above still hold.`,
+      );
+    }
     const parts = [plan.header];
     let at = plan.header.byteLength;
     const totalIn = ops.reduce((s, o) => s + o.inputLength, 0) || 1;
