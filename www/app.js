@@ -289,7 +289,7 @@ function drawHistogram(r) {
     options: {
       parsing: true,
       scales: {
-        x: { type: 'linear', min: -h.range, max: h.range, title: { display: true, text: 'value' }, ticks: { maxTicksLimit: 9, includeBounds: false, callback: (v) => Number(v.toPrecision(2)) } },
+        x: { type: 'linear', offset: false, min: -h.range, max: h.range, title: { display: true, text: 'value' }, ticks: { maxTicksLimit: 9, includeBounds: false, callback: (v) => Number(v.toPrecision(2)) } },
         y: { type: 'logarithmic', min: 0.8, title: { display: true, text: 'count (log scale)' }, ticks: { callback: (v) => (Math.log10(v) % 1 === 0 ? compact(v) : '') } },
       },
       plugins: {
@@ -436,7 +436,7 @@ function drawScales(r) {
     data: { datasets: [{ data: s.counts.map((y, i) => ({ x: s.centres[i], y })), backgroundColor: COLORS.accent, barPercentage: 1, categoryPercentage: 1 }] },
     options: {
       scales: {
-        x: { type: 'linear', min: s.min, max: s.max, title: { display: true, text: 'scale' }, ticks: { maxTicksLimit: 6, callback: (v) => Number(v.toPrecision(3)) } },
+        x: { type: 'linear', offset: false, min: s.min, max: s.max, title: { display: true, text: 'scale' }, ticks: { maxTicksLimit: 6, callback: (v) => Number(v.toPrecision(3)) } },
         y: { title: { display: true, text: 'count' }, ticks: { precision: 0 } },
       },
       plugins: { legend: { display: false } },
