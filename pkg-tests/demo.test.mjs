@@ -398,27 +398,37 @@ test('the downloaded GGUF parses and equals the Node conversion byte for byte', 
   noProblems();
 });
 
-test('the converted GGUF, uploaded again, is re-packed to TQ1_0 when the layout changes', async () => {
+test('the converted GGUF, uploaded again, is re-packed to TQ1_0 and to bitnet-hf as the layout changes', async () => {
   const gguf = join(TMP, 'downloaded.gguf');
   assert.ok(existsSync(gguf), 'needs the download test');
   await page.setInputFiles('#file', gguf);
   await page.waitForFunction(() => window.demo.model?.summary.name === 'downloaded.gguf' || window.demo.errors.length > 0);
   assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
   assert.match(await page.textContent('#model-summary'), /^downloaded\.gguf: gguf v3, 21 tensors/);
-  // A new layout plans the conversion again.
-  await page.selectOption('#layout', 'tq1_0');
-  await page.waitForFunction(() => window.demo.model.plan.ops?.some((o) => o.outType === 'TQ1_0'));
-  await page.click('#convert');
-  await page.waitForFunction(() => window.demo.conversions >= 2 || window.demo.errors.length > 0, null, { timeout: 30_000 });
-  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
-  const type = await page.textContent('#tensor-table tr[data-name="model.layers.0.self_attn.q_proj.weight"] td:nth-child(3)');
-  assert.equal(type, 'TQ2_0 → TQ1_0');
-  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
-  assert.equal(download.suggestedFilename(), 'downloaded.tq1_0.gguf');
-  const saved = join(TMP, 'repacked.gguf');
-  await download.saveAs(saved);
-  const expected = convertInNode(new Uint8Array(readFileSync(gguf)), { output: 'gguf', layout: 'tq1_0', rule: 'absmean', scope: 'tensor' });
-  assert.ok(readFileSync(saved).equals(Buffer.from(expected)), 'the re-packed download equals the Node conversion');
+  const input = new Uint8Array(readFileSync(gguf));
+  for (const [layout, outType, fileName, output] of [
+    ['tq1_0', 'TQ1_0', 'downloaded.tq1_0.gguf', 'gguf'],
+    ['bitnet-hf', 'bitnet-hf', 'downloaded.bitnet-hf.safetensors', 'bitnet-hf'],
+  ]) {
+    // A new layout plans the conversion again.
+    await page.selectOption('#layout', layout);
+    await page.waitForFunction((t) => window.demo.model.plan.ops?.some((o) => o.outType === t), outType);
+    const conversions = await page.evaluate(() => window.demo.conversions);
+    await page.click('#convert');
+    await page.waitForFunction((n) => window.demo.conversions > n || window.demo.errors.length > 0, conversions, { timeout: 30_000 });
+    assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+    const type = await page.textContent('#tensor-table tr[data-name="model.layers.0.self_attn.q_proj.weight"] td:nth-child(3)');
+    assert.equal(type, `TQ2_0 → ${outType}`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    assert.equal(download.suggestedFilename(), fileName);
+    const saved = join(TMP, fileName);
+    await download.saveAs(saved);
+    const got = new Uint8Array(readFileSync(saved));
+    const options = { output, rule: 'absmean', scope: 'tensor', ...(output === 'gguf' ? { layout } : {}) };
+    assert.ok(Buffer.from(got).equals(Buffer.from(convertInNode(input, options))), `${fileName} equals the Node conversion`);
+    const info = io.inspectModel(got, got.length);
+    assert.equal(info.format, output === 'gguf' ? 'gguf' : 'safetensors');
+  }
   await page.selectOption('#preset', 'bitnet');
   noProblems();
 });

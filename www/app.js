@@ -103,7 +103,10 @@ worker.onerror = (e) => {
 
 /** Runs one request with the controls locked; errors become the page's message. */
 async function run(type, payload, label, button = null) {
-  if (busy) return null;
+  if (busy) {
+    showMessage('Still working: wait for the current run to finish, then try again.', 'info');
+    return null;
+  }
   busy = true;
   activeButton = button;
   const idleText = button?.textContent;
@@ -256,7 +259,7 @@ function showAnalysis(r) {
   fillErrorTable(r);
   drawHeatmap('heat-weights', r.tile.weights, r.tile.rows, r.tile.cols);
   drawHeatmap('heat-error', r.tile.error, r.tile.rows, r.tile.cols);
-  $('heat-note').textContent = `Rows 0–${r.tile.rows - 1}, columns 0–${r.tile.cols - 1}; each map has its own symmetric colour range (blue negative, red positive).`;
+  $('heat-note').textContent = `Rows 0–${r.tile.rows - 1}, columns 0–${r.tile.cols - 1}; blue is negative, red positive; each map's colours span ± its 99th percentile of |value|.`;
   drawScales(r);
   drawTimings(r);
 }
@@ -305,13 +308,14 @@ function drawHistogram(r) {
 /** Bars of real bytes per format; the chosen layout is the dark one. */
 function drawSizes(r) {
   const b = r.sizes.byLayout;
+  // Only the formats that can store rows of this length (q8_0: multiples of 32, TQ: 256).
   const bars = [
     ['f32', b.f32],
     ['f16', b.f16],
-    ['q8_0', r.q8 ? r.q8.byteLength : b.q8_0],
-    ['tq2_0', b.tq2_0],
-    ['tq1_0', b.tq1_0],
-  ];
+    ['q8_0', r.q8 ? r.q8.byteLength : null],
+    ['tq2_0', r.cols % 256 === 0 ? b.tq2_0 : null],
+    ['tq1_0', r.cols % 256 === 0 ? b.tq1_0 : null],
+  ].filter(([, v]) => v !== null);
   const mine = bars.findIndex(([name]) => name === r.layout);
   if (mine >= 0) bars[mine][1] = r.byteLength;
   else bars.push([r.layout, r.byteLength]);
@@ -334,8 +338,8 @@ function drawSizes(r) {
     },
     plugins: [barLabels((v) => `${fmtBytes(v)} · ${(b.f32 / v).toFixed(1)}×`)],
   });
-  const stored = r.sizes.storedAs[0] === 'ternary' ? '' : ` (this shape is stored as ${r.sizes.storedAs[0]} in ${r.layout} files)`;
-  $('size-note').textContent = `Exact stored bytes, scales included, for ${grouped(r.rows * r.cols)} weights; × is the reduction from f32. ${r.layout}: ${grouped(r.byteLength)} bytes${stored}.`;
+  const missing = r.cols % 256 === 0 ? '' : ` Rows of ${r.cols} fit no ${r.cols % 32 === 0 ? '' : 'q8_0 (32) or '}TQ (256) block, so those bars are left out.`;
+  $('size-note').textContent = `Exact stored bytes, scales included, for ${grouped(r.rows * r.cols)} weights; × is the reduction from f32. ${r.layout}: ${grouped(r.byteLength)} bytes.${missing}`;
 }
 
 /** A Chart.js plugin that writes each bar's value at its end. */
@@ -401,14 +405,18 @@ function diverging(t) {
   return STOPS[i].map((c, k) => Math.round(c + f * (STOPS[i + 1][k] - c)));
 }
 
+/** Draws a tile in the diverging map; the colours span ± the 99th percentile of |value| (beyond it they saturate). */
 function drawHeatmap(id, values, rows, cols) {
   const canvas = $(id);
   canvas.width = cols;
   canvas.height = rows;
+  canvas.style.aspectRatio = `${cols} / ${rows}`;
   const ctx = canvas.getContext('2d');
   const img = ctx.createImageData(cols, rows);
-  let m = 0;
-  for (const v of values) m = Math.max(m, Math.abs(v));
+  const sorted = Float32Array.from(values, Math.abs).sort();
+  const top = sorted.length ? sorted[sorted.length - 1] : 0;
+  // The 99th percentile, or the largest |value| when that is 0 (nearly all zero).
+  const m = sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))] || top;
   for (let i = 0; i < values.length; i++) {
     const [r, g, b] = diverging(m ? values[i] / m : 0);
     img.data.set([r, g, b, 255], 4 * i);

@@ -313,12 +313,10 @@ function planOptions(options) {
 
 function makePlan(options) {
   if (!model) throw new Error('No model file is open.');
-  let prefix = model.prefix;
-  for (;;) {
-    const p = ioApi.planConversion([{ prefix, fileSize: model.file.size }], planOptions(options));
-    if (p.needBytes === undefined) return p;
-    throw new Error(`The plan needs the first ${p.needBytes} bytes of the file, more than its header.`);
-  }
+  const p = ioApi.planConversion([{ prefix: model.prefix, fileSize: model.file.size }], planOptions(options));
+  // The prefix holds the whole header (inspectModel asked for it), so this cannot happen.
+  if (p.needBytes !== undefined) throw new Error(`The plan needs the first ${p.needBytes} bytes of the file, more than its header.`);
+  return p;
 }
 
 function planSummary(options) {
