@@ -71,6 +71,7 @@ const pending = new Map();
 let nextId = 1;
 let busy = false;
 let currentRequest = null;
+const STOPPED = 'Conversion stopped.'; // the worker's answer to the Stop button
 
 function request(type, payload = {}) {
   const id = nextId++;
@@ -120,8 +121,9 @@ async function run(type, payload, label, button = null) {
     setProgress(1, `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
     return r;
   } catch (e) {
-    showMessage(e.message);
-    setProgress(0, 'Stopped: see the message below.');
+    const stopped = e.message === STOPPED;
+    showMessage(e.message, stopped ? 'info' : 'error');
+    setProgress(0, stopped ? 'Stopped.' : 'Stopped: see the message below.');
     return null;
   } finally {
     busy = false;
