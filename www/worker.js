@@ -1,0 +1,510 @@
+// The demo's module worker: all quantization, file reading and conversion happens here,
+// so that the page stays responsive. It answers one request at a time (the page waits
+// for each answer) and posts { type: 'progress' } messages while it works.
+//
+// Requests (from app.js), each with an id that the answers repeat:
+//   { type: 'synthetic', id, spec, options }   draw weights (synth.js) and analyse them
+//   { type: 'open', id, file, options }        read a model header, plan its conversion
+//   { type: 'plan', id, options }              plan the open file again (options changed)
+//   { type: 'tensor', id, index, options }     analyse one tensor of the open file
+//   { type: 'convert', id, options }           convert the open file, tensor by tensor
+//   { type: 'cancel' }                          stop a running conversion
+// Answers: 'ready', 'progress', 'analysis', 'model', 'plan', 'converted', 'error'.
+import { init, loadBuild, presets, simdSupported } from './pkg/index.js';
+import * as defaultApi from './pkg/index.js';
+import { DISTRIBUTIONS, fnv1a, generate } from './synth.js';
+
+const TILE = 64; // the heatmap tile is at most TILE x TILE values
+const HIST_BINS = 81; // odd, so that 0 is the centre of a bin
+const SCALE_BINS = 40;
+const FIRST_READ = 1 << 20; // the first read of a model header
+const MAX_TENSOR_BYTES = 2 ** 30; // the largest tensor convertTensor is given (it needs ~4x in wasm)
+
+let info = null; // { backend }
+let scalarApi = null;
+let ioApi = null;
+let model = null; // { file, prefix, info }
+let cancelled = false;
+let queue = Promise.resolve();
+
+const now = () => performance.now();
+const post = (message, transfer = []) => self.postMessage(message, transfer);
+const progress = (id, fraction, label) => post({ type: 'progress', id, fraction, label });
+// Lets the 'cancel' message (and progress) through between synchronous steps.
+const breathe = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+// ------------------------------------------------------------------ analysis
+
+function median(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Calls per batch so that one batch of fn takes at least 5 ms (the clock is coarse, 0.1 ms). */
+function batchSize(fn) {
+  let batch = 1;
+  for (;;) {
+    const t = now();
+    for (let i = 0; i < batch; i++) fn();
+    const elapsed = now() - t;
+    if (elapsed >= 5 || batch >= 1 << 16) return batch;
+    batch *= elapsed > 0.5 ? Math.min(16, Math.ceil(6 / elapsed)) : 16;
+  }
+}
+
+/**
+ * Milliseconds per call of each function. Each is called a few times first (the first
+ * calls compile code and grow memory), then batches of the functions take turns (so that
+ * a slow moment of the machine hits them all) for about budgetMs, and the median batch of
+ * each gives its time per call. A batch too short for the clock is not counted, and the
+ * next one is larger.
+ */
+function timePerCall(fns, budgetMs = 240) {
+  for (const fn of fns) for (let i = 0; i < 3; i++) fn();
+  const batches = fns.map(batchSize);
+  const perCall = fns.map(() => []);
+  const start = now();
+  for (let round = 0; round < 400; round++) {
+    const enough = perCall.every((v) => v.length >= 5);
+    if (enough && (now() - start >= budgetMs || round >= 40)) break;
+    fns.forEach((fn, k) => {
+      const t = now();
+      for (let i = 0; i < batches[k]; i++) fn();
+      const elapsed = now() - t;
+      if (elapsed < 2) batches[k] *= 4;
+      else perCall[k].push(elapsed / batches[k]);
+    });
+  }
+  return perCall.map((v) => (v.length ? median(v) : NaN));
+}
+
+/** |x| at quantile q of a strided sample of at most 65536 values. */
+function absQuantile(data, q) {
+  const step = Math.max(1, Math.floor(data.length / 65536));
+  const sample = new Float32Array(Math.ceil(data.length / step));
+  for (let i = 0, j = 0; i < data.length; i += step, j++) sample[j] = Math.abs(data[i]);
+  sample.sort();
+  return sample[Math.min(sample.length - 1, Math.floor(q * sample.length))];
+}
+
+function maxAbs(data) {
+  let m = 0;
+  for (let i = 0; i < data.length; i++) {
+    const a = Math.abs(data[i]);
+    if (a > m) m = a;
+  }
+  return m;
+}
+
+/** Counts of original and dequantized values in HIST_BINS bins over [-range, range]. */
+function histograms(data, deq) {
+  let range = Math.max(absQuantile(data, 0.999), maxAbs(deq)) * 1.05;
+  if (!(range > 0)) range = 1;
+  const width = (2 * range) / HIST_BINS;
+  const count = (values) => {
+    const c = new Array(HIST_BINS).fill(0);
+    let clipped = 0;
+    for (let i = 0; i < values.length; i++) {
+      let b = Math.floor((values[i] + range) / width);
+      if (b < 0 || b >= HIST_BINS) {
+        clipped++;
+        b = b < 0 ? 0 : HIST_BINS - 1;
+      }
+      c[b]++;
+    }
+    return { counts: c, clipped };
+  };
+  const original = count(data);
+  const dequantized = count(deq);
+  const centres = Array.from({ length: HIST_BINS }, (_, b) => -range + (b + 0.5) * width);
+  return { range, width, centres, original: original.counts, dequantized: dequantized.counts, clipped: original.clipped };
+}
+
+function scaleSummary(scales) {
+  let min = Infinity;
+  let max = -Infinity;
+  let sum = 0;
+  for (const s of scales) {
+    if (s < min) min = s;
+    if (s > max) max = s;
+    sum += s;
+  }
+  const distinct = new Set(scales.length <= 1 << 16 ? scales : scales.subarray(0, 1 << 16)).size;
+  const counts = new Array(SCALE_BINS).fill(0);
+  const width = max > min ? (max - min) / SCALE_BINS : 0;
+  for (const s of scales) counts[width ? Math.min(SCALE_BINS - 1, Math.floor((s - min) / width)) : 0]++;
+  const centres = Array.from({ length: SCALE_BINS }, (_, b) => min + (b + 0.5) * width);
+  return { count: scales.length, min, max, mean: sum / scales.length, distinct, centres, counts: width ? counts : [scales.length], width };
+}
+
+function tile(data, deq, rows, cols) {
+  const h = Math.min(TILE, rows);
+  const w = Math.min(TILE, cols);
+  const weights = new Float32Array(h * w);
+  const error = new Float32Array(h * w);
+  for (let r = 0; r < h; r++) {
+    for (let c = 0; c < w; c++) {
+      weights[r * w + c] = data[r * cols + c];
+      error[r * w + c] = deq[r * cols + c] - data[r * cols + c];
+    }
+  }
+  return { rows: h, cols: w, weights, error };
+}
+
+function quantize(api, data, rows, cols, options) {
+  const t = api.quantizeTernary(data, rows, cols, options);
+  try {
+    return { bytes: t.bytes, byteLength: t.byteLength, bitsPerWeight: t.bitsPerWeight };
+  } finally {
+    t.free();
+  }
+}
+
+/** Quantizes one matrix with the default build and measures everything the page shows. */
+async function analyse(id, data, rows, cols, options, label) {
+  const n = rows * cols;
+  progress(id, 0.15, 'Quantizing');
+  await breathe();
+  const t0 = now();
+  const t = defaultApi.quantizeTernary(data, rows, cols, options);
+  const quantizeMs = now() - t0;
+  let result;
+  try {
+    const bytes = t.bytes;
+    const deq = t.dequantize();
+    const codes = t.codes();
+    const scales = t.scales;
+    progress(id, 0.3, 'Measuring the error');
+    await breathe();
+    const stats = defaultApi.errorStats(data, deq);
+    let zeros = 0;
+    for (let i = 0; i < n; i++) if (codes[i] === 0) zeros++;
+    let q8 = null;
+    if (cols % 32 === 0) {
+      const a = defaultApi.quantizeInt8(data, rows, cols, { layout: 'q8_0' });
+      try {
+        q8 = { byteLength: a.byteLength, stats: defaultApi.errorStats(data, a.dequantize()) };
+      } finally {
+        a.free();
+      }
+    }
+    const sizes = defaultApi.estimateModelSize([[rows, cols]], options);
+    progress(id, 0.4, 'Histograms');
+    await breathe();
+    result = {
+      label,
+      rows,
+      cols,
+      options,
+      layout: t.layout,
+      scope: t.scope,
+      blockSize: t.blockSize ?? null,
+      inputHash: fnv1a(data),
+      bytesHash: fnv1a(bytes),
+      byteLength: t.byteLength,
+      bitsPerWeight: t.bitsPerWeight,
+      stats,
+      zeroFraction: zeros / n,
+      q8,
+      sizes: { byLayout: sizes.byLayout, storedAs: sizes.storedAs, bytes: sizes.bytes },
+      quantizeMs,
+      histogram: histograms(data, deq),
+      scales: scaleSummary(scales),
+      tile: tile(data, deq, rows, cols),
+    };
+    result.timings = await timings(id, data, rows, cols, options, t, bytes);
+  } finally {
+    t.free();
+  }
+  return result;
+}
+
+/** SIMD128 against scalar (quantize, both GEMVs), and ternary GEMV against f32 GEMV. */
+async function timings(id, data, rows, cols, options, tensor, bytes) {
+  // The default build is the SIMD128 one wherever SIMD128 is supported.
+  scalarApi ??= await loadBuild({ simd: false });
+  const builds = [['scalar', scalarApi]];
+  if (info.build === 'simd128') builds.unshift(['simd128', defaultApi]);
+  const x = generate({ distribution: 'gaussian', rows: 1, cols, seed: 7 });
+  const out = { builds: builds.map(([name]) => name), kernels: {}, sameBytes: true };
+  const tensors = [];
+  try {
+    for (const [name, api] of builds) {
+      out.kernels[name] = api.backend();
+      const q = quantize(api, data, rows, cols, options);
+      if (fnv1a(q.bytes) !== fnv1a(bytes)) out.sameBytes = false;
+      tensors.push(api === defaultApi ? tensor : api.quantizeTernary(data, rows, cols, options));
+    }
+    const cases = [
+      ['quantize', 'quantization', (api) => () => api.quantizeTernary(data, rows, cols, options).free()],
+      ['ternaryGemv', 'the ternary GEMV', (api, t) => () => api.ternaryMatVec(t, x)],
+      ['f32Gemv', 'the f32 GEMV', (api) => () => api.matVecF32(data, rows, cols, x)],
+    ];
+    for (const [i, [key, what, make]] of cases.entries()) {
+      progress(id, 0.5 + (0.5 * i) / cases.length, `Timing ${what}`);
+      await breathe();
+      const ms = timePerCall(builds.map(([, api], k) => make(api, tensors[k])));
+      out[key] = Object.fromEntries(builds.map(([name], k) => [name, ms[k]]));
+    }
+  } finally {
+    for (const t of tensors) if (t !== tensor) t.free();
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ model files
+
+async function readBytes(file, ranges) {
+  const parts = ranges.map((r) => file.slice(r.offset, r.offset + r.length));
+  return new Uint8Array(await new Blob(parts).arrayBuffer());
+}
+
+function describeReadError(file, e) {
+  return `Could not read "${file.name}": it is not a .safetensors or .gguf file this demo can read (${e.message}).`;
+}
+
+/** Reads the header (only) of a model file, growing the prefix as inspectModel asks. */
+async function openModel(id, file, options) {
+  ioApi ??= await loadBuild({ simd: simdSupported(), modelFiles: true });
+  progress(id, 0.1, 'Reading the header');
+  let length = Math.min(file.size, FIRST_READ);
+  let prefix = await readBytes(file, [{ offset: 0, length }]);
+  let inspected;
+  for (;;) {
+    try {
+      inspected = ioApi.inspectModel(prefix, file.size);
+    } catch (e) {
+      throw new Error(describeReadError(file, e));
+    }
+    if (inspected.needBytes === undefined) break;
+    if (inspected.needBytes > file.size || inspected.needBytes <= length) {
+      throw new Error(`Could not read "${file.name}": its header claims ${inspected.needBytes} bytes, but the file has ${file.size}.`);
+    }
+    length = inspected.needBytes;
+    progress(id, 0.3, `Reading the header (${length} bytes)`);
+    prefix = await readBytes(file, [{ offset: 0, length }]);
+  }
+  model = { file, prefix, info: inspected };
+  const m = inspected.metadata ?? {};
+  const summary = {
+    name: file.name,
+    size: file.size,
+    format: inspected.format,
+    version: inspected.version,
+    architecture: typeof m['general.architecture'] === 'string' ? m['general.architecture'] : null,
+    metadataKeys: Object.keys(m).length,
+    tensors: inspected.tensors,
+    totalBytes: inspected.totalBytes,
+  };
+  return { summary, plan: planSummary(options) };
+}
+
+/** The plan's options for the page's layout: GGUF for TQ2_0/TQ1_0/I2_S, safetensors for bitnet-hf. */
+function planOptions(options) {
+  if (options.layout === 'codes') {
+    throw new Error('The codes layout is for looking at the codes only; to write a model file pick tq2_0, tq1_0 or i2_s (GGUF) or bitnet-hf (safetensors).');
+  }
+  const out = { output: options.layout === 'bitnet-hf' ? 'bitnet-hf' : 'gguf', rule: options.rule, scope: options.scope };
+  if (options.layout !== 'bitnet-hf') out.layout = options.layout;
+  if (options.scope === 'block') out.blockSize = options.blockSize;
+  return out;
+}
+
+function makePlan(options) {
+  if (!model) throw new Error('No model file is open.');
+  const p = ioApi.planConversion([{ prefix: model.prefix, fileSize: model.file.size }], planOptions(options));
+  // The prefix holds the whole header (inspectModel asked for it), so this cannot happen.
+  if (p.needBytes !== undefined) throw new Error(`The plan needs the first ${p.needBytes} bytes of the file, more than its header.`);
+  return p;
+}
+
+function planSummary(options) {
+  let plan;
+  try {
+    plan = makePlan(options);
+  } catch (e) {
+    return { error: e.message };
+  }
+  try {
+    const ops = plan.ops().map((o) => ({
+      index: o.index,
+      name: o.name,
+      kind: o.kind,
+      inType: o.inType,
+      outType: o.outType,
+      shape: o.shape,
+      inputLength: o.inputLength,
+      outputLength: o.outputLength,
+      bitsPerWeight: o.bitsPerWeight,
+      fallbackReason: o.fallbackReason,
+    }));
+    return { output: plan.output, outputSize: plan.outputSize, headerLength: plan.header.byteLength, ops };
+  } finally {
+    plan.free();
+  }
+}
+
+function outputName(inputName, options) {
+  const base = inputName.replace(/\.(safetensors|gguf)$/i, '');
+  return options.layout === 'bitnet-hf' ? `${base}.bitnet-hf.safetensors` : `${base}.${options.layout}.gguf`;
+}
+
+/**
+ * Converts the open file one tensor at a time: the output Blob is the plan's header, then
+ * each op's bytes at its planned offset (zeros in gaps). Copied tensors are slices of the
+ * input file, so they are never read into memory.
+ */
+async function convertModel(id, options) {
+  const plan = makePlan(options);
+  const { file } = model;
+  try {
+    const ops = plan.ops().sort((a, b) => a.outputOffset - b.outputOffset);
+    // convertTensor holds a whole tensor, its output and work space in 4 GiB of wasm
+    // memory: refuse at the start rather than after converting half the file.
+    const largest = ops.filter((o) => o.kind !== 'copy').sort((a, b) => b.inputLength - a.inputLength)[0];
+    if (largest && largest.inputLength > MAX_TENSOR_BYTES) {
+      throw new Error(
+        `${largest.name} has ${(largest.inputLength / 2 ** 30).toFixed(1)} GiB; the page converts one whole tensor at a time ` +
+          `in wasm's 4 GiB of memory, so tensors of at most ${MAX_TENSOR_BYTES / 2 ** 30} GiB. The tensor list and plan above still hold.`,
+      );
+    }
+    const parts = [plan.header];
+    let at = plan.header.byteLength;
+    const totalIn = ops.reduce((s, o) => s + o.inputLength, 0) || 1;
+    let doneIn = 0;
+    const rows = [];
+    const started = now();
+    for (const op of ops) {
+      if (cancelled) throw new Error('Conversion stopped.');
+      if (op.outputOffset < at) throw new Error(`op ${op.name} overlaps the previous one`);
+      if (op.outputOffset > at) parts.push(new Uint8Array(op.outputOffset - at));
+      progress(id, doneIn / totalIn, `${op.name} (${rows.length + 1}/${ops.length})`);
+      const t0 = now();
+      let stats = null;
+      if (op.kind === 'copy') {
+        parts.push(new Blob(op.inputs.map((r) => file.slice(r.offset, r.offset + r.length))));
+      } else {
+        const input = await readBytes(file, op.inputs);
+        if (cancelled) throw new Error('Conversion stopped.');
+        const r = plan.convertTensor(op.index, input, true);
+        stats = r.stats;
+        parts.push(new Blob([r.bytes]));
+        await breathe();
+      }
+      rows.push({
+        index: op.index,
+        name: op.name,
+        kind: op.kind,
+        shape: op.shape,
+        inType: op.inType,
+        outType: op.outType,
+        bytesIn: op.inputLength,
+        bytesOut: op.outputLength,
+        bitsPerWeight: op.bitsPerWeight,
+        fallbackReason: op.fallbackReason,
+        stats,
+        ms: now() - t0,
+      });
+      at = op.outputOffset + op.outputLength;
+      doneIn += op.inputLength;
+    }
+    if (plan.outputSize > at) parts.push(new Uint8Array(plan.outputSize - at));
+    const blob = new Blob(parts, { type: 'application/octet-stream' });
+    if (blob.size !== plan.outputSize) throw new Error(`the output has ${blob.size} bytes, the plan says ${plan.outputSize}`);
+    progress(id, 1, 'Done');
+    return {
+      rows,
+      output: plan.output,
+      inputSize: file.size,
+      outputSize: plan.outputSize,
+      ms: now() - started,
+      fileName: outputName(file.name, options),
+      plan: planSummary(options),
+      blob,
+    };
+  } finally {
+    plan.free();
+  }
+}
+
+// f16 bits -> f32 value.
+function halfToFloat(h) {
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  const s = h & 0x8000 ? -1 : 1;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1024 + m) * 2 ** (e - 25);
+}
+
+/** Decodes an F32, F16 or BF16 tensor of the open file to f32 for the analysis views. */
+async function analyseTensor(id, index, options) {
+  if (!model) throw new Error('No model file is open.');
+  const t = model.info.tensors[index];
+  if (!t) throw new Error(`No tensor ${index} in this file.`);
+  if (!['F32', 'F16', 'BF16'].includes(t.dtype)) {
+    throw new Error(`${t.name} is ${t.dtype}; the views decode F32, F16 and BF16 tensors only.`);
+  }
+  if (t.shape.length < 2) throw new Error(`${t.name} has shape [${t.shape}]; the views need a matrix.`);
+  const rows = t.shape[0];
+  const cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  if (rows * cols > 2 ** 26) throw new Error(`${t.name} has ${rows * cols} values; the views take at most ${2 ** 26}.`);
+  progress(id, 0.05, `Reading ${t.name}`);
+  const raw = await readBytes(model.file, [{ offset: t.offset, length: t.byteLength }]);
+  const view = new DataView(raw.buffer);
+  const data = new Float32Array(rows * cols);
+  if (t.dtype === 'F32') for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(4 * i, true);
+  else if (t.dtype === 'F16') for (let i = 0; i < data.length; i++) data[i] = halfToFloat(view.getUint16(2 * i, true));
+  else for (let i = 0; i < data.length; i++) data[i] = new Float32Array(new Uint32Array([view.getUint16(2 * i, true) << 16]).buffer)[0];
+  return analyse(id, data, rows, cols, options, { kind: 'tensor', name: t.name, dtype: t.dtype, shape: t.shape });
+}
+
+// ------------------------------------------------------------------ messages
+
+async function handle(msg) {
+  const { id } = msg;
+  try {
+    if (msg.type === 'synthetic') {
+      const { spec, options } = msg;
+      progress(id, 0.02, `Drawing ${spec.rows * spec.cols} ${DISTRIBUTIONS[spec.distribution]} values`);
+      await breathe();
+      const data = generate(spec);
+      const r = await analyse(id, data, spec.rows, spec.cols, options, { kind: 'synthetic', ...spec });
+      post({ type: 'analysis', id, result: r });
+    } else if (msg.type === 'open') {
+      model = null;
+      const r = await openModel(id, msg.file, msg.options);
+      post({ type: 'model', id, ...r });
+    } else if (msg.type === 'plan') {
+      post({ type: 'plan', id, plan: planSummary(msg.options) });
+    } else if (msg.type === 'tensor') {
+      const r = await analyseTensor(id, msg.index, msg.options);
+      post({ type: 'analysis', id, result: r });
+    } else if (msg.type === 'convert') {
+      cancelled = false;
+      const r = await convertModel(id, msg.options);
+      post({ type: 'converted', id, result: r });
+    } else {
+      throw new Error(`unknown request ${msg.type}`);
+    }
+  } catch (e) {
+    post({ type: 'error', id, request: msg.type, message: e?.message ?? String(e) });
+  }
+}
+
+self.onmessage = ({ data }) => {
+  if (data.type === 'cancel') {
+    cancelled = true;
+    return;
+  }
+  queue = queue.then(() => handle(data));
+};
+
+try {
+  const r = await init();
+  info = { build: simdSupported() ? 'simd128' : 'scalar', backend: r.backend };
+  post({ type: 'ready', ...info, presets: Object.values(presets) });
+} catch (e) {
+  post({ type: 'error', id: null, request: 'init', message: `The WebAssembly module did not load: ${e?.message ?? e}` });
+}
