@@ -73,7 +73,7 @@ wasip1_lib_tests() {
     else
         export RUSTFLAGS=""
     fi
-    wasm="$(test_binary --target wasm32-wasip1 --lib)" || die "could not build the wasm32-wasip1 test binary"
+    wasm="$(test_binary --release --target wasm32-wasip1 --lib)" || die "could not build the wasm32-wasip1 test binary"
     features="$(wasm_features "$wasm")" || die "$wasm has no target_features section"
     if [ "$flavor" = simd128 ]; then
         grep -q simd128 <<<"$features" || die "$wasm was built without simd128"
@@ -83,7 +83,7 @@ wasip1_lib_tests() {
     else
         log "test binary does not declare simd128"
     fi
-    cargo test --target wasm32-wasip1 --lib
+    cargo test --release --target wasm32-wasip1 --lib --tests
 }
 
 oracle_vectors() {
@@ -110,12 +110,13 @@ step "clippy, wasm32 scalar without model files" env RUSTFLAGS="" CARGO_TARGET_D
 step "native tests (lib, tests, examples)" cargo test --lib --tests --examples
 step "native doctests" cargo test --doc
 step "demo runs (cargo run --example demo)" demo_smoke
-step "wasm32-wasip1 lib tests, simd128 (Node WASI)" wasip1_lib_tests simd128
-step "wasm32-wasip1 lib tests, scalar (Node WASI)" wasip1_lib_tests scalar
+step "wasm32-wasip1 core tests (lib + integration), simd128 (Node WASI)" wasip1_lib_tests simd128
+step "wasm32-wasip1 core tests (lib + integration), scalar (Node WASI)" wasip1_lib_tests scalar
 step "oracle vectors (gguf-py)" oracle_vectors
 step "oracle tests" env TQ_ORACLE_DIR="$ORACLE_DIR" cargo test --test oracle -- --ignored
 step "model-file interop (gguf-py reader, safetensors + unpack_weights)" env TQ_ORACLE_PYTHON="$VENV/bin/python" cargo test --test io_interop -- --ignored
 step "wasm build and npm package (scripts/build.sh)" bash scripts/build.sh
+step "demo site (scripts/build-www.sh)" bash scripts/build-www.sh
 step "npm package tests: packed tarball installed and tested (pkg-tests)" bash scripts/pack-and-test.sh
 
 printf '\ntest.sh: %d passed, 0 failed (%ds)\n' "$passed" "$((SECONDS - started))"
