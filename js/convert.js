@@ -144,7 +144,8 @@ export async function readHeader(api, input) {
     } catch (e) {
       throw new UserError(`${input.path}: ${e.message}`);
     }
-    if (info.needBytes === undefined) return { prefix, info };
+    // Keep only the header (the first read may hold up to a MiB of tensor data).
+    if (info.needBytes === undefined) return { prefix: prefix.slice(0, Math.min(prefix.length, info.dataOffset)), info };
     prefix = await growPrefix(input, prefix, info.needBytes);
   }
 }
