@@ -24,6 +24,7 @@ import {
   tensorBytesOf,
   waitForLine,
 } from './fixtures/cli.mjs';
+import { writeTensors } from './fixtures/make-model.mjs';
 
 const SAMPLE_TENSORS = 21;
 const FALLBACK = 'model.layers.1.mlp.down_proj.weight';
@@ -355,6 +356,36 @@ test('failures: missing input, bad options, malformed files: one line, exit 1, n
     assert.deepEqual(readFileSync(path), Buffer.from(bytes), `${name} changed`);
   }
   assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('out')), []);
+});
+
+test('bad values fail with the tensor and the index, on one or two threads, chunked or not', (t) => {
+  const dir = tempDir(t);
+  const embed = new Float32Array(256 * 4096).fill(0.01); // 4 MiB: converted to F16 in chunks
+  embed[700000] = 1e6;
+  const up = new Float32Array(256 * 256).fill(0.01);
+  up[12345] = NaN;
+  const input = join(dir, 'bad.safetensors');
+  writeTensors(input, [
+    { name: 'model.embed_tokens.weight', dtype: 'F32', shape: [4096, 256], bytes: new Uint8Array(embed.buffer) },
+    { name: 'model.layers.0.mlp.up_proj.weight', dtype: 'F32', shape: [256, 256], bytes: new Uint8Array(up.buffer) },
+  ]);
+  const out = join(dir, 'bad.gguf');
+  // F32 -> F16 in chunks: the index is the tensor's, not the chunk's.
+  assertFailed(cli(['convert', input, out]), /^ternary-quant: tensor 'model\.embed_tokens\.weight': .*value 1000000 at index 700000 is beyond F16's range/, out);
+  // Ternarised, the large value is fine; the NaN of the next tensor is not.
+  assertFailed(cli(['convert', input, out, '--include', 'embed']), /^ternary-quant: tensor 'model\.layers\.0\.mlp\.up_proj\.weight': non-finite value NaN at index 12345/, out);
+  // On two threads, whichever worker fails first stops the conversion.
+  assertFailed(
+    cli(['convert', input, out, '--threads', '2']),
+    /^ternary-quant: tensor '(model\.embed_tokens\.weight': .*index 700000|model\.layers\.0\.mlp\.up_proj\.weight': non-finite value NaN at index 12345)/,
+    out,
+  );
+  // A worker's failure, alone.
+  writeTensors(input, [
+    { name: 'model.norm.weight', dtype: 'F32', shape: [256], bytes: new Uint8Array(new Float32Array(256).fill(1).buffer) },
+    { name: 'model.layers.0.mlp.up_proj.weight', dtype: 'F32', shape: [256, 256], bytes: new Uint8Array(up.buffer) },
+  ]);
+  assertFailed(cli(['convert', input, out, '--threads', '2']), /: non-finite value NaN at index 12345 of input$/, out);
 });
 
 /** A model big enough that a conversion is still running after its first tensor. */
