@@ -613,6 +613,7 @@ async function convert(args) {
     .filter((op) => op.fallbackReason)
     .map((op) => ({ name: op.name, outType: op.outType, reason: op.fallbackReason }));
   const report = {
+    version: await packageVersion(),
     input: { path: o.input, files: inputs.map((input) => ({ path: input.path, bytes: input.size })), bytes: bytesIn },
     output: { path: o.outPath, format: outputFormat, layout: o.layout, bytes: outputSize },
     options: {
@@ -800,6 +801,13 @@ async function bench(args) {
 
 // ------------------------------------------------------------------ main
 
+async function packageVersion() {
+  return JSON.parse(await readFile(new URL('./package.json', import.meta.url), 'utf8')).version;
+}
+
+// A closed pipe (`ternary-quant inspect big.gguf | head`) ends the output, not the work.
+process.stdout.on('error', () => {});
+
 async function main(argv) {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -807,8 +815,7 @@ async function main(argv) {
     return;
   }
   if (command === '--version') {
-    const pkg = JSON.parse(await readFile(new URL('./package.json', import.meta.url), 'utf8'));
-    console.log(pkg.version);
+    console.log(await packageVersion());
     return;
   }
   if (command === 'convert') return convert(rest);

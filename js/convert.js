@@ -187,35 +187,40 @@ const FLOAT_BYTES = { F32: 4, F16: 2, BF16: 2 };
 
 let f16Table = null;
 
-/** The f32 value of every f16 bit pattern. */
+/** The f32 value of every f16 bit pattern (built from bits: exact, and fast). */
 function f16Values() {
   if (!f16Table) {
     f16Table = new Float32Array(65536);
+    const bits = new Uint32Array(f16Table.buffer);
     for (let h = 0; h < 65536; h++) {
-      const sign = h & 0x8000 ? -1 : 1;
+      const sign = (h & 0x8000) << 16;
       const e = (h >> 10) & 0x1f;
       const m = h & 0x3ff;
-      f16Table[h] = e === 0 ? sign * m * 2 ** -24 : e === 31 ? (m ? NaN : sign * Infinity) : sign * (1024 + m) * 2 ** (e - 25);
+      if (e === 0) f16Table[h] = (sign ? -m : m) * 5.960464477539063e-8; // m * 2^-24, exact
+      else if (e === 31) bits[h] = sign | 0x7f800000 | (m << 13);
+      else bits[h] = sign | ((e + 112) << 23) | (m << 13);
     }
   }
   return f16Table;
 }
 
-/** Float values of `bytes` (F32, F16 or BF16, little-endian) into `out` (a Float32Array). */
-function decodeFloats(dtype, bytes, out) {
+/**
+ * Float values of `bytes` (F32, F16 or BF16, little-endian): a view for F32 (whose
+ * bytes are 4-aligned here), else decoded into `scratch` (a Float32Array).
+ */
+function decodeFloats(dtype, bytes, scratch) {
   const n = bytes.byteLength / FLOAT_BYTES[dtype];
-  if (dtype === 'F32') {
-    out.set(new Float32Array(bytes.buffer, bytes.byteOffset, n));
-  } else if (dtype === 'F16') {
+  if (dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  const out = scratch.subarray(0, n);
+  const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  if (dtype === 'F16') {
     const table = f16Values();
-    const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
     for (let i = 0; i < n; i++) out[i] = table[bits[i]];
   } else {
-    const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
     const words = new Uint32Array(out.buffer, out.byteOffset, n);
     for (let i = 0; i < n; i++) words[i] = bits[i] << 16;
   }
-  return out.subarray(0, n);
+  return out;
 }
 
 /** Error sums of one chunk, accumulated in f64 (the same figures as the wasm stats). */
