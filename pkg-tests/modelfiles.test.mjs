@@ -194,7 +194,7 @@ test('an already-ternary model converts HF-packed -> GGUF TQ2_0 -> HF-packed wit
   assertBytesEqual(readFileSync(c2), readFileSync(c), 'safetensors of the round trip');
 });
 
-test('a GGUF F16 input converted to TQ2_0 keeps every metadata key and updates general.file_type', async (t) => {
+test('a GGUF F16 input (a 1.6 MB header: 20k tokens) converted to TQ2_0 keeps every metadata key and updates general.file_type', async (t) => {
   await init({ modelFiles: true });
   const dir = tempDir(t);
   const input = join(dir, 'f16.gguf');
@@ -206,6 +206,8 @@ test('a GGUF F16 input converted to TQ2_0 keeps every metadata key and updates g
   assert.equal(summary.keys, 18);
   const inInfo = inspectJson(input);
   const outInfo = inspectJson(out);
+  assert.ok(inInfo.dataOffset > 2 ** 20, `a header of ${inInfo.dataOffset} bytes: longer than the first read (1 MiB)`);
+  assert.ok(outInfo.dataOffset > 2 ** 20);
   assert.equal(inInfo.metadata['general.file_type'], 1);
   assert.equal(outInfo.metadata['general.file_type'], 37);
   assert.equal(outInfo.metadata['general.architecture'], 'llama');
