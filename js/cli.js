@@ -66,8 +66,8 @@ Options:
   --exclude RE              keep tensors whose name matches RE as they are (repeatable;
                             wins over --include)
   --report FILE             write the per-tensor report (JSON) to FILE
-  --threads N               convert on N worker threads (default 1); the output is the
-                            same for any N
+  --threads N               convert on N worker threads (default 1), each with its own
+                            wasm instance and buffers; the output is the same for any N
   --quiet                   print nothing but errors
   -h, --help                this help
 
