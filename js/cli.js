@@ -51,7 +51,10 @@ const CONVERT_HELP = `Usage: ternary-quant convert IN OUT [options]
 IN is a .safetensors file, a sharded model's *.safetensors.index.json (every shard it
 names is read), or a .gguf file (F32/F16/BF16, or TQ1_0/TQ2_0/Q8_0 to re-pack). OUT is
 written as OUT.partial and renamed when complete; on an error or Ctrl-C the partial
-file is removed. The input is only read.
+file is removed. The input is only read. Tensors are streamed one at a time: memory
+is about three times the largest ternarised tensor (the read buffer, its copy in wasm
+and its f32 values) plus the engine; pass-through tensors and float conversions go
+in chunks, and files larger than 4 GiB work.
 
 Options:
   --output gguf|bitnet-hf   output format (default: from OUT's extension, .gguf or
