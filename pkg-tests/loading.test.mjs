@@ -57,6 +57,7 @@ test('the tarball holds exactly the package files', () => {
     'package/LICENSE',
     'package/README.md',
     'package/cli.js',
+    'package/convert.js',
     'package/index.d.ts',
     'package/index.js',
     'package/io-scalar/ternary_quant.js',
@@ -68,6 +69,7 @@ test('the tarball holds exactly the package files', () => {
     'package/scalar/ternary_quant_bg.wasm',
     'package/simd/ternary_quant.js',
     'package/simd/ternary_quant_bg.wasm',
+    'package/worker.js',
   ]);
   const pkg = JSON.parse(readFileSync(join(packageDir(), 'package.json'), 'utf8'));
   assert.equal(pkg.name, 'ternary-quant');

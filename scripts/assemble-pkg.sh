@@ -18,7 +18,7 @@ for variant in "${variants[@]}"; do
   # npm's binaryen, never Debian's: an old wasm-opt emits modules that fail to load.
   "$wasm_opt" -O3 "$src_dir/ternary_quant_bg.wasm" -o "pkg.tmp/$variant/ternary_quant_bg.wasm"
 done
-cp js/index.js js/index.d.ts js/cli.js js/package.json pkg.tmp/
+cp js/index.js js/index.d.ts js/cli.js js/convert.js js/worker.js js/package.json pkg.tmp/
 cp js/README.md pkg.tmp/README.md
 cp LICENSE pkg.tmp/
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

@@ -29,20 +29,28 @@ tarball="$tmp/$tarball"
 echo "pack-and-test: packed $(basename "$tarball") ($(stat -c %s "$tarball") bytes)"
 
 # 2. A fresh ESM project that installs it, plus the tools the tests drive (the same
-#    versions the repository pins as dev dependencies).
+#    versions the repository pins as dev dependencies), and @huggingface/gguf, a second
+#    GGUF reader for the model-file tests.
 project="$tmp/project"
 mkdir -p "$project"
+HF_GGUF_VERSION=0.4.6
 devdep() { node -e 'const p = require(process.argv[1]); process.stdout.write(p.devDependencies[process.argv[2]])' "$root/package.json" "$1"; }
 (
   cd "$project"
   npm init -y >/dev/null
   npm pkg set type=module
   npm install --no-audit --no-fund --prefer-offline --loglevel=error \
-    "$tarball" "esbuild@$(devdep esbuild)" "playwright-core@$(devdep playwright-core)"
+    "$tarball" "esbuild@$(devdep esbuild)" "playwright-core@$(devdep playwright-core)" \
+    "@huggingface/gguf@$HF_GGUF_VERSION"
 )
 
-# 3. Oracle vectors from gguf-py.
+# 3. Oracle vectors from gguf-py. The model-file tests run the same python on their
+#    fixtures (pkg-tests/fixtures/modelfiles.py) and generate models with the repository's
+#    scripts/sample-model.mjs.
 py=${ORACLE_PYTHON:-$root/.venv-oracle/bin/python}
+case $py in */*) py=$(cd "$(dirname "$py")" && pwd)/$(basename "$py") ;; esac
+export TQ_ORACLE_PYTHON=$py
+export TQ_REPO_ROOT=$root
 oracle_dir="$tmp/oracle"
 if "$py" "$root/pkg-tests/fixtures/gen_oracle.py" "$oracle_dir"; then
   export TQ_ORACLE_DIR=$oracle_dir

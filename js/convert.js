@@ -1,0 +1,520 @@
+// Streaming model conversion for Node: reads model headers with growing prefixes, plans
+// the conversion in wasm, then moves the bytes tensor by tensor (and pass-through
+// tensors in chunks) with positional reads and writes, so that memory stays about one
+// tensor and files of any size (offsets are exact up to 2^53) work.
+//
+// The output is written to OUT.partial, which is synced and renamed to OUT at the end;
+// the caller removes OUT.partial on any failure (see removePartial).
+import { open, readFile, rename, stat } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+
+/** Header reads start with this many bytes and follow the reader's `needBytes`. */
+export const FIRST_PREFIX = 2 ** 20;
+/** Pass-through tensors are copied in chunks of this size. */
+export const COPY_CHUNK = 16 * 2 ** 20;
+/** The largest single read or write request (Node's limit is 2 GiB - 1). */
+const IO_MAX = 2 ** 30;
+
+export const OUTPUTS = ['gguf', 'bitnet-hf'];
+export const LAYOUTS = { gguf: ['tq2_0', 'tq1_0', 'i2_s'], 'bitnet-hf': ['bitnet-hf'] };
+export const RULES = ['absmean', 'absmax', 'median', 'twn'];
+export const SCOPES = ['tensor', 'row', 'block'];
+
+/** An error whose message is the whole reason (no stack needed). */
+export class UserError extends Error {}
+
+function errnoMessage(e, path) {
+  switch (e?.code) {
+    case 'ENOENT':
+      return `${path}: no such file`;
+    case 'EACCES':
+    case 'EPERM':
+      return `${path}: permission denied`;
+    case 'EISDIR':
+      return `${path}: is a directory`;
+    case 'ENOSPC':
+      return `${path}: no space left on the device`;
+    default:
+      return `${path}: ${e?.message ?? e}`;
+  }
+}
+
+/** Reads exactly `length` bytes at `position` into `buffer` at `offset`. */
+export async function readFully(fh, buffer, offset, length, position, path = 'input') {
+  let done = 0;
+  while (done < length) {
+    const want = Math.min(length - done, IO_MAX);
+    const { bytesRead } = await fh.read(buffer, offset + done, want, position + done);
+    if (bytesRead === 0) {
+      throw new UserError(`${path}: unexpected end of file at byte ${position + done} (the file is shorter than its header says)`);
+    }
+    done += bytesRead;
+  }
+}
+
+/** Writes all of `buffer[offset, offset + length)` at `position`. */
+export async function writeFully(fh, buffer, offset, length, position) {
+  let done = 0;
+  while (done < length) {
+    const want = Math.min(length - done, IO_MAX);
+    const { bytesWritten } = await fh.write(buffer, offset + done, want, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Opens a model file read-only: { path, name, fh, size }. */
+export async function openInput(path, name = basename(path)) {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw new UserError(errnoMessage(e, path));
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    throw new UserError(`${path}: not a regular file`);
+  }
+  return { path, name, fh, size: st.size, dev: st.dev, ino: st.ino };
+}
+
+/**
+ * Opens a model: a .safetensors or .gguf file, or a sharded `*.safetensors.index.json`
+ * (every shard it names, in the index's order). Returns { inputs, index } where
+ * `index` holds the index JSON bytes (or null).
+ */
+export async function openModel(api, path) {
+  if (path.endsWith('.json')) {
+    let json;
+    try {
+      json = await readFile(path);
+    } catch (e) {
+      throw new UserError(errnoMessage(e, path));
+    }
+    const bytes = new Uint8Array(json.buffer, json.byteOffset, json.byteLength);
+    let index;
+    try {
+      index = api.parseSafetensorsIndex(bytes);
+    } catch (e) {
+      throw new UserError(`${path}: ${e.message}`);
+    }
+    const inputs = [];
+    try {
+      for (const file of index.files) inputs.push(await openInput(resolve(dirname(path), file), file));
+    } catch (e) {
+      await closeInputs(inputs);
+      throw e;
+    }
+    return { inputs, index: bytes, indexInfo: index };
+  }
+  return { inputs: [await openInput(path)], index: null, indexInfo: null };
+}
+
+export async function closeInputs(inputs) {
+  for (const input of inputs) await input.fh.close().catch(() => {});
+}
+
+/** Reads the first `length` bytes of an input (at most its size). */
+async function readPrefix(input, length) {
+  const n = Math.min(length, input.size);
+  const buffer = new Uint8Array(n);
+  await readFully(input.fh, buffer, 0, n, 0, input.path);
+  return buffer;
+}
+
+/** A prefix of `needed` bytes, or an error when the file cannot hold that many. */
+async function growPrefix(input, prefix, needed) {
+  if (!(needed > prefix.length) || prefix.length >= input.size) {
+    throw new UserError(`${input.path}: the header needs ${needed} bytes but the file has ${input.size}`);
+  }
+  return readPrefix(input, Math.max(needed, Math.min(prefix.length * 2, input.size)));
+}
+
+/**
+ * Reads an input's header: { prefix, info } where `info` is inspectModel's description
+ * and `prefix` holds the whole header.
+ */
+export async function readHeader(api, input) {
+  let prefix = await readPrefix(input, FIRST_PREFIX);
+  for (;;) {
+    let info;
+    try {
+      info = api.inspectModel(prefix, input.size);
+    } catch (e) {
+      throw new UserError(`${input.path}: ${e.message}`);
+    }
+    // Keep only the header (the first read may hold up to a MiB of tensor data).
+    if (info.needBytes === undefined) return { prefix: prefix.slice(0, Math.min(prefix.length, info.dataOffset)), info };
+    prefix = await growPrefix(input, prefix, info.needBytes);
+  }
+}
+
+/** Plans a conversion; follows `needBytes` (which readHeader normally makes unnecessary). */
+export async function makePlan(api, inputs, prefixes, options) {
+  for (;;) {
+    const plan = api.planConversion(
+      inputs.map((input, i) => ({ prefix: prefixes[i], fileSize: input.size, name: input.name })),
+      options,
+    );
+    if (plan.needBytes === undefined) return plan;
+    const i = plan.input;
+    prefixes[i] = await growPrefix(inputs[i], prefixes[i], plan.needBytes);
+  }
+}
+
+/**
+ * The tensor names selected by `--include` / `--exclude` regexes (arrays of RegExp):
+ * { forceTernary, forceKeep } name lists for planConversion.
+ */
+export function selectNames(names, include, exclude) {
+  const forceTernary = include.length ? names.filter((n) => include.some((re) => re.test(n))) : [];
+  const forceKeep = exclude.length ? names.filter((n) => exclude.some((re) => re.test(n))) : [];
+  return { forceTernary, forceKeep };
+}
+
+// ------------------------------------------------------------------ running ops
+
+const ZEROS = Buffer.alloc(COPY_CHUNK);
+
+/**
+ * Float conversions (F32/F16/BF16 -> F16/F32) larger than this run in chunks of it.
+ * Small chunks keep memory low, and let the engine's optimizing compiler take over the
+ * conversion loop after a few calls (a first long call runs on baseline code).
+ */
+export const CONVERT_CHUNK = 2 * 2 ** 20;
+const FLOAT_BYTES = { F32: 4, F16: 2, BF16: 2 };
+
+let f16Table = null;
+
+/** The f32 value of every f16 bit pattern (built from bits: exact, and fast). */
+function f16Values() {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    const bits = new Uint32Array(f16Table.buffer);
+    for (let h = 0; h < 65536; h++) {
+      const sign = (h & 0x8000) << 16;
+      const e = (h >> 10) & 0x1f;
+      const m = h & 0x3ff;
+      if (e === 0) f16Table[h] = (sign ? -m : m) * 5.960464477539063e-8; // m * 2^-24, exact
+      else if (e === 31) bits[h] = sign | 0x7f800000 | (m << 13);
+      else bits[h] = sign | ((e + 112) << 23) | (m << 13);
+    }
+  }
+  return f16Table;
+}
+
+/**
+ * Float values of `bytes` (F32, F16 or BF16, little-endian): a view for F32 (whose
+ * bytes are 4-aligned here), else decoded into `scratch` (a Float32Array).
+ */
+function decodeFloats(dtype, bytes, scratch) {
+  const n = bytes.byteLength / FLOAT_BYTES[dtype];
+  if (dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  const out = scratch.subarray(0, n);
+  const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  if (dtype === 'F16') {
+    const table = f16Values();
+    for (let i = 0; i < n; i++) out[i] = table[bits[i]];
+  } else {
+    const words = new Uint32Array(out.buffer, out.byteOffset, n);
+    for (let i = 0; i < n; i++) words[i] = bits[i] << 16;
+  }
+  return out;
+}
+
+/** Error sums of one chunk, accumulated in f64 (the same figures as the wasm stats). */
+class ErrorSums {
+  constructor() {
+    this.n = 0;
+    this.refSq = 0;
+    this.approxSq = 0;
+    this.errSq = 0;
+    this.dot = 0;
+    this.maxAbs = 0;
+    this.zeros = 0;
+  }
+
+  add(x, y) {
+    let refSq = 0;
+    let approxSq = 0;
+    let errSq = 0;
+    let dot = 0;
+    let maxAbs = this.maxAbs;
+    let zeros = 0;
+    for (let i = 0; i < x.length; i++) {
+      const a = x[i];
+      const b = y[i];
+      const e = b - a;
+      refSq += a * a;
+      approxSq += b * b;
+      errSq += e * e;
+      dot += a * b;
+      const m = e < 0 ? -e : e;
+      if (m > maxAbs) maxAbs = m;
+      if (b === 0) zeros++;
+    }
+    this.n += x.length;
+    this.refSq += refSq;
+    this.approxSq += approxSq;
+    this.errSq += errSq;
+    this.dot += dot;
+    this.maxAbs = maxAbs;
+    this.zeros += zeros;
+  }
+
+  figures() {
+    const mse = this.errSq / this.n;
+    const norms = Math.sqrt(this.refSq) * Math.sqrt(this.approxSq);
+    let cosine;
+    if (norms > 0) cosine = Math.min(1, Math.max(-1, this.dot / norms));
+    else cosine = this.refSq === 0 && this.approxSq === 0 ? 1 : 0;
+    return {
+      mse,
+      rmse: Math.sqrt(mse),
+      maxAbsError: this.maxAbs,
+      snrDb: this.errSq === 0 ? Infinity : 10 * Math.log10(this.refSq / this.errSq),
+      cosine,
+      zeroFraction: this.zeros / this.n,
+    };
+  }
+}
+
+/**
+ * A one-tensor safetensors header: the prefix and size of a file holding `count` values
+ * of `dtype`, named `name`, shaped 1-D or [1, count]. The plan of such a file converts
+ * one chunk of a larger float tensor exactly as the whole tensor would be.
+ */
+function chunkHeader(name, dtype, count, twoD) {
+  const length = count * FLOAT_BYTES[dtype];
+  const header = { [name]: { dtype, shape: twoD ? [1, count] : [count], data_offsets: [0, length] } };
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const prefix = new Uint8Array(8 + json.length);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(json.length), true);
+  new TextEncoder().encodeInto(json, prefix.subarray(8));
+  return { prefix, fileSize: prefix.length + length };
+}
+
+const CHUNK_NAME = 'chunk';
+
+/**
+ * Runs the ops of one plan: reads each op's input ranges, converts them in wasm, and
+ * writes the bytes at the op's output offset. One buffer, sized for the largest input,
+ * is reused for every tensor. Pass-through tensors are copied in chunks; all-zero
+ * chunks are skipped, since the output file starts as zeros (holes stay holes). Large
+ * float conversions (F32 -> F16, say, of an embedding) are element-wise, so they run
+ * in chunks too, each through a one-tensor plan of the same conversion.
+ */
+export class OpRunner {
+  constructor(plan, ops, inputs, out, { measure = false, onBytes = () => {}, planConversion = null } = {}) {
+    this.plan = plan;
+    this.ops = ops;
+    this.inputs = inputs;
+    this.out = out;
+    this.measure = measure;
+    this.onBytes = onBytes;
+    this.planConversion = planConversion;
+    this.output = plan.output;
+    this.buffer = null;
+    this.chunkPlans = new Map();
+  }
+
+  /** Whether op runs in chunks: a float conversion larger than CONVERT_CHUNK. */
+  chunked(op) {
+    return (
+      this.planConversion !== null &&
+      op.kind === 'convert' &&
+      op.inputs.length === 1 &&
+      op.inputLength > CONVERT_CHUNK &&
+      FLOAT_BYTES[op.inType] !== undefined &&
+      FLOAT_BYTES[op.outType] !== undefined
+    );
+  }
+
+  bufferOf(length) {
+    if (!this.buffer || this.buffer.length < length) {
+      // The largest read of any op this runner may see, so that it is allocated once.
+      let max = length;
+      for (const op of this.ops) {
+        if (op.kind === 'copy') max = Math.max(max, Math.min(op.inputLength, COPY_CHUNK));
+        else if (this.chunked(op)) max = Math.max(max, CONVERT_CHUNK);
+        else max = Math.max(max, op.inputLength);
+      }
+      this.buffer = Buffer.allocUnsafeSlow(max);
+    }
+    return this.buffer;
+  }
+
+  async copy(op) {
+    const input = this.inputs[op.inputs[0].file];
+    const { offset, length } = op.inputs[0];
+    const buffer = this.bufferOf(Math.min(length, COPY_CHUNK));
+    for (let done = 0; done < length; ) {
+      const n = Math.min(COPY_CHUNK, length - done);
+      await readFully(input.fh, buffer, 0, n, offset + done, input.path);
+      if (!buffer.subarray(0, n).equals(ZEROS.subarray(0, n))) {
+        await writeFully(this.out, buffer, 0, n, op.outputOffset + done);
+      }
+      done += n;
+      this.onBytes(n);
+    }
+  }
+
+  /** The plan that converts `count` values the way op does, or null when it differs. */
+  chunkPlan(op, count) {
+    const twoD = op.shape.length >= 2;
+    const key = `${op.inType}/${op.outType}/${twoD}/${count}`;
+    if (!this.chunkPlans.has(key)) {
+      const plan = this.planConversion([chunkHeader(CHUNK_NAME, op.inType, count, twoD)], {
+        output: this.output,
+        forceKeep: [CHUNK_NAME],
+      });
+      const sub = plan.needBytes === undefined ? plan.op(0) : null;
+      const same = sub && sub.kind === 'convert' && sub.inType === op.inType && sub.outType === op.outType;
+      if (!same && plan.needBytes === undefined) plan.free();
+      this.chunkPlans.set(key, same ? plan : null);
+    }
+    return this.chunkPlans.get(key);
+  }
+
+  /** An element-wise float conversion, chunk by chunk; stats summed over the chunks. */
+  async convertChunked(op) {
+    const input = this.inputs[op.inputs[0].file];
+    const inSize = FLOAT_BYTES[op.inType];
+    const outSize = FLOAT_BYTES[op.outType];
+    const total = op.inputLength / inSize;
+    const perChunk = Math.floor(CONVERT_CHUNK / inSize);
+    if (this.chunkPlan(op, perChunk) === null || (total % perChunk !== 0 && this.chunkPlan(op, total % perChunk) === null)) {
+      return false;
+    }
+    const buffer = this.bufferOf(perChunk * inSize);
+    const sums = this.measure ? new ErrorSums() : null;
+    const reference = this.measure ? new Float32Array(perChunk) : null;
+    const approx = this.measure ? new Float32Array(perChunk) : null;
+    for (let done = 0; done < total; ) {
+      const count = Math.min(perChunk, total - done);
+      const plan = this.chunkPlan(op, count);
+      const bytes = buffer.subarray(0, count * inSize);
+      await readFully(input.fh, bytes, 0, bytes.length, op.inputs[0].offset + done * inSize, input.path);
+      let result;
+      try {
+        result = plan.convertTensor(0, bytes, false);
+      } catch (e) {
+        const message = e.message
+          .replaceAll(`'${CHUNK_NAME}'`, `'${op.name}'`)
+          .replace(/\bindex (\d+)/g, (_, k) => `index ${done + Number(k)}`);
+        throw new UserError(message);
+      }
+      if (sums) sums.add(decodeFloats(op.inType, bytes, reference), decodeFloats(op.outType, result.bytes, approx));
+      await writeFully(this.out, result.bytes, 0, result.bytes.length, op.outputOffset + done * outSize);
+      done += count;
+      this.onBytes(bytes.length);
+    }
+    return sums ? { ...this.statsBase(op), ...sums.figures() } : null;
+  }
+
+  statsBase(op) {
+    return {
+      name: op.name,
+      shape: op.shape,
+      kind: op.kind,
+      inType: op.inType,
+      outType: op.outType,
+      bytesIn: op.inputLength,
+      bytesOut: op.outputLength,
+      bitsPerWeight: op.bitsPerWeight,
+      scaleMin: null,
+      scaleMax: null,
+      scaleMean: null,
+    };
+  }
+
+  /** Runs op `i`: { index, ms, stats } (stats null unless measuring or not applicable). */
+  async run(i) {
+    const op = this.ops[i];
+    const start = performance.now();
+    let stats = null;
+    if (op.kind === 'copy' && op.inputs.length === 1) {
+      await this.copy(op);
+    } else if (this.chunked(op) && (stats = await this.convertChunked(op)) !== false) {
+      // done in chunks
+    } else {
+      const buffer = this.bufferOf(op.inputLength);
+      let at = 0;
+      for (const range of op.inputs) {
+        const input = this.inputs[range.file];
+        await readFully(input.fh, buffer, at, range.length, range.offset, input.path);
+        at += range.length;
+      }
+      let result;
+      try {
+        result = this.plan.convertTensor(i, buffer.subarray(0, at), this.measure);
+      } catch (e) {
+        throw new UserError(e.message.includes(op.name) ? e.message : `tensor '${op.name}': ${e.message}`);
+      }
+      await writeFully(this.out, result.bytes, 0, result.bytes.length, op.outputOffset);
+      stats = result.stats;
+      this.onBytes(op.inputLength);
+    }
+    return { index: i, ms: performance.now() - start, stats };
+  }
+
+  free() {
+    for (const plan of this.chunkPlans.values()) plan?.free();
+    this.chunkPlans.clear();
+  }
+}
+
+// ------------------------------------------------------------------ output file
+
+/**
+ * Creates OUT.partial (truncating a leftover one), sized to the plan's output (zeros),
+ * with the header at offset 0. Returns the open FileHandle.
+ */
+export async function createPartial(partialPath, plan) {
+  let fh;
+  try {
+    fh = await open(partialPath, 'w+');
+  } catch (e) {
+    if (e?.code === 'ENOENT') throw new UserError(`${dirname(resolve(partialPath))}: no such directory`);
+    throw new UserError(errnoMessage(e, partialPath));
+  }
+  await fh.truncate(plan.outputSize);
+  const header = plan.header;
+  await writeFully(fh, header, 0, header.length, 0);
+  return fh;
+}
+
+/** Syncs and closes OUT.partial, renames it to OUT, and syncs the directory. */
+export async function finishPartial(fh, partialPath, outPath) {
+  await fh.sync();
+  await fh.close();
+  await rename(partialPath, outPath);
+  try {
+    const dir = await open(dirname(resolve(outPath)), 'r');
+    await dir.sync().catch(() => {});
+    await dir.close();
+  } catch {
+    // Directory sync is best effort (not every file system allows it).
+  }
+}
+
+/** Removes OUT.partial if it is there; synchronous, so that signal handlers can use it. */
+export function removePartial(partialPath) {
+  try {
+    unlinkSync(partialPath);
+  } catch {
+    // Already gone, or never made.
+  }
+}
+
+/** Whether `path` names the same file as one of `inputs`. */
+export async function sameFileAsInput(path, inputs) {
+  try {
+    const st = await stat(path);
+    return inputs.some((input) => input.dev === st.dev && input.ino === st.ino);
+  } catch {
+    return false;
+  }
+}

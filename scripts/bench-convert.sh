@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Times the CLI converting a ~90 MB F32 safetensors model to GGUF TQ2_0, with
+# /usr/bin/time -v: input MB/s over the whole command (process start to exit, wasm load
+# and fsync included) and peak RSS, against the bars of DESIGN section 10 (>= 300 MB/s
+# of input; peak RSS <= 2x the largest tensor + 64 MB).
+#
+# Usage: scripts/bench-convert.sh [RUNS]      (default 7 runs per configuration)
+# The machine may be busy with other work, so every configuration runs RUNS times and
+# the best, median and worst are printed. The input is read once first, so that runs
+# measure the conversion, not the disk.
+set -euo pipefail
+LOG_NAME=bench-convert
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+runs=${1:-7}
+[ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package 'time')"
+[ -f pkg/package.json ] || die "pkg/ is not built; run scripts/build.sh"
+
+dir=target/bench
+model=$dir/model.safetensors
+out=$dir/model-tq2_0.gguf
+mkdir -p "$dir"
+# 768 hidden, 2048 intermediate, 2 layers, 5120-token vocabulary: 88 MB of F32.
+args=(--hidden 768 --inter 2048 --layers 2 --vocab 5120)
+if [ ! -f "$model" ] || [ "$(cat "$model.args" 2>/dev/null)" != "${args[*]}" ]; then
+    node pkg-tests/fixtures/make-model.mjs "$model" "${args[@]}"
+    echo "${args[*]}" >"$model.args"
+fi
+cat "$model" >/dev/null
+
+bytes=$(file_size "$model")
+largest=$(node pkg/cli.js inspect "$model" --json | node -e '
+  let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () =>
+    process.stdout.write(String(Math.max(...JSON.parse(s).tensors.map((t) => t.byteLength)))));')
+rss_bar_kb=$(((2 * largest + 64 * 1000 * 1000) / 1024))
+log "model: $model, $bytes bytes, largest tensor $largest bytes; RSS bar 2 x largest + 64 MB = $rss_bar_kb kB"
+log "node $(node --version), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# run LABEL ARGS...: RUNS conversions, then best / median / worst of MB/s and peak RSS.
+run() {
+    local label=$1 i
+    shift
+    local log_file
+    log_file=$(mktemp)
+    for ((i = 0; i < runs; i++)); do
+        /usr/bin/time -v node pkg/cli.js convert "$model" "$out" --quiet "$@" 2>>"$log_file" >/dev/null
+    done
+    node -e '
+      const fs = require("fs");
+      const [file, bytes, bar, label, cmd] = process.argv.slice(1);
+      const text = fs.readFileSync(file, "utf8");
+      const secs = [...text.matchAll(/Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/g)]
+        .map((m) => Number(m[1] ?? 0) * 3600 + Number(m[2]) * 60 + Number(m[3]));
+      const rss = [...text.matchAll(/Maximum resident set size \(kbytes\): (\d+)/g)].map((m) => Number(m[1]));
+      const user = [...text.matchAll(/User time \(seconds\): ([\d.]+)/g)].map((m) => Number(m[1]));
+      const sys = [...text.matchAll(/System time \(seconds\): ([\d.]+)/g)].map((m) => Number(m[1]));
+      const cpu = user.map((u, i) => u + sys[i]);
+      const sorted = (a) => [...a].sort((x, y) => x - y);
+      const mbs = sorted(secs.map((s) => Number(bytes) / 1e6 / s)).reverse();
+      const r = sorted(rss);
+      const med = (a) => a[Math.floor(a.length / 2)];
+      const f = (x) => x.toFixed(0);
+      console.log(`${label}: ${secs.length} runs of \`${cmd}\``);
+      console.log(`  input MB/s: best ${f(mbs[0])}, median ${f(med(mbs))}, worst ${f(mbs[mbs.length - 1])}   (bar >= 300)`);
+      console.log(`  wall s:     best ${Math.min(...secs).toFixed(3)}, median ${med(sorted(secs)).toFixed(3)}, worst ${Math.max(...secs).toFixed(3)}`);
+      console.log(`  cpu s:      best ${Math.min(...cpu).toFixed(3)}, median ${med(sorted(cpu)).toFixed(3)}, worst ${Math.max(...cpu).toFixed(3)}   (user + system, all threads)`);
+      console.log(`  peak RSS:   best ${r[0]} kB, median ${med(r)} kB, worst ${r[r.length - 1]} kB   (bar <= ${bar} kB)`);
+    ' "$log_file" "$bytes" "$rss_bar_kb" "$label" "node pkg/cli.js convert $model $out --quiet $*"
+    rm -f "$log_file"
+}
+
+run "default (no error figures)"
+run "with --report (error figures measured)" --report "$dir/report.json"
+run "--threads 2" --threads 2
