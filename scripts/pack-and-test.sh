@@ -65,7 +65,6 @@ cp -r "$root/pkg-tests" "$project/pkg-tests"
 mkdir -p "$root/test-output"
 export TQ_TARBALL=$tarball
 export TQ_TEST_OUTPUT=$root/test-output
-export TQ_REPO_ROOT=$root
 tests=()
 if [ $# -gt 0 ]; then
   for t in "$@"; do tests+=("pkg-tests/$(basename "$t")"); done

@@ -55,7 +55,7 @@ else
 fi
 
 # --- Debian packages: wabt (wasm-objdump), Chromium and its driver -------------
-apt_packages=(wabt chromium chromium-driver)
+apt_packages=(wabt chromium chromium-driver time)
 apt_missing=()
 for pkg in "${apt_packages[@]}"; do
     if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
