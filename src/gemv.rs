@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::kernels::Backend;
 use crate::layout::blocks::{as_blocks, BlockQ8K, BlockTq2_0, QK_K};
 use crate::layout::TernaryLayout;
-use crate::scheme::check_input;
+use crate::scheme::{check_finite, check_input, check_shape};
 use crate::scheme::ternary::TernaryTensor;
 
 /// y = W x for ternary W.
@@ -55,7 +55,14 @@ pub fn ternary_mat_vec(w: &TernaryTensor, x: &[f32], backend: Backend) -> Result
 /// y = W x in f32, the reference that ternary GEMV is compared with.
 pub fn mat_vec_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], backend: Backend) -> Result<Vec<f32>> {
     let k = backend.kernels().ok_or_else(|| Error::Unsupported(format!("backend {backend} on this machine")))?;
-    check_input(k, w, rows, cols, "weights")?;
+    check_shape(w, rows, cols, "weights")?;
     check_input(k, x, 1, cols, "x")?;
-    Ok(w.chunks_exact(cols).map(|row| (k.dot_f32)(row, x)).collect())
+    // Each row is checked right before its dot product, while it is in cache: one pass
+    // over the weights, as the ternary GEMV makes.
+    let mut y = Vec::with_capacity(rows);
+    for (r, row) in w.chunks_exact(cols).enumerate() {
+        check_finite(k, row, r * cols, "weights")?;
+        y.push((k.dot_f32)(row, x));
+    }
+    Ok(y)
 }
