@@ -621,6 +621,10 @@ pub fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[GgufTensorOut], a
         if t.ne.len() > MAX_DIMS as usize {
             return Err(Error::Unsupported(format!("tensor '{}' has more than {MAX_DIMS} dimensions", t.name)));
         }
+        // GGUF dimensions are int64 (the reader refuses larger ones, as llama.cpp does).
+        if let Some(d) = t.ne.iter().find(|&&d| d > i64::MAX as u64) {
+            return Err(Error::Unsupported(format!("tensor '{}' has dimension {d}, over GGUF's 2^63 - 1", t.name)));
+        }
         write_bytes(&mut out, t.name.as_bytes());
         out.extend_from_slice(&(t.ne.len() as u32).to_le_bytes());
         for d in &t.ne {
@@ -637,4 +641,21 @@ pub fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[GgufTensorOut], a
     // Each relative offset is at most `at`, so none of these sums overflows.
     let offsets = relative.iter().map(|r| data_offset + r).collect();
     Ok(GgufLayout { header: out, offsets, total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer refuses what the reader refuses: a dimension over 2^63 - 1 (only an
+    /// empty tensor can have one, since a file cannot hold more).
+    #[test]
+    fn dimensions_over_i64_are_refused() {
+        let tensor = |d: u64| GgufTensorOut { name: "w".into(), ne: vec![0, d], ggml_type: 0, byte_len: 0 };
+        let e = write_gguf(&[], &[tensor(1 << 63)], 32).unwrap_err();
+        assert!(e.to_string().contains("tensor 'w' has dimension 9223372036854775808"), "{e}");
+        let layout = write_gguf(&[], &[tensor(i64::MAX as u64)], 32).unwrap();
+        let h = read_gguf(&layout.header, layout.total).unwrap();
+        assert_eq!(h.tensors[0].shape, [i64::MAX as u64, 0]);
+    }
 }

@@ -759,4 +759,19 @@ mod tests {
         let plan = plan_conversion(std::slice::from_ref(&h), &PlanOptions::default()).unwrap();
         assert_eq!((plan.ops.len(), plan.ops[0].inputs.len()), (1, 2));
     }
+
+    /// An empty safetensors tensor may have a dimension over 2^63 - 1; GGUF cannot
+    /// store it, so the plan refuses it instead of writing a header no reader takes.
+    #[test]
+    fn gguf_output_refuses_dimensions_over_i64() {
+        let entries: Vec<(&str, &str, &[u64], [u64; 2])> = vec![("w", "F32", &[1 << 63, 0], [0, 0])];
+        let header = safetensors::write_header(None, &entries);
+        let h = read_model(&header, header.len() as u64).unwrap();
+        let e = plan_conversion(std::slice::from_ref(&h), &PlanOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Unsupported(_)) && e.to_string().contains("'w'"), "{e}");
+        let opts =
+            PlanOptions { output: OutputFormat::BitnetHf, layout: TernaryLayout::BitnetHf, ..Default::default() };
+        let plan = plan_conversion(std::slice::from_ref(&h), &opts).unwrap();
+        assert_eq!(read_model(&plan.header, plan.output_size).unwrap().tensors[0].shape, [1 << 63, 0]);
+    }
 }
