@@ -25,6 +25,11 @@ pub const MAX_DIMS: u32 = 4;
 pub const MAX_HEADER_LEN: u64 = 1 << 30;
 /// How deep arrays of arrays may nest.
 pub const MAX_ARRAY_DEPTH: u32 = 16;
+/// The largest alignment the writer pads to (16 MiB). Any power of two reads, but a
+/// file may end before its padding (llama.cpp reads one without tensor data), so
+/// `general.alignment = 2^31` fits in a file of a few bytes, and converting it would
+/// otherwise make a header of 2 GiB of padding.
+pub const MAX_WRITE_ALIGNMENT: u32 = 1 << 24;
 
 const FORMAT: &str = "GGUF";
 
@@ -603,6 +608,11 @@ pub fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[GgufTensorOut], a
     if !alignment.is_power_of_two() {
         return Err(Error::InvalidOption { name: "alignment", reason: format!("{alignment} is not a power of two") });
     }
+    if alignment > MAX_WRITE_ALIGNMENT {
+        return Err(Error::Unsupported(format!(
+            "an alignment of {alignment} bytes (general.alignment) is over the {MAX_WRITE_ALIGNMENT} this converter writes"
+        )));
+    }
     let a = alignment as u64;
     let overflow = || Error::SizeOverflow { what: "GGUF data offsets" };
     let mut out = Vec::new();
@@ -646,6 +656,28 @@ pub fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[GgufTensorOut], a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GGUF of a few bytes may carry general.alignment = 2^31 (its padding need not be
+    /// in the file); converting it is refused instead of writing 2 GiB of padding.
+    #[test]
+    fn huge_alignments_are_read_but_not_written() {
+        let metadata = [("general.alignment".to_string(), GgufValue::U32(1 << 31))];
+        let mut file = GGUF_MAGIC.to_vec();
+        file.extend_from_slice(&3u32.to_le_bytes());
+        file.extend_from_slice(&0u64.to_le_bytes());
+        file.extend_from_slice(&1u64.to_le_bytes());
+        write_bytes(&mut file, b"general.alignment");
+        file.extend_from_slice(&(GgufType::U32 as u32).to_le_bytes());
+        file.extend_from_slice(&(1u32 << 31).to_le_bytes());
+        let h = read_gguf(&file, file.len() as u64).unwrap();
+        assert_eq!((h.alignment, h.data_offset), (Some(1 << 31), 1 << 31));
+        let e = write_gguf(&metadata, &[], 1 << 31).unwrap_err();
+        assert!(e.to_string().contains("over the 16777216 this converter writes"), "{e}");
+        let plan = crate::io::plan_conversion(&[h], &Default::default()).unwrap_err();
+        assert!(matches!(plan, Error::Unsupported(_)), "{plan}");
+        let layout = write_gguf(&metadata[..0], &[], MAX_WRITE_ALIGNMENT).unwrap();
+        assert_eq!(layout.header.len(), MAX_WRITE_ALIGNMENT as usize);
+    }
 
     /// The writer refuses what the reader refuses: a dimension over 2^63 - 1 (only an
     /// empty tensor can have one, since a file cannot hold more).
