@@ -303,6 +303,12 @@ case("gguf_alignment_not_power_of_two.gguf",
 case("gguf_alignment_string.gguf",
      one_tensor(kvs=gguf_kv("general.alignment", STRING, "32"), n_kvs=1),
      "general.alignment given as a string", "alignment", "Malformed", "got a STRING")
+case("gguf_alignment_2_31.gguf",
+     gguf_bytes(kvs=gguf_kv("general.alignment", U32, 1 << 31), n_kvs=1, alignment=1),
+     "general.alignment 2^31 in a file of 57 bytes (reading succeeds: a file may end before the padding "
+     "of an empty data section; planning refuses to write 2 GiB of padding)", "alignment", "Unsupported",
+     "an alignment of 2147483648 bytes (general.alignment) is over the 16777216 this converter writes",
+     stage="plan")
 
 # Tensor infos: dimensions, types, offsets.
 case("gguf_too_many_dims.gguf", one_tensor(ne=(2, 2, 2, 2, 2)), "a tensor of 5 dimensions", "shape", "Malformed",
