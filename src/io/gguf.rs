@@ -25,6 +25,11 @@ pub const MAX_DIMS: u32 = 4;
 pub const MAX_HEADER_LEN: u64 = 1 << 30;
 /// How deep arrays of arrays may nest.
 pub const MAX_ARRAY_DEPTH: u32 = 16;
+/// The largest alignment the writer pads to (16 MiB). Any power of two reads, but a
+/// file may end before its padding (llama.cpp reads one without tensor data), so
+/// `general.alignment = 2^31` fits in a file of a few bytes, and converting it would
+/// otherwise make a header of 2 GiB of padding.
+pub const MAX_WRITE_ALIGNMENT: u32 = 1 << 24;
 
 const FORMAT: &str = "GGUF";
 
@@ -603,6 +608,11 @@ pub fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[GgufTensorOut], a
     if !alignment.is_power_of_two() {
         return Err(Error::InvalidOption { name: "alignment", reason: format!("{alignment} is not a power of two") });
     }
+    if alignment > MAX_WRITE_ALIGNMENT {
+        return Err(Error::Unsupported(format!(
+            "an alignment of {alignment} bytes (general.alignment) is over the {MAX_WRITE_ALIGNMENT} this converter writes"
+        )));
+    }
     let a = alignment as u64;
     let overflow = || Error::SizeOverflow { what: "GGUF data offsets" };
     let mut out = Vec::new();
@@ -621,6 +631,10 @@ pub fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[GgufTensorOut], a
         if t.ne.len() > MAX_DIMS as usize {
             return Err(Error::Unsupported(format!("tensor '{}' has more than {MAX_DIMS} dimensions", t.name)));
         }
+        // GGUF dimensions are int64 (the reader refuses larger ones, as llama.cpp does).
+        if let Some(d) = t.ne.iter().find(|&&d| d > i64::MAX as u64) {
+            return Err(Error::Unsupported(format!("tensor '{}' has dimension {d}, over GGUF's 2^63 - 1", t.name)));
+        }
         write_bytes(&mut out, t.name.as_bytes());
         out.extend_from_slice(&(t.ne.len() as u32).to_le_bytes());
         for d in &t.ne {
@@ -637,4 +651,43 @@ pub fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[GgufTensorOut], a
     // Each relative offset is at most `at`, so none of these sums overflows.
     let offsets = relative.iter().map(|r| data_offset + r).collect();
     Ok(GgufLayout { header: out, offsets, total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF of a few bytes may carry general.alignment = 2^31 (its padding need not be
+    /// in the file); converting it is refused instead of writing 2 GiB of padding.
+    #[test]
+    fn huge_alignments_are_read_but_not_written() {
+        let metadata = [("general.alignment".to_string(), GgufValue::U32(1 << 31))];
+        let mut file = GGUF_MAGIC.to_vec();
+        file.extend_from_slice(&3u32.to_le_bytes());
+        file.extend_from_slice(&0u64.to_le_bytes());
+        file.extend_from_slice(&1u64.to_le_bytes());
+        write_bytes(&mut file, b"general.alignment");
+        file.extend_from_slice(&(GgufType::U32 as u32).to_le_bytes());
+        file.extend_from_slice(&(1u32 << 31).to_le_bytes());
+        let h = read_gguf(&file, file.len() as u64).unwrap();
+        assert_eq!((h.alignment, h.data_offset), (Some(1 << 31), 1 << 31));
+        let e = write_gguf(&metadata, &[], 1 << 31).unwrap_err();
+        assert!(e.to_string().contains("over the 16777216 this converter writes"), "{e}");
+        let plan = crate::io::plan_conversion(&[h], &Default::default()).unwrap_err();
+        assert!(matches!(plan, Error::Unsupported(_)), "{plan}");
+        let layout = write_gguf(&metadata[..0], &[], MAX_WRITE_ALIGNMENT).unwrap();
+        assert_eq!(layout.header.len(), MAX_WRITE_ALIGNMENT as usize);
+    }
+
+    /// The writer refuses what the reader refuses: a dimension over 2^63 - 1 (only an
+    /// empty tensor can have one, since a file cannot hold more).
+    #[test]
+    fn dimensions_over_i64_are_refused() {
+        let tensor = |d: u64| GgufTensorOut { name: "w".into(), ne: vec![0, d], ggml_type: 0, byte_len: 0 };
+        let e = write_gguf(&[], &[tensor(1 << 63)], 32).unwrap_err();
+        assert!(e.to_string().contains("tensor 'w' has dimension 9223372036854775808"), "{e}");
+        let layout = write_gguf(&[], &[tensor(i64::MAX as u64)], 32).unwrap();
+        let h = read_gguf(&layout.header, layout.total).unwrap();
+        assert_eq!(h.tensors[0].shape, [i64::MAX as u64, 0]);
+    }
 }

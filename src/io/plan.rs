@@ -581,22 +581,21 @@ pub fn plan_conversion(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<Con
             let wants = !opts.force_keep.contains(&t.name)
                 && (opts.force_ternary.contains(&t.name) || default_ternary(&t.name, &shape));
             let d = decide(&entry, wants, opts).map_err(|e| e.in_tensor(&t.name))?;
+            // A copy into safetensors is of the tensor alone, as stored: a bitnet-hf
+            // weight's scale is copied by its own op.
+            let entry = if d.kind == OpKind::Copy && opts.output == OutputFormat::BitnetHf {
+                Entry { scale: None, ..entry }
+            } else {
+                entry
+            };
             let is_bitnet_out = d.out_type == DType::BitnetHf;
             ops.push(PlanOp {
                 name: t.name.clone(),
                 kind: d.kind,
                 inputs: entry.inputs(scale.map_or(file, |(f, _)| f)),
-                in_type: if d.kind == OpKind::Copy && opts.output == OutputFormat::BitnetHf {
-                    t.dtype
-                } else {
-                    entry.in_type()
-                },
+                in_type: entry.in_type(),
                 out_type: d.out_type,
-                shape: if d.kind == OpKind::Copy && opts.output == OutputFormat::BitnetHf {
-                    t.shape.clone()
-                } else {
-                    shape
-                },
+                shape: entry.shape(),
                 output_offset: 0,
                 output_length: d.output_length,
                 fallback_reason: d.reason,
@@ -723,4 +722,56 @@ fn layout_bitnet_hf(inputs: &[ModelHeader], ops: &mut [PlanOp]) -> Result<(Vec<u
         at = at.checked_add(op.output_length).ok_or_else(overflow)?;
     }
     Ok((header, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{convert_tensor, read_model};
+
+    /// bitnet-hf into bitnet-hf: the weight's op copies the weight's bytes alone (its
+    /// scale has its own op), so that its input is exactly its output.
+    #[test]
+    fn bitnet_hf_weight_copied_without_its_scale() {
+        let entries: Vec<(&str, &str, &[u64], [u64; 2])> =
+            vec![("w", "U8", &[1, 256], [0, 256]), ("w_scale", "F32", &[1], [256, 260])];
+        let mut file = safetensors::write_header(None, &entries);
+        let data_at = file.len();
+        file.extend((0..256).map(|i| [0b01_01_01_01u8, 0b10_01_00_10][i % 2]));
+        file.extend_from_slice(&0.5f32.to_le_bytes());
+        let h = read_model(&file, file.len() as u64).unwrap();
+        let opts =
+            PlanOptions { output: OutputFormat::BitnetHf, layout: TernaryLayout::BitnetHf, ..Default::default() };
+        let plan = plan_conversion(std::slice::from_ref(&h), &opts).unwrap();
+        let w = &plan.ops[0];
+        assert_eq!((w.name.as_str(), w.kind, w.in_type, w.scale_dtype), ("w", OpKind::Copy, DType::U8, None));
+        assert_eq!(w.inputs, [InputRange { file: 0, offset: data_at as u64, length: 256 }]);
+        assert_eq!(w.input_length(), w.output_length);
+        for op in &plan.ops {
+            let input: Vec<u8> = op
+                .inputs
+                .iter()
+                .flat_map(|r| file[r.offset as usize..(r.offset + r.length) as usize].iter().copied())
+                .collect();
+            assert_eq!(convert_tensor(op, &input, true).unwrap().bytes, input, "{}", op.name);
+        }
+        // Into GGUF the scale still rides with its weight.
+        let plan = plan_conversion(std::slice::from_ref(&h), &PlanOptions::default()).unwrap();
+        assert_eq!((plan.ops.len(), plan.ops[0].inputs.len()), (1, 2));
+    }
+
+    /// An empty safetensors tensor may have a dimension over 2^63 - 1; GGUF cannot
+    /// store it, so the plan refuses it instead of writing a header no reader takes.
+    #[test]
+    fn gguf_output_refuses_dimensions_over_i64() {
+        let entries: Vec<(&str, &str, &[u64], [u64; 2])> = vec![("w", "F32", &[1 << 63, 0], [0, 0])];
+        let header = safetensors::write_header(None, &entries);
+        let h = read_model(&header, header.len() as u64).unwrap();
+        let e = plan_conversion(std::slice::from_ref(&h), &PlanOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Unsupported(_)) && e.to_string().contains("'w'"), "{e}");
+        let opts =
+            PlanOptions { output: OutputFormat::BitnetHf, layout: TernaryLayout::BitnetHf, ..Default::default() };
+        let plan = plan_conversion(std::slice::from_ref(&h), &opts).unwrap();
+        assert_eq!(read_model(&plan.header, plan.output_size).unwrap().tensors[0].shape, [1 << 63, 0]);
+    }
 }
