@@ -332,14 +332,20 @@ export class OpRunner {
     );
   }
 
+  /** Whether op reads its input straight into the plan's wasm input buffer. */
+  buffered(op) {
+    return op.kind !== 'copy' && !this.chunked(op) && typeof this.plan.inputBuffer === 'function';
+  }
+
   bufferOf(length) {
     if (!this.buffer || this.buffer.length < length) {
-      // The largest read of any op this runner may see, so that it is allocated once.
+      // The largest read into this buffer of any op this runner may see, so that it is
+      // allocated once (buffered ops read into wasm memory instead).
       let max = length;
       for (const op of this.ops) {
         if (op.kind === 'copy') max = Math.max(max, Math.min(op.inputLength, COPY_CHUNK));
         else if (this.chunked(op)) max = Math.max(max, CONVERT_CHUNK);
-        else max = Math.max(max, op.inputLength);
+        else if (!this.buffered(op)) max = Math.max(max, op.inputLength);
       }
       this.buffer = Buffer.allocUnsafeSlow(max);
     }
@@ -440,17 +446,11 @@ export class OpRunner {
     } else if (this.chunked(op) && (stats = await this.convertChunked(op)) !== false) {
       // done in chunks
     } else {
-      const buffer = this.bufferOf(op.inputLength);
-      let at = 0;
-      for (const range of op.inputs) {
-        const input = this.inputs[range.file];
-        await readFully(input.fh, buffer, at, range.length, range.offset, input.path);
-        at += range.length;
-      }
       let result;
       try {
-        result = this.plan.convertTensor(i, buffer.subarray(0, at), this.measure);
+        result = this.buffered(op) ? await this.convertBuffered(i, op) : await this.convertCopied(i, op);
       } catch (e) {
+        if (e instanceof UserError) throw e;
         throw new UserError(e.message.includes(op.name) ? e.message : `tensor '${op.name}': ${e.message}`);
       }
       await writeFully(this.out, result.bytes, 0, result.bytes.length, op.outputOffset);
@@ -458,6 +458,35 @@ export class OpRunner {
       this.onBytes(op.inputLength);
     }
     return { index: i, ms: performance.now() - start, stats };
+  }
+
+  /** Reads op i's input ranges into a JS buffer, and converts a copy of them in wasm. */
+  async convertCopied(i, op) {
+    const buffer = this.bufferOf(op.inputLength);
+    let at = 0;
+    for (const range of op.inputs) {
+      const input = this.inputs[range.file];
+      await readFully(input.fh, buffer, at, range.length, range.offset, input.path);
+      at += range.length;
+    }
+    return this.plan.convertTensor(i, buffer.subarray(0, at), this.measure);
+  }
+
+  /**
+   * Reads op i's input ranges straight into the plan's input buffer in wasm memory, and
+   * converts them there. Nothing calls into this wasm instance between getting the view
+   * and converting (a call could grow the memory, which detaches the view).
+   */
+  async convertBuffered(i, op) {
+    const view = this.plan.inputBuffer(i);
+    let at = 0;
+    for (const range of op.inputs) {
+      const input = this.inputs[range.file];
+      await readFully(input.fh, view, at, range.length, range.offset, input.path);
+      at += range.length;
+    }
+    if (view.byteLength !== at) throw new Error('wasm memory changed while the input was read');
+    return this.plan.convertBuffered(i, this.measure);
   }
 
   free() {

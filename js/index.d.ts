@@ -306,6 +306,14 @@ export class ConversionPlan {
   ops(): ConversionOp[];
   /** Converts op i from its input ranges, concatenated. `bytes` is exactly outputLength. */
   convertTensor(i: number, bytes: Uint8Array, measure?: boolean): { bytes: Uint8Array; stats: TensorStats | null };
+  /**
+   * A view of the plan's input buffer in wasm memory, exactly op i's input length. Fill
+   * it at once, with no other call into the module until it is filled (memory growth
+   * detaches it), then call convertBuffered(i). A new view per op.
+   */
+  inputBuffer(i: number): Uint8Array;
+  /** Converts op i from the filled inputBuffer(i) view: the same result as convertTensor. */
+  convertBuffered(i: number, measure?: boolean): { bytes: Uint8Array; stats: TensorStats | null };
   free(): void;
 }
 

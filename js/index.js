@@ -487,6 +487,24 @@ export class ConversionPlan {
     checkFits(this[BUILD], bytes.byteLength * 4 + 2 ** 20, `convertTensor (op ${i})`);
     return raw.convertTensor(i, bytes, measure);
   }
+  /**
+   * A Uint8Array view of this plan's own input buffer in wasm memory, exactly op i's
+   * input length, for convertBuffered(i): read the input straight into it (no copy into
+   * wasm; F32 input is converted in place). Any other call into this wasm instance may
+   * grow its memory, which detaches the view (byteLength 0), and the next inputBuffer
+   * call may move the buffer: fill the view right away, with no other call into the
+   * module until it is filled, then call convertBuffered(i). Get a new view per op.
+   */
+  inputBuffer(i) {
+    const raw = live(this, 'ConversionPlan');
+    const length = raw.op(i).inputLength;
+    checkFits(this[BUILD], length * 4 + 2 ** 20, `inputBuffer (op ${i})`);
+    return raw.inputBuffer(i);
+  }
+  /** Converts op i from the view that inputBuffer(i) returned, now filled; as convertTensor. */
+  convertBuffered(i, measure = false) {
+    return live(this, 'ConversionPlan').convertBuffered(i, measure);
+  }
   free() {
     const raw = this[RAW];
     this[RAW] = null;

@@ -5,6 +5,7 @@
 mod io_util;
 
 use io_util::*;
+use ternary_quant::io::convert::{convert_buffered, InputBuffer};
 use ternary_quant::io::gguf::read_gguf;
 use ternary_quant::io::{convert_tensor, plan_conversion, DType, OpKind, OutputFormat, PlanOp, PlanOptions};
 use ternary_quant::{
@@ -351,4 +352,58 @@ fn divide_semantics_invert_the_scale() {
     assert_eq!(t.codes(), q);
     let s = got.stats.unwrap();
     assert_eq!((s.kind, s.in_type, s.mse), ("repack", "bitnet-hf", Some(0.0)));
+}
+
+/// `convert_buffered` (F32 read in place from the aligned buffer) gives the same bytes
+/// and statistics as `convert_tensor` on an unaligned copy of the input (decoded), for
+/// every op kind, float input type and layout; one buffer is reused, growing and
+/// shrinking, across all of them.
+#[test]
+fn buffered_conversion_equals_convert_tensor() {
+    let mut buffer = InputBuffer::new();
+    let mut checked = 0;
+    for (i, dtype) in ["F32", "F16", "BF16"].into_iter().enumerate() {
+        let enc = |x: &[f32]| match dtype {
+            "F32" => f32_bytes(x),
+            "F16" => f16_bytes(x),
+            _ => bf16_bytes(x),
+        };
+        let seed = 100 + 10 * i as u64;
+        let file = safetensors_file(
+            None,
+            &[
+                t("model.embed_tokens.weight", dtype, &[8, 256], enc(&values(8 * 256, seed))),
+                t("blk.attn.weight", dtype, &[4, 512], enc(&values(4 * 512, seed + 1))),
+                t("blk.odd.weight", dtype, &[3, 384], enc(&values(3 * 384, seed + 2))),
+                t("blk.small.weight", dtype, &[2, 256], enc(&values(2 * 256, seed + 3))),
+                t("blk.norm.weight", dtype, &[256], enc(&values(256, seed + 4))),
+            ],
+        );
+        for (output, layout, rule, scope) in [
+            (OutputFormat::Gguf, TernaryLayout::Tq2_0, ScaleRule::AbsMean, Scope::Tensor),
+            (OutputFormat::Gguf, TernaryLayout::Tq2_0, ScaleRule::AbsMax, Scope::Block(256)),
+            (OutputFormat::Gguf, TernaryLayout::Tq1_0, ScaleRule::Twn, Scope::Row),
+            (OutputFormat::Gguf, TernaryLayout::I2S, ScaleRule::Median, Scope::Tensor),
+            (OutputFormat::BitnetHf, TernaryLayout::BitnetHf, ScaleRule::AbsMean, Scope::Tensor),
+        ] {
+            let plan = plan_conversion(&[header(&file)], &opts(output, layout, rule, scope)).unwrap();
+            for o in &plan.ops {
+                let input = input_of(o, &[&file]);
+                // An unaligned copy: F32 is then decoded, not read in place.
+                let mut shifted = vec![0u8; input.len() + 1];
+                shifted[1..].copy_from_slice(&input);
+                buffer.prepare(input.len()).copy_from_slice(&input);
+                for measure in [false, true] {
+                    let want = convert_tensor(o, &shifted[1..], measure).unwrap();
+                    let got = convert_buffered(o, &buffer, measure).unwrap();
+                    assert_eq!(got, want, "{dtype} {layout:?} {rule:?} {scope:?} {} measure {measure}", o.name);
+                    assert_eq!(got.stats.is_some(), measure);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 3 * 5 * 5);
+    // Grown to the largest input (8 x 256 F32), never beyond a word of padding.
+    assert_eq!(buffer.capacity(), 8 * 256 * 4);
 }

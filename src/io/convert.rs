@@ -1,4 +1,9 @@
 //! Converting one planned tensor: its input bytes in, exactly its output bytes out.
+//!
+//! F32 input whose bytes are 4-byte aligned (as in an [`InputBuffer`]) is read in place
+//! as `&[f32]` on little-endian targets (wasm32 is one): no decoded copy is made.
+
+use std::borrow::Cow;
 
 use super::plan::{OpKind, PlanOp, ScaleSemantics};
 use super::DType;
@@ -46,6 +51,52 @@ pub struct TensorStats {
     pub zero_fraction: Option<f64>,
 }
 
+/// A reusable input buffer: 4-byte aligned, so that F32 input converts in place. It
+/// keeps its storage across ops and grows to the largest input it is given.
+#[derive(Clone, Debug, Default)]
+pub struct InputBuffer {
+    words: Vec<u32>,
+    len: usize,
+}
+
+impl InputBuffer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the length to `len` bytes and returns them to be filled. Their contents are
+    /// unspecified (left from earlier use). Storage grows to exactly what is needed: the
+    /// old storage is freed first, so that growing never holds both.
+    pub fn prepare(&mut self, len: usize) -> &mut [u8] {
+        let words = len.div_ceil(4);
+        if self.words.len() < words {
+            self.words = Vec::new();
+            self.words = vec![0u32; words];
+        }
+        self.len = len;
+        // SAFETY: u8 has alignment 1 and every bit pattern is valid; the storage holds
+        // 4 * words.len() >= len initialized bytes, borrowed exclusively through `self`.
+        unsafe { core::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), len) }
+    }
+
+    /// The bytes set by the last [`prepare`](Self::prepare).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: as in `prepare`, shared.
+        unsafe { core::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// Bytes of storage held (capacity, not length).
+    pub fn capacity(&self) -> usize {
+        self.words.capacity() * 4
+    }
+}
+
+/// [`convert_tensor`] from an [`InputBuffer`] holding the op's input: the same bytes
+/// and statistics, with F32 input read in place.
+pub fn convert_buffered(op: &PlanOp, input: &InputBuffer, measure: bool) -> Result<ConvertedTensor> {
+    convert_tensor(op, input.bytes(), measure)
+}
+
 /// Converts one op's input bytes (its input ranges concatenated, in order) into its
 /// output bytes. `measure` adds [`TensorStats`]. Errors name the tensor.
 pub fn convert_tensor(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> {
@@ -82,7 +133,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             let bytes = encode_float(op.out_type, &values)?;
             if measure {
                 approx = Some(match op.out_type {
-                    DType::F16 => decode_floats(DType::F16, &bytes, op)?,
+                    DType::F16 => Cow::Owned(decode_floats(DType::F16, &bytes, op)?.into_owned()),
                     _ => values.clone(),
                 });
                 reference = Some(values);
@@ -102,7 +153,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             };
             let q = quantize_int8(&values, rows, cols, &opts)?;
             if measure {
-                approx = Some(q.dequantize());
+                approx = Some(Cow::Owned(q.dequantize()));
                 scales = Some(q.scales.clone());
                 reference = Some(values);
             }
@@ -115,7 +166,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             let opts = TernaryOptions { layout, rule: op.rule, scope: op.scope, backend: op.backend };
             let t = quantize_ternary(&values, rows, cols, &opts)?;
             if measure {
-                approx = Some(t.dequantize());
+                approx = Some(Cow::Owned(t.dequantize()));
                 scales = Some(t.scales.clone());
                 reference = Some(values);
             }
@@ -125,8 +176,8 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             let source = read_ternary(op, input)?;
             let t = repack(op, &source)?;
             if measure {
-                reference = Some(source.dequantize());
-                approx = Some(t.dequantize());
+                reference = Some(Cow::Owned(source.dequantize()));
+                approx = Some(Cow::Owned(t.dequantize()));
                 scales = Some(t.scales.clone());
             }
             ternary_bytes(t)
@@ -153,11 +204,27 @@ fn ternary_bytes(t: TernaryTensor) -> Vec<u8> {
     bytes
 }
 
-/// F32, F16 or BF16 bytes to values (no finiteness check).
-fn decode_floats(dtype: DType, bytes: &[u8], op: &PlanOp) -> Result<Vec<f32>> {
+/// Little-endian F32 bytes as `&[f32]`, when they are 4-byte aligned, a whole number of
+/// values, and the target is little-endian.
+fn f32_view(bytes: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    // SAFETY: every bit pattern is a valid f32, and `align_to` only puts correctly
+    // aligned, whole values in the middle part.
+    let (head, values, tail) = unsafe { bytes.align_to::<f32>() };
+    (head.is_empty() && tail.is_empty()).then_some(values)
+}
+
+/// F32, F16 or BF16 bytes to values (no finiteness check); F32 is borrowed in place
+/// where [`f32_view`] allows.
+fn decode_floats<'a>(dtype: DType, bytes: &'a [u8], op: &PlanOp) -> Result<Cow<'a, [f32]>> {
     let k = op.backend.kernels_or_scalar();
     Ok(match dtype {
-        DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        DType::F32 => match f32_view(bytes) {
+            Some(values) => Cow::Borrowed(values),
+            None => Cow::Owned(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+        },
         DType::F16 | DType::BF16 => {
             let bits: Vec<u16> = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
             let mut out = vec![0f32; bits.len()];
@@ -166,14 +233,14 @@ fn decode_floats(dtype: DType, bytes: &[u8], op: &PlanOp) -> Result<Vec<f32>> {
             } else {
                 (k.bf16_to_f32)(&bits, &mut out);
             }
-            out
+            Cow::Owned(out)
         }
         other => return Err(Error::Unsupported(format!("{other} is not a float type"))),
     })
 }
 
-/// The op's input as f32 values, every one finite.
-fn decode(op: &PlanOp, input: &[u8]) -> Result<Vec<f32>> {
+/// The op's input as f32 values, every one finite (borrowed where [`decode_floats`] can).
+fn decode<'a>(op: &PlanOp, input: &'a [u8]) -> Result<Cow<'a, [f32]>> {
     let k = op.backend.kernels_or_scalar();
     let n = to_usize(op.element_count(), "element count")?;
     let values = match op.in_type {
@@ -185,9 +252,9 @@ fn decode(op: &PlanOp, input: &[u8]) -> Result<Vec<f32>> {
             }
             let mut out = vec![0f32; n];
             (k.dequantize_q8_0)(as_blocks::<BlockQ8_0>(input), &mut out);
-            out
+            Cow::Owned(out)
         }
-        DType::Tq1_0 | DType::Tq2_0 | DType::I2S | DType::BitnetHf => read_ternary(op, input)?.dequantize(),
+        DType::Tq1_0 | DType::Tq2_0 | DType::I2S | DType::BitnetHf => Cow::Owned(read_ternary(op, input)?.dequantize()),
         other => return Err(Error::Unsupported(format!("{other} values cannot be decoded"))),
     };
     if values.len() != n {
@@ -203,7 +270,7 @@ fn decode(op: &PlanOp, input: &[u8]) -> Result<Vec<f32>> {
 fn read_scale(op: &PlanOp, bytes: &[u8]) -> Result<f32> {
     let dtype = op.scale_dtype.unwrap_or(DType::F32);
     let values = decode_floats(dtype, bytes, op)?;
-    let &[s] = values.as_slice() else {
+    let &[s] = values.as_ref() else {
         return Err(Error::ShapeMismatch { what: "weight_scale", expected: 1, actual: values.len() });
     };
     let g = match op.scale_semantics {

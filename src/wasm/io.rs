@@ -401,7 +401,7 @@ pub fn plan_conversion(inputs: JsValue, options: JsValue) -> Result<JsValue, JsE
         io::check_shards(&index, &shards).map_err(js_error)?;
     }
     let inner = io::plan_conversion(&headers, &opts).map_err(js_error)?;
-    Ok(ConversionPlan { inner }.into())
+    Ok(ConversionPlan { inner, input: io::convert::InputBuffer::new(), input_op: None }.into())
 }
 
 #[derive(Serialize)]
@@ -452,6 +452,21 @@ fn op_view(index: usize, op: &io::PlanOp) -> OpView<'_> {
 #[wasm_bindgen]
 pub struct ConversionPlan {
     inner: io::ConversionPlan,
+    /// The input of `convertBuffered`, filled by JavaScript through `inputBuffer`.
+    input: io::convert::InputBuffer,
+    /// The op that `input` was last prepared for.
+    input_op: Option<usize>,
+}
+
+fn converted_object(converted: &io::ConvertedTensor) -> Result<JsValue, JsError> {
+    let object = Object::new();
+    set(&object, "bytes", &Uint8Array::from(converted.bytes.as_slice()).into())?;
+    let stats = match &converted.stats {
+        Some(s) => to_js(s)?,
+        None => JsValue::NULL,
+    };
+    set(&object, "stats", &stats)?;
+    Ok(object.into())
 }
 
 #[wasm_bindgen]
@@ -500,14 +515,43 @@ impl ConversionPlan {
     #[wasm_bindgen(js_name = convertTensor)]
     pub fn convert_tensor(&self, i: usize, bytes: &[u8], measure: Option<bool>) -> Result<JsValue, JsError> {
         let op = self.get_op(i)?;
-        let converted = io::convert_tensor(op, bytes, measure.unwrap_or(false)).map_err(js_error)?;
-        let object = Object::new();
-        set(&object, "bytes", &Uint8Array::from(converted.bytes.as_slice()).into())?;
-        let stats = match &converted.stats {
-            Some(s) => to_js(s)?,
-            None => JsValue::NULL,
-        };
-        set(&object, "stats", &stats)?;
-        Ok(object.into())
+        converted_object(&io::convert_tensor(op, bytes, measure.unwrap_or(false)).map_err(js_error)?)
+    }
+
+    /// A `Uint8Array` view of this plan's own input buffer, sized to op `i`'s input
+    /// length, for [`convertBuffered`](Self::convert_buffered): reading the input
+    /// straight into wasm memory saves the copy that `convertTensor` makes, and F32
+    /// input is then converted in place. The buffer is kept and reused by later ops.
+    ///
+    /// The view is a view of wasm memory, which any later wasm call may grow; growing
+    /// detaches it (its `byteLength` becomes 0). It is also stale once the next
+    /// `inputBuffer` call may have moved the buffer, or the plan is freed. So: fill it
+    /// right after getting it, with no other call into this wasm instance until it is
+    /// filled, then call `convertBuffered(i)`; get a new view for every op.
+    #[wasm_bindgen(js_name = inputBuffer)]
+    pub fn input_buffer(&mut self, i: usize) -> Result<Uint8Array, JsError> {
+        let length = self.get_op(i)?.input_length();
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or_else(|| JsError::new(&format!("op {i}: its input of {length} bytes does not fit in wasm memory")))?;
+        self.input_op = Some(i);
+        let bytes = self.input.prepare(length);
+        // SAFETY: the view aliases `self.input`'s storage, which stays put until the next
+        // `prepare` (through `inputBuffer`) or until the plan is freed, and nothing here
+        // allocates before the view is returned. Not using it after any other wasm call
+        // is JavaScript's side of the contract documented above.
+        Ok(unsafe { Uint8Array::view(bytes) })
+    }
+
+    /// Converts op `i` from the input buffer that `inputBuffer(i)` returned, now filled;
+    /// the same `{ bytes, stats }` as `convertTensor` with those bytes.
+    #[wasm_bindgen(js_name = convertBuffered)]
+    pub fn convert_buffered(&self, i: usize, measure: Option<bool>) -> Result<JsValue, JsError> {
+        let op = self.get_op(i)?;
+        if self.input_op != Some(i) {
+            return Err(JsError::new(&format!("convertBuffered({i}): call inputBuffer({i}) and fill it first")));
+        }
+        converted_object(&io::convert::convert_buffered(op, &self.input, measure.unwrap_or(false)).map_err(js_error)?)
     }
 }
