@@ -484,7 +484,7 @@ export class ConversionPlan {
   convertTensor(i, bytes, measure = false) {
     const raw = live(this, 'ConversionPlan');
     checkBytes('bytes', bytes);
-    checkFits(this[BUILD], bytes.byteLength * 4 + 2 ** 20, `convertTensor (op ${i})`);
+    checkFits(this[BUILD], bytes.byteLength * 4 + 2 ** 20, `converting tensor '${raw.op(i).name}'`);
     return raw.convertTensor(i, bytes, measure);
   }
   /**
@@ -497,8 +497,8 @@ export class ConversionPlan {
    */
   inputBuffer(i) {
     const raw = live(this, 'ConversionPlan');
-    const length = raw.op(i).inputLength;
-    checkFits(this[BUILD], length * 4 + 2 ** 20, `inputBuffer (op ${i})`);
+    const op = raw.op(i);
+    checkFits(this[BUILD], op.inputLength * 4 + 2 ** 20, `converting tensor '${op.name}'`);
     return raw.inputBuffer(i);
   }
   /** Converts op i from the view that inputBuffer(i) returned, now filled; as convertTensor. */
