@@ -3,7 +3,7 @@
 // with the manifest's words, and the CLI exits non-zero with one line and leaves no
 // output. Then the same wasm instance survives 1,000 bad calls of each kind.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { loadBuild } from 'ternary-quant';
@@ -141,4 +141,25 @@ describe('one instance survives 1,000 bad calls of each kind', () => {
     assert.equal(t.bytes.length, 66);
     t.free();
   });
+});
+
+test('CLI: a tensor too large for wasm memory fails naming the tensor and the limit, leaving nothing', (t) => {
+  // A sparse safetensors file whose one ternarised tensor is 2 GiB of F32 (zeros):
+  // converting it needs more than wasm's 4 GiB, so it is refused before any read.
+  const dir = tempDir(t, 'tq-toolarge-');
+  const name = 'model.layers.0.mlp.up_proj.weight';
+  const bytes = 2 ** 31;
+  let json = JSON.stringify({ [name]: { dtype: 'F32', shape: [32768, 16384], data_offsets: [0, bytes] } });
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const header = Buffer.alloc(8 + json.length);
+  header.writeBigUInt64LE(BigInt(json.length), 0);
+  header.write(json, 8, 'utf8');
+  const input = join(dir, 'big.safetensors');
+  const fd = openSync(input, 'w');
+  writeSync(fd, header, 0, header.length, 0);
+  ftruncateSync(fd, header.length + bytes);
+  closeSync(fd);
+  const out = join(dir, 'big.gguf');
+  const r = cli(['convert', input, out, '--quiet']);
+  assertFailed(r, new RegExp(`tensor '${name.replaceAll('.', '\\.')}'.*4 GiB`), out);
 });

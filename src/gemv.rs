@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::kernels::Backend;
 use crate::layout::blocks::{as_blocks, BlockQ8K, BlockTq2_0, QK_K};
 use crate::layout::TernaryLayout;
-use crate::scheme::{check_finite, check_input, check_shape};
 use crate::scheme::ternary::TernaryTensor;
+use crate::scheme::{check_finite, check_input, check_shape};
 
 /// y = W x for ternary W.
 pub fn ternary_mat_vec(w: &TernaryTensor, x: &[f32], backend: Backend) -> Result<Vec<f32>> {
