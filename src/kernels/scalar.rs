@@ -9,9 +9,10 @@
 use super::{CodeRule, MetricSums, SUM_LANES};
 use crate::layout::blocks::{f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
-/// Folds the logical lanes pairwise: lane i += lane i+8, then +4, +2, +1.
+/// Folds the logical lanes pairwise: lane i += lane i+8, then +4, +2, +1 (the f64 sums,
+/// and the f32 lanes of `dot_f32`).
 #[inline]
-pub fn fold_lanes(mut lanes: [f64; SUM_LANES]) -> f64 {
+pub fn fold_lanes<T: Copy + core::ops::AddAssign>(mut lanes: [T; SUM_LANES]) -> T {
     let mut step = SUM_LANES / 2;
     while step > 0 {
         for i in 0..step {
@@ -380,14 +381,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
             *lane += x * y;
         }
     }
-    let mut step = SUM_LANES / 2;
-    while step > 0 {
-        for i in 0..step {
-            lanes[i] += lanes[i + step];
-        }
-        step /= 2;
-    }
-    lanes[0]
+    fold_lanes(lanes)
 }
 
 /// Quantizes `x` (a multiple of 128 values) into I2_S code bytes (bitnet.cpp, x86):

@@ -1004,14 +1004,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     for (lane, (&x, &y)) in lanes.iter_mut().zip(as_.remainder().iter().zip(bs.remainder())) {
         *lane += x * y;
     }
-    let mut step = SUM_LANES / 2;
-    while step > 0 {
-        for i in 0..step {
-            lanes[i] += lanes[i + step];
-        }
-        step /= 2;
-    }
-    lanes[0]
+    scalar::fold_lanes(lanes)
 }
 
 /// Differential tests: every kernel against `scalar`, bit for bit, over random lengths,

@@ -1115,13 +1115,6 @@ mod imp {
         let mut lanes = [0f32; SUM_LANES];
         _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
         _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
-        let mut step = SUM_LANES / 2;
-        while step > 0 {
-            for i in 0..step {
-                lanes[i] += lanes[i + step];
-            }
-            step /= 2;
-        }
-        lanes[0]
+        scalar::fold_lanes(lanes)
     }
 }

@@ -1206,13 +1206,6 @@ mod imp {
         for_each_lanes(&a[..n], b, |x, y, _| acc = _mm512_add_ps(acc, _mm512_mul_ps(x, y)));
         let mut lanes = [0f32; SUM_LANES];
         _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
-        let mut step = SUM_LANES / 2;
-        while step > 0 {
-            for i in 0..step {
-                lanes[i] += lanes[i + step];
-            }
-            step /= 2;
-        }
-        lanes[0]
+        scalar::fold_lanes(lanes)
     }
 }
