@@ -91,6 +91,13 @@ oracle_vectors() {
     "$VENV/bin/python" tests/oracle/gen_vectors.py "$ORACLE_DIR"
 }
 
+# The README's main job; print only the end of its report.
+main_job() {
+    local out
+    out="$(bash scripts/demo.sh)"
+    tail -n 12 <<<"$out"
+}
+
 # The demo checks its own totals against estimate_model_size; print only its last lines.
 demo_smoke() {
     local out
@@ -117,6 +124,7 @@ step "oracle tests" env TQ_ORACLE_DIR="$ORACLE_DIR" cargo test --test oracle -- 
 step "model-file interop (gguf-py reader, safetensors + unpack_weights)" env TQ_ORACLE_PYTHON="$VENV/bin/python" cargo test --test io_interop -- --ignored
 step "wasm build and npm package (scripts/build.sh)" bash scripts/build.sh
 step "demo site (scripts/build-www.sh)" bash scripts/build-www.sh
+step "main job: the sample model through the CLI (scripts/demo.sh)" main_job
 step "npm package tests: packed tarball installed and tested (pkg-tests)" bash scripts/pack-and-test.sh
 
 printf '\ntest.sh: %d passed, 0 failed (%ds)\n' "$passed" "$((SECONDS - started))"
