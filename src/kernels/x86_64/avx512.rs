@@ -12,173 +12,64 @@
 use crate::kernels::{CodeRule, MetricSums};
 use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0};
 
-/// Index of the first NaN or infinity.
-pub fn first_non_finite(x: &[f32]) -> Option<usize> {
-    // SAFETY: this private module is only reachable through the AVX-512 table,
-    // which `avx512_kernels` returns only when every feature of `imp` was detected.
-    unsafe { imp::first_non_finite(x) }
-}
-
-/// Sum of |x| in the 16-lane order of the spec.
-pub fn abs_sum(x: &[f32]) -> f64 {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::abs_sum(x) }
-}
-
-/// max |x|, or 0 for an empty slice.
-pub fn abs_max(x: &[f32]) -> f32 {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::abs_max(x) }
-}
-
-/// (min, max) of x; (+inf, -inf) for an empty slice.
-pub fn min_max(x: &[f32]) -> (f32, f32) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::min_max(x) }
-}
-
-/// (sum of |x| over |x| > t, count of such x).
-pub fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::abs_sum_above(x, t) }
-}
-
-/// Ternary codes q of every value.
-pub fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::ternary_codes(x, rule, out) }
-}
-
-/// TQ2_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
-pub fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::pack_tq2_0(x, rule, d, out) }
-}
-
-/// Codes of TQ2_0 blocks.
-pub fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::unpack_tq2_0(blocks, out) }
-}
-
-/// Dequantized values of TQ2_0 blocks.
-pub fn dequantize_tq2_0(blocks: &[BlockTq2_0], out: &mut [f32]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::dequantize_tq2_0(blocks, out) }
-}
-
-/// TQ1_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
-pub fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::pack_tq1_0(x, rule, d, out) }
-}
-
-/// Codes of TQ1_0 blocks.
-pub fn unpack_tq1_0(blocks: &[BlockTq1_0], out: &mut [i8]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::unpack_tq1_0(blocks, out) }
-}
-
-/// Dequantized values of TQ1_0 blocks.
-pub fn dequantize_tq1_0(blocks: &[BlockTq1_0], out: &mut [f32]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::dequantize_tq1_0(blocks, out) }
-}
-
-/// I2_S code bytes of `x` (a multiple of 128 values).
-pub fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::pack_i2_s(x, rule, out) }
-}
-
-/// Codes of I2_S code bytes.
-pub fn unpack_i2_s(bytes: &[u8], out: &mut [i8]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::unpack_i2_s(bytes, out) }
-}
-
-/// One packed bitnet-hf row.
-pub fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::pack_bitnet_hf_row(sources, rule, out) }
-}
-
-/// Symmetric int8.
-pub fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::quantize_i8_symmetric(x, id, clip, out) }
-}
-
-/// Asymmetric int8.
-pub fn quantize_i8_asymmetric(x: &[f32], scale: f32, zero_point: i32, lo: f32, hi: f32, out: &mut [i8]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::quantize_i8_asymmetric(x, scale, zero_point, lo, hi, out) }
-}
-
-/// (q - zero_point) * scale.
-pub fn dequantize_i8(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::dequantize_i8(q, scale, zero_point, out) }
-}
-
-/// Q8_0 blocks of `x` (a multiple of 32 values).
-pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::quantize_q8_0(x, out) }
-}
-
-/// Dequantized Q8_0 blocks.
-pub fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::dequantize_q8_0(blocks, out) }
-}
-
-/// Q8_K blocks of `x` (a multiple of 256 values).
-pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::quantize_q8_k(x, out) }
-}
-
-/// Dequantized Q8_K blocks.
-pub fn dequantize_q8_k(blocks: &[BlockQ8K], out: &mut [f32]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::dequantize_q8_k(blocks, out) }
-}
-
-/// IEEE half bits -> f32.
-pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::f16_to_f32(src, out) }
-}
-
-/// bfloat16 bits -> f32.
-pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::bf16_to_f32(src, out) }
-}
-
-/// The sums behind the error metrics.
-pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::metric_sums(reference, approx) }
-}
-
-/// sum over blocks of (f16(d_w) * d_x) * isum, in block order.
-pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::dot_tq2_0_q8_k(w, x) }
-}
-
-/// Integer dot product of ternary codes with int8 values.
-pub fn dot_codes_i8(w: &[i8], x: &[i8]) -> i64 {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::dot_codes_i8(w, x) }
-}
-
-/// f32 dot product in 16 f32 lanes.
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: as in `first_non_finite`: the CPU has every feature of `imp`.
-    unsafe { imp::dot_f32(a, b) }
+// Safe wrappers, one per kernel of `imp`, for the AVX-512 table (see `super::safe_wrappers`).
+super::safe_wrappers! {
+    /// Index of the first NaN or infinity.
+    fn first_non_finite(x: &[f32]) -> Option<usize>;
+    /// Sum of |x| in the 16-lane order of the spec.
+    fn abs_sum(x: &[f32]) -> f64;
+    /// max |x|, or 0 for an empty slice.
+    fn abs_max(x: &[f32]) -> f32;
+    /// (min, max) of x; (+inf, -inf) for an empty slice.
+    fn min_max(x: &[f32]) -> (f32, f32);
+    /// (sum of |x| over |x| > t, count of such x).
+    fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64);
+    /// Ternary codes q of every value.
+    fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]);
+    /// TQ2_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
+    fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]);
+    /// Codes of TQ2_0 blocks.
+    fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]);
+    /// Dequantized values of TQ2_0 blocks.
+    fn dequantize_tq2_0(blocks: &[BlockTq2_0], out: &mut [f32]);
+    /// TQ1_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
+    fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]);
+    /// Codes of TQ1_0 blocks.
+    fn unpack_tq1_0(blocks: &[BlockTq1_0], out: &mut [i8]);
+    /// Dequantized values of TQ1_0 blocks.
+    fn dequantize_tq1_0(blocks: &[BlockTq1_0], out: &mut [f32]);
+    /// I2_S code bytes of `x` (a multiple of 128 values).
+    fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]);
+    /// Codes of I2_S code bytes.
+    fn unpack_i2_s(bytes: &[u8], out: &mut [i8]);
+    /// One packed bitnet-hf row.
+    fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]);
+    /// Symmetric int8.
+    fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]);
+    /// Asymmetric int8.
+    fn quantize_i8_asymmetric(x: &[f32], scale: f32, zero_point: i32, lo: f32, hi: f32, out: &mut [i8]);
+    /// (q - zero_point) * scale.
+    fn dequantize_i8(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]);
+    /// Q8_0 blocks of `x` (a multiple of 32 values).
+    fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]);
+    /// Dequantized Q8_0 blocks.
+    fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]);
+    /// Q8_K blocks of `x` (a multiple of 256 values).
+    fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]);
+    /// Dequantized Q8_K blocks.
+    fn dequantize_q8_k(blocks: &[BlockQ8K], out: &mut [f32]);
+    /// IEEE half bits -> f32.
+    fn f16_to_f32(src: &[u16], out: &mut [f32]);
+    /// bfloat16 bits -> f32.
+    fn bf16_to_f32(src: &[u16], out: &mut [f32]);
+    /// The sums behind the error metrics.
+    fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums;
+    /// sum over blocks of (f16(d_w) * d_x) * isum, in block order.
+    fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32;
+    /// Integer dot product of ternary codes with int8 values.
+    fn dot_codes_i8(w: &[i8], x: &[i8]) -> i64;
+    /// f32 dot product in 16 f32 lanes.
+    fn dot_f32(a: &[f32], b: &[f32]) -> f32;
 }
 
 /// The `#[target_feature]` kernels. Callers must make sure the CPU has every feature

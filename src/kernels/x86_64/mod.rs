@@ -7,6 +7,25 @@
 //! compiles for.
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// Writes, for each `fn name(args) -> ret;`, a safe `pub fn` that calls `imp::name`.
+///
+/// Sound because each backend module is private and its wrappers are reachable only
+/// through its table, which `avx2_kernels`/`avx512_kernels` hand out only after run-time
+/// detection found every feature that the module's `imp` functions are compiled for.
+macro_rules! safe_wrappers {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?; )*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name($($arg: $ty),*) $(-> $ret)? {
+                // SAFETY: this function is only reachable through its backend's table,
+                // handed out only when every feature of `imp` was detected (see above).
+                unsafe { imp::$name($($arg),*) }
+            }
+        )*
+    };
+}
+use safe_wrappers;
+
 mod avx2;
 // The AVX-512 intrinsics are stable since Rust 1.89.
 #[clippy::msrv = "1.89"]
