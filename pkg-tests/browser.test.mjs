@@ -4,41 +4,20 @@
 // page's TQ2_0 bytes must equal Node's, on both builds; any console error or warning,
 // page error, failed request or HTTP error fails the test. A screenshot is saved.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { init, quantizeTernary } from 'ternary-quant';
 import { normal, packageDir, tieData } from './helpers.mjs';
+import { CHROMIUM, launchChromium, startServer } from './fixtures/browser.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = process.cwd(); // the test project: node_modules/ternary-quant is the installed tarball
 const OUTPUT = process.env.TQ_TEST_OUTPUT ?? join(ROOT, 'test-output');
 
 let server;
 let origin;
 let browser;
-
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', ROOT], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`http.server did not start: ${seen}`)), 15_000);
-    child.stdout.on('data', (chunk) => {
-      seen += chunk;
-      const m = /port (\d+)/.exec(seen);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]) });
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`http.server exited with ${code}: ${seen}`)));
-  });
-}
 
 const PAGE = `<!doctype html>
 <html>
@@ -88,22 +67,9 @@ before(async () => {
   writeFileSync(join(ROOT, 'index.html'), PAGE);
   writeFileSync(join(ROOT, 'input.f32'), normal(8 * 512, 4242, 0.05));
   writeFileSync(join(ROOT, 'ties.f32'), tieData(8 * 512, 4343, 'max'));
-  server = await startServer();
+  server = await startServer(ROOT);
   origin = `http://127.0.0.1:${server.port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

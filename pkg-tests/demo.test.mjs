@@ -13,15 +13,14 @@
 // the package is imported from its pkg/index.js. TQ_UPDATE_SCREENSHOT=1 also copies the
 // 1280x800 screenshot to docs/demo.png.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
+import { CHROMIUM, launchChromium, startServer } from './fixtures/browser.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const REPO = resolve(process.env.TQ_REPO_ROOT ?? join(dirname(fileURLToPath(import.meta.url)), '..'));
 const SITE = join(REPO, 'target', 'www');
 const OUTPUT = process.env.TQ_TEST_OUTPUT ?? join(REPO, 'test-output');
@@ -87,27 +86,6 @@ function fnv1a(view) {
 
 // ------------------------------------------------------------------ server and browser
 
-function startServer(dir) {
-  return new Promise((resolvePort, reject) => {
-    const child = spawn('python3', ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', dir], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`http.server did not start: ${seen}`)), 15_000);
-    child.stdout.on('data', (chunk) => {
-      seen += chunk;
-      const m = /port (\d+)/.exec(seen);
-      if (m) {
-        clearTimeout(timer);
-        resolvePort({ child, port: Number(m[1]) });
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`http.server exited with ${code}: ${seen}`)));
-  });
-}
-
-/** A page whose every console error/warning, page error and bad request lands in `problems`. */
 async function watchedPage(viewport) {
   const ctx = await browser.newContext({ viewport, acceptDownloads: true });
   const p = await ctx.newPage();
@@ -144,23 +122,9 @@ before(async () => {
   io = await tq.loadBuild({ simd: true, modelFiles: true });
   server = await startServer(SITE);
   origin = `http://127.0.0.1:${server.port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      // Every host but the test server fails to resolve, so that a stray request fails loudly.
-      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-    ],
-    // launch() gives the browser a fresh, temporary user-data-dir of its own.
-  });
+  // Every host but the test server fails to resolve, so that a stray request fails loudly.
+  browser = await launchChromium(['--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1']);
+
   mkdirSync(OUTPUT, { recursive: true });
   ({ ctx: context, page } = await watchedPage({ width: 1280, height: 800 }));
 });
