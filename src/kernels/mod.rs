@@ -112,7 +112,20 @@ pub struct Kernels {
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
 }
 
+/// The scalar table is always built, except in wasm32 SIMD128 builds without the
+/// `scalar-backend` feature: there the SIMD128 kernels cover every input (the scalar
+/// functions they call for tails stay), and leaving the table out keeps the unused
+/// scalar kernels out of the `.wasm`.
+#[cfg(any(not(all(target_arch = "wasm32", target_feature = "simd128")), feature = "scalar-backend"))]
 static SCALAR: Kernels = kernel_table!(self::scalar);
+
+/// The table every supported backend falls back to.
+fn fallback_kernels() -> &'static Kernels {
+    #[cfg(any(not(all(target_arch = "wasm32", target_feature = "simd128")), feature = "scalar-backend"))]
+    return &SCALAR;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(feature = "scalar-backend")))]
+    return &wasm32::TABLE;
+}
 
 /// A kernel backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -169,6 +182,7 @@ impl Backend {
     /// The kernel table of this backend, or `None` where it is not supported.
     pub fn kernels(self) -> Option<&'static Kernels> {
         match self {
+            #[cfg(any(not(all(target_arch = "wasm32", target_feature = "simd128")), feature = "scalar-backend"))]
             Backend::Scalar => Some(&SCALAR),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => x86_64::avx2_kernels(),
@@ -183,7 +197,7 @@ impl Backend {
 
     /// The kernel table of a backend already known to be supported.
     pub(crate) fn kernels_or_scalar(self) -> &'static Kernels {
-        self.kernels().unwrap_or(&SCALAR)
+        self.kernels().unwrap_or_else(fallback_kernels)
     }
 }
 

@@ -6,7 +6,7 @@ use super::Kernels;
 pub mod simd128;
 
 #[cfg(target_feature = "simd128")]
-static TABLE: Kernels = kernel_table!(self::simd128);
+pub(super) static TABLE: Kernels = kernel_table!(self::simd128);
 
 /// The SIMD128 kernel table, in builds with `+simd128` (a compile-time choice: a wasm
 /// module either validates with SIMD instructions or does not load at all).
