@@ -16,7 +16,7 @@ for variant in "${variants[@]}"; do
   mkdir -p "pkg.tmp/$variant"
   cp "$src_dir/ternary_quant.js" "pkg.tmp/$variant/"
   # npm's binaryen, never Debian's: an old wasm-opt emits modules that fail to load.
-  "$wasm_opt" -O3 "$src_dir/ternary_quant_bg.wasm" -o "pkg.tmp/$variant/ternary_quant_bg.wasm"
+  "$wasm_opt" -O2 "$src_dir/ternary_quant_bg.wasm" -o "pkg.tmp/$variant/ternary_quant_bg.wasm"
 done
 cp js/index.js js/index.d.ts js/cli.js js/convert.js js/worker.js js/package.json pkg.tmp/
 cp js/README.md pkg.tmp/README.md

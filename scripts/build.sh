@@ -20,7 +20,10 @@ wb_version="$(wasm_bindgen_pin)"
     die "wasm-bindgen on PATH is '$(wasm-bindgen --version)', Cargo.toml pins $wb_version; run: bash scripts/setup.sh"
 
 NAME=ternary_quant
+# Neither package build keeps the scalar kernel table next to the SIMD128 one (feature
+# scalar-backend): the scalar build is the package's scalar path.
 LEAN_FEATURES=(--no-default-features --features console_error_panic_hook)
+IO_FEATURES=(--no-default-features --features console_error_panic_hook,model-files)
 
 # pack OUT_DIR [CARGO_ARGS...]. --mode no-install: fail if the matching wasm-bindgen is
 # missing, instead of letting wasm-pack quietly compile its own copy.
@@ -50,9 +53,9 @@ CARGO_TARGET_DIR="$ROOT/target/wasm-lean" pack "$ROOT/target/wasm-simd" "${LEAN_
 log "wasm32 scalar -> target/wasm-scalar"
 RUSTFLAGS="" CARGO_TARGET_DIR="$ROOT/target/nosimd-lean" pack "$ROOT/target/wasm-scalar" "${LEAN_FEATURES[@]}"
 log "wasm32 + simd128, model files -> target/wasm-io-simd"
-pack "$ROOT/target/wasm-io-simd"
+pack "$ROOT/target/wasm-io-simd" "${IO_FEATURES[@]}"
 log "wasm32 scalar, model files -> target/wasm-io-scalar"
-RUSTFLAGS="" CARGO_TARGET_DIR="$ROOT/target/nosimd" pack "$ROOT/target/wasm-io-scalar"
+RUSTFLAGS="" CARGO_TARGET_DIR="$ROOT/target/nosimd" pack "$ROOT/target/wasm-io-scalar" "${IO_FEATURES[@]}"
 
 check_features "$ROOT/target/wasm-simd" yes
 check_features "$ROOT/target/wasm-io-simd" yes

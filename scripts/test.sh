@@ -114,6 +114,7 @@ step "clippy, wasm32 scalar" env RUSTFLAGS="" CARGO_TARGET_DIR=target/nosimd car
 step "clippy, native without model files" cargo clippy --all-targets --no-default-features -- -D warnings
 step "clippy, wasm32 + simd128 without model files" env CARGO_TARGET_DIR=target/wasm-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook -- -D warnings
 step "clippy, wasm32 scalar without model files" env RUSTFLAGS="" CARGO_TARGET_DIR=target/nosimd-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook -- -D warnings
+step "clippy, wasm32 + simd128 as the model-file package build" env CARGO_TARGET_DIR=target/wasm-io-lint cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook,model-files -- -D warnings
 step "native tests (lib, tests, examples)" cargo test --lib --tests --examples
 step "native doctests" cargo test --doc
 step "demo runs (cargo run --example demo)" demo_smoke

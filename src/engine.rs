@@ -1,7 +1,7 @@
 //! The engine: presets, a content-keyed cache, batch quantization and size estimates.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -90,6 +90,30 @@ fn content_hash(data: &[f32]) -> u128 {
     (halves[0] as u128) << 64 | halves[1] as u128
 }
 
+/// The cache's table hasher. A key's content is already a 128-bit hash, so a cheap mix
+/// of its words spreads keys well; std's randomly keyed SipHash would add its key setup
+/// and a second hasher to every wasm build.
+#[derive(Default)]
+struct CacheKeyHasher(u64);
+
+impl Hasher for CacheKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Cache = HashMap<CacheKey, Arc<TernaryTensor>, BuildHasherDefault<CacheKeyHasher>>;
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct CacheKey {
     content: u128,
@@ -113,14 +137,14 @@ pub struct CacheStats {
 pub struct QuantizationEngine {
     pub weights: TernaryOptions,
     pub activations: Int8Options,
-    cache: HashMap<CacheKey, Arc<TernaryTensor>>,
+    cache: Cache,
     stats: CacheStats,
 }
 
 impl QuantizationEngine {
     /// An engine with these weight and activation options.
     pub fn new(weights: TernaryOptions, activations: Int8Options) -> Self {
-        Self { weights, activations, cache: HashMap::new(), stats: CacheStats::default() }
+        Self { weights, activations, cache: Cache::default(), stats: CacheStats::default() }
     }
 
     /// Ternary weights, from the cache when the same bytes, shape and options were seen.

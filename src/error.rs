@@ -11,7 +11,7 @@ pub enum Error {
     EmptyInput { what: &'static str },
 
     /// A NaN or infinity was found; quantizing it would silently poison a whole scope.
-    #[error("non-finite value {value} at index {index} of {what}")]
+    #[error("non-finite value {} at index {index} of {what}", non_finite_name(*value))]
     NonFinite { what: &'static str, index: usize, value: f32 },
 
     /// `rows * cols` (or another size) does not match the data given.
@@ -68,6 +68,20 @@ impl Error {
     /// Names the tensor this error belongs to.
     pub fn in_tensor(self, name: &str) -> Error {
         Error::Tensor { name: name.to_string(), source: Box::new(self) }
+    }
+}
+
+/// The name of a non-finite value, written without float formatting: the messages stay
+/// free of `core::fmt`'s float code, which would be a large part of a lean `.wasm`.
+fn non_finite_name(value: f32) -> &'static str {
+    if value.is_nan() {
+        "NaN"
+    } else if value == f32::INFINITY {
+        "inf"
+    } else if value == f32::NEG_INFINITY {
+        "-inf"
+    } else {
+        "finite"
     }
 }
 

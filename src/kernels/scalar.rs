@@ -229,10 +229,24 @@ pub fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]) {
     }
 }
 
+/// `f32::clamp(v, lo, hi)` for bounds known to be ordered: the same comparisons (a NaN
+/// `v` stays NaN), without `f32::clamp`'s bounds check, whose panic message would link
+/// float formatting into every build.
+#[inline(always)]
+pub(crate) fn clamp_ordered(v: f32, lo: f32, hi: f32) -> f32 {
+    if v < lo {
+        lo
+    } else if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
 /// Symmetric int8: q = clamp(round_away(clamp(x, -clip, clip) * id), -127, 127).
 pub fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        let s = v.clamp(-clip, clip) * id;
+        let s = clamp_ordered(v, -clip, clip) * id;
         *o = round_away(s.clamp(-127.0, 127.0)) as i8;
     }
 }
@@ -243,7 +257,7 @@ pub fn quantize_i8_asymmetric(x: &[f32], scale: f32, zero_point: i32, lo: f32, h
     let zp = zero_point as f32;
     for (o, &v) in out.iter_mut().zip(x) {
         // Clamping before rounding keeps |s| small, where round_away is exact.
-        let s = (v.clamp(lo, hi) / scale).clamp(-512.0, 512.0);
+        let s = (clamp_ordered(v, lo, hi) / scale).clamp(-512.0, 512.0);
         *o = (round_away(s) + zp).clamp(-128.0, 127.0) as i8;
     }
 }

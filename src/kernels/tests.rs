@@ -909,3 +909,23 @@ fn the_comparison_catches_wrong_kernels() {
     assert!(f32::NAN.same(&-f32::NAN));
     assert!(!1.0f64.same(&(1.0 + f64::EPSILON)));
 }
+
+#[test]
+fn clamp_ordered_is_f32_clamp_for_ordered_bounds() {
+    let specials = [0.0, -0.0, 1.0, -1.0, 0.5, 127.0, -128.0, f32::MIN_POSITIVE, f32::MAX, f32::INFINITY];
+    let mut rng = Rng::new(23);
+    let mut values: Vec<f32> = specials.iter().flat_map(|&v| [v, -v]).collect();
+    values.extend([f32::NAN, -f32::NAN]);
+    values.extend((0..200).map(|_| (rng.normal() * 200.0) as f32));
+    for &lo in &values {
+        for &hi in &values {
+            if !(lo <= hi) {
+                continue;
+            }
+            for &v in &values {
+                let (want, got) = (v.clamp(lo, hi), scalar::clamp_ordered(v, lo, hi));
+                assert!(want.same(&got), "clamp({v}, {lo}, {hi}): {want} vs {got}");
+            }
+        }
+    }
+}

@@ -116,13 +116,16 @@ fn check_options(opts: &Int8Options, cols: usize) -> Result<()> {
         if !(c.is_finite() && c > 0.0) {
             return Err(Error::InvalidOption {
                 name: "clip",
-                reason: format!("must be a positive finite number, got {c}"),
+                reason: format!("must be a positive finite number, got {}", ryu::Buffer::new().format(c)),
             });
         }
     }
     if let Some(p) = opts.percentile {
         if !(p > 0.0 && p <= 100.0) {
-            return Err(Error::InvalidOption { name: "percentile", reason: format!("must be in (0, 100], got {p}") });
+            return Err(Error::InvalidOption {
+                name: "percentile",
+                reason: format!("must be in (0, 100], got {}", ryu::Buffer::new().format(p)),
+            });
         }
         if opts.clip.is_some() {
             return Err(Error::InvalidOption {

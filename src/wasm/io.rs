@@ -65,9 +65,10 @@
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 use wasm_bindgen::prelude::*;
 
+use super::options::Options;
 use crate::error::Error;
 use crate::io::{self, GgufValue, Metadata, ModelHeader, OutputFormat, PlanOptions, ScaleSemantics};
 use crate::{Backend, ScaleRule, Scope, TernaryLayout};
@@ -266,39 +267,6 @@ const PLAN_KEYS: &[&str] =
     &["output", "layout", "rule", "scope", "blockSize", "forceTernary", "forceKeep", "bitnetScale", "index"];
 const INPUT_KEYS: &[&str] = &["prefix", "fileSize", "name"];
 
-/// Conversion options as JavaScript gives them (`index` is read separately).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct PlanConfig {
-    output: Option<String>,
-    layout: Option<String>,
-    rule: Option<String>,
-    scope: Option<String>,
-    block_size: Option<usize>,
-    force_ternary: Option<Vec<String>>,
-    force_keep: Option<Vec<String>>,
-    bitnet_scale: Option<String>,
-}
-
-/// The keys of a plain object, each checked against `known`.
-fn check_keys(value: &JsValue, what: &str, known: &[&str]) -> Result<(), JsError> {
-    let object = value
-        .dyn_ref::<Object>()
-        .filter(|_| !value.is_function() && !Array::is_array(value))
-        .ok_or_else(|| JsError::new(&format!("invalid {what}: expected an object")))?;
-    for key in Object::keys(object).iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !known.contains(&key.as_str()) {
-            return Err(JsError::new(&format!("invalid {what}: unknown option '{key}' (known: {})", known.join(", "))));
-        }
-    }
-    Ok(())
-}
-
-fn get(value: &JsValue, key: &str) -> JsValue {
-    Reflect::get(value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-}
-
 /// Bytes given as a Uint8Array (or a string, as UTF-8).
 fn bytes_of(value: &JsValue, what: &str) -> Result<Vec<u8>, JsError> {
     if let Some(array) = value.dyn_ref::<Uint8Array>() {
@@ -320,34 +288,28 @@ fn name_set(names: Option<Vec<String>>) -> std::collections::BTreeSet<String> {
 }
 
 fn plan_options(options: &JsValue) -> Result<(PlanOptions, Option<Vec<u8>>), JsError> {
-    let (config, index) = if options.is_undefined() || options.is_null() {
-        (PlanConfig::default(), None)
-    } else {
-        check_keys(options, "conversion options", PLAN_KEYS)?;
-        let index = get(options, "index");
-        let index = if index.is_undefined() { None } else { Some(bytes_of(&index, "options.index")?) };
-        // Unknown keys were refused above; serde skips `index`.
-        let config: PlanConfig = serde_wasm_bindgen::from_value(options.clone())
-            .map_err(|e| JsError::new(&format!("invalid conversion options: {e}")))?;
-        (config, index)
-    };
-    let output = OutputFormat::from_name(config.output.as_deref().unwrap_or("gguf")).map_err(js_error)?;
+    let o = Options::read(options, "conversion options", PLAN_KEYS)?;
+    let index = o.value("index").map(|index| bytes_of(&index, "options.index")).transpose()?;
+    let output = OutputFormat::from_name(o.string("output")?.as_deref().unwrap_or("gguf")).map_err(js_error)?;
     let default_layout = match output {
         OutputFormat::Gguf => "tq2_0",
         OutputFormat::BitnetHf => "bitnet-hf",
     };
-    let layout = TernaryLayout::from_name(config.layout.as_deref().unwrap_or(default_layout)).map_err(js_error)?;
-    let rule = ScaleRule::from_name(config.rule.as_deref().unwrap_or("absmean")).map_err(js_error)?;
-    let scope = Scope::from_name(config.scope.as_deref().unwrap_or("tensor"), config.block_size.unwrap_or(256))
-        .map_err(js_error)?;
-    let bitnet_scale = config.bitnet_scale.as_deref().map(ScaleSemantics::from_name).transpose().map_err(js_error)?;
+    let layout =
+        TernaryLayout::from_name(o.string("layout")?.as_deref().unwrap_or(default_layout)).map_err(js_error)?;
+    let rule = ScaleRule::from_name(o.string("rule")?.as_deref().unwrap_or("absmean")).map_err(js_error)?;
+    let scope =
+        Scope::from_name(o.string("scope")?.as_deref().unwrap_or("tensor"), o.size("blockSize")?.unwrap_or(256))
+            .map_err(js_error)?;
+    let bitnet_scale =
+        o.string("bitnetScale")?.as_deref().map(ScaleSemantics::from_name).transpose().map_err(js_error)?;
     let opts = PlanOptions {
         output,
         layout,
         rule,
         scope,
-        force_ternary: name_set(config.force_ternary),
-        force_keep: name_set(config.force_keep),
+        force_ternary: name_set(o.strings("forceTernary")?),
+        force_keep: name_set(o.strings("forceKeep")?),
         bitnet_scale,
         backend: Backend::best(),
     };
@@ -367,18 +329,15 @@ pub fn plan_conversion(inputs: JsValue, options: JsValue) -> Result<JsValue, JsE
     let mut names = Vec::with_capacity(list.length() as usize);
     for (i, input) in list.iter().enumerate() {
         let what = format!("planConversion input {i}");
-        check_keys(&input, &what, INPUT_KEYS)?;
-        let prefix = bytes_of(&get(&input, "prefix"), &format!("{what}: prefix"))?;
-        let size_value = get(&input, "fileSize")
-            .as_f64()
-            .ok_or_else(|| JsError::new(&format!("{what}: fileSize must be a number")))?;
+        if input.is_undefined() || input.is_null() {
+            return Err(JsError::new(&format!("{what} must be {{ prefix, fileSize }}")));
+        }
+        let input = Options::read(&input, &what, INPUT_KEYS)?;
+        let prefix = bytes_of(&input.value("prefix").unwrap_or(JsValue::UNDEFINED), &format!("{what}: prefix"))?;
+        let size_value =
+            input.number("fileSize")?.ok_or_else(|| JsError::new(&format!("{what}: fileSize must be a number")))?;
         let size = size_arg(size_value, &format!("{what}: fileSize"))?;
-        let name = get(&input, "name");
-        names.push(if name.is_undefined() {
-            None
-        } else {
-            Some(name.as_string().ok_or_else(|| JsError::new(&format!("{what}: name must be a string")))?)
-        });
+        names.push(input.string("name")?);
         match io::read_model(&prefix, size) {
             Ok(header) => headers.push(header),
             Err(Error::NeedMoreBytes { needed }) => return need_bytes_object(needed, Some(i)),

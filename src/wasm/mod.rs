@@ -4,14 +4,14 @@
 
 #[cfg(feature = "model-files")]
 mod io;
+mod options;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use crate::engine::{self, Preset, PRESETS};
 use crate::layout::blocks::{QK8_0, QK_K};
 use crate::{Backend, Int8Layout, Int8Options, ScaleRule, Scope, TernaryLayout, TernaryOptions};
+use options::Options;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -21,46 +21,6 @@ fn start() {
 
 fn js_error(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
-}
-
-/// Parses an options object; `undefined`/`null` give the defaults. Unknown keys are
-/// errors that name the key (serde-wasm-bindgen reads only the fields it knows, so
-/// `deny_unknown_fields` alone would let a misspelt key pass silently).
-fn parse_options<T: DeserializeOwned + Default>(value: JsValue, what: &str, keys: &[&str]) -> Result<T, JsError> {
-    if value.is_undefined() || value.is_null() {
-        return Ok(T::default());
-    }
-    let object = value
-        .dyn_ref::<js_sys::Object>()
-        .filter(|_| !value.is_function() && !js_sys::Array::is_array(&value))
-        .ok_or_else(|| JsError::new(&format!("invalid {what}: expected an options object")))?;
-    for key in js_sys::Object::keys(object).iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !keys.contains(&key.as_str()) {
-            return Err(JsError::new(&format!("invalid {what}: unknown option '{key}' (known: {})", keys.join(", "))));
-        }
-    }
-    serde_wasm_bindgen::from_value::<T>(value.clone()).map_err(|e| {
-        // Find the key whose value is wrong by parsing each one alone.
-        let culprit = js_sys::Object::keys(object).iter().find_map(|key| {
-            let single = js_sys::Object::new();
-            js_sys::Reflect::set(&single, &key, &js_sys::Reflect::get(&value, &key).ok()?).ok()?;
-            serde_wasm_bindgen::from_value::<T>(single.into()).err().map(|e| (key.as_string().unwrap_or_default(), e))
-        });
-        match culprit {
-            Some((key, e)) => JsError::new(&format!("invalid {what}: option '{key}': {}", serde_message(e))),
-            None => JsError::new(&format!("invalid {what}: {}", serde_message(e))),
-        }
-    })
-}
-
-/// The message of a serde-wasm-bindgen error, without the "Error: " of its JS form.
-fn serde_message(e: serde_wasm_bindgen::Error) -> String {
-    let value = JsValue::from(e);
-    match value.dyn_ref::<js_sys::Error>() {
-        Some(error) => error.message().into(),
-        None => value.as_string().unwrap_or_else(|| "invalid value".into()),
-    }
 }
 
 const TERNARY_KEYS: &[&str] = &["preset", "layout", "rule", "scope", "blockSize"];
@@ -79,69 +39,51 @@ pub fn backend() -> String {
     Backend::best().name().to_string()
 }
 
-/// Ternary options as JavaScript gives them.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct TernaryConfig {
-    preset: Option<String>,
-    layout: Option<String>,
-    rule: Option<String>,
-    scope: Option<String>,
-    block_size: Option<usize>,
-}
-
-impl TernaryConfig {
-    fn options(&self) -> Result<TernaryOptions, JsError> {
-        let preset = Preset::by_name(self.preset.as_deref().unwrap_or("bitnet")).map_err(js_error)?;
-        let mut opts = preset.options();
-        if let Some(layout) = &self.layout {
-            opts.layout = TernaryLayout::from_name(layout).map_err(js_error)?;
-        }
-        if let Some(rule) = &self.rule {
-            opts.rule = ScaleRule::from_name(rule).map_err(js_error)?;
-        }
-        let default_block = match opts.scope {
-            Scope::Block(n) => n,
-            _ => QK_K,
-        };
-        if let Some(scope) = &self.scope {
-            opts.scope = Scope::from_name(scope, self.block_size.unwrap_or(default_block)).map_err(js_error)?;
-        } else if let (Some(n), Scope::Block(_)) = (self.block_size, opts.scope) {
-            opts.scope = Scope::Block(n);
-        }
-        Ok(opts)
+/// Ternary options: a preset (default `bitnet`) with any of its fields replaced.
+fn ternary_options(o: &Options) -> Result<TernaryOptions, JsError> {
+    let preset = Preset::by_name(o.string("preset")?.as_deref().unwrap_or("bitnet")).map_err(js_error)?;
+    let mut opts = preset.options();
+    if let Some(layout) = o.string("layout")? {
+        opts.layout = TernaryLayout::from_name(&layout).map_err(js_error)?;
     }
-}
-
-/// Int8 options as JavaScript gives them.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Int8Config {
-    layout: Option<String>,
-    scope: Option<String>,
-    block_size: Option<usize>,
-    symmetric: Option<bool>,
-    clip: Option<f32>,
-    percentile: Option<f32>,
-}
-
-impl Int8Config {
-    fn options(&self) -> Result<Int8Options, JsError> {
-        let layout = Int8Layout::from_name(self.layout.as_deref().unwrap_or("plain")).map_err(js_error)?;
-        let natural_block = match layout {
-            Int8Layout::Q8K => QK_K,
-            _ => QK8_0,
-        };
-        let scope_name = self.scope.as_deref().unwrap_or(if layout == Int8Layout::Plain { "row" } else { "block" });
-        Ok(Int8Options {
-            layout,
-            scope: Scope::from_name(scope_name, self.block_size.unwrap_or(natural_block)).map_err(js_error)?,
-            symmetric: self.symmetric.unwrap_or(true),
-            clip: self.clip,
-            percentile: self.percentile,
-            backend: Backend::best(),
-        })
+    if let Some(rule) = o.string("rule")? {
+        opts.rule = ScaleRule::from_name(&rule).map_err(js_error)?;
     }
+    let block_size = o.size("blockSize")?;
+    let default_block = match opts.scope {
+        Scope::Block(n) => n,
+        _ => QK_K,
+    };
+    if let Some(scope) = o.string("scope")? {
+        opts.scope = Scope::from_name(&scope, block_size.unwrap_or(default_block)).map_err(js_error)?;
+    } else if let (Some(n), Scope::Block(_)) = (block_size, opts.scope) {
+        opts.scope = Scope::Block(n);
+    }
+    Ok(opts)
+}
+
+/// Int8 options; the scope defaults to rows for plain int8 and to the layout's block
+/// otherwise.
+fn int8_options(o: &Options) -> Result<Int8Options, JsError> {
+    let layout = Int8Layout::from_name(o.string("layout")?.as_deref().unwrap_or("plain")).map_err(js_error)?;
+    let natural_block = match layout {
+        Int8Layout::Q8K => QK_K,
+        _ => QK8_0,
+    };
+    let default_scope = if layout == Int8Layout::Plain { "row" } else { "block" };
+    let scope_name = o.string("scope")?;
+    Ok(Int8Options {
+        layout,
+        scope: Scope::from_name(
+            scope_name.as_deref().unwrap_or(default_scope),
+            o.size("blockSize")?.unwrap_or(natural_block),
+        )
+        .map_err(js_error)?,
+        symmetric: o.boolean("symmetric")?.unwrap_or(true),
+        clip: o.number("clip")?.map(|v| v as f32),
+        percentile: o.number("percentile")?.map(|v| v as f32),
+        backend: Backend::best(),
+    })
 }
 
 fn scope_block_size(scope: Scope) -> Option<usize> {
@@ -220,7 +162,7 @@ impl TernaryTensor {
 /// Quantizes row-major f32 weights to ternary.
 #[wasm_bindgen(js_name = quantizeTernary)]
 pub fn quantize_ternary(data: &[f32], rows: usize, cols: usize, options: JsValue) -> Result<TernaryTensor, JsError> {
-    let opts = parse_options::<TernaryConfig>(options, "ternary options", TERNARY_KEYS)?.options()?;
+    let opts = ternary_options(&Options::read(&options, "ternary options", TERNARY_KEYS)?)?;
     let inner = crate::quantize_ternary(data, rows, cols, &opts).map_err(js_error)?;
     Ok(TernaryTensor { inner, stats: None })
 }
@@ -281,7 +223,7 @@ impl Int8Tensor {
 /// Quantizes row-major f32 activations to int8.
 #[wasm_bindgen(js_name = quantizeInt8)]
 pub fn quantize_int8(data: &[f32], rows: usize, cols: usize, options: JsValue) -> Result<Int8Tensor, JsError> {
-    let opts = parse_options::<Int8Config>(options, "int8 options", INT8_KEYS)?.options()?;
+    let opts = int8_options(&Options::read(&options, "int8 options", INT8_KEYS)?)?;
     let inner = crate::quantize_int8(data, rows, cols, &opts).map_err(js_error)?;
     Ok(Int8Tensor { inner })
 }
@@ -304,17 +246,6 @@ pub fn mat_vec_f32(w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Result<Vec
     crate::mat_vec_f32(w, rows, cols, x, Backend::best()).map_err(js_error)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Int8ConfigValue {
-    layout: Option<String>,
-    scope: Option<String>,
-    block_size: Option<usize>,
-    symmetric: Option<bool>,
-    clip: Option<f32>,
-    percentile: Option<f32>,
-}
-
 /// Quantizes with one configuration and caches weights by content, shape and options.
 #[wasm_bindgen]
 pub struct QuantizationEngine {
@@ -325,31 +256,9 @@ pub struct QuantizationEngine {
 impl QuantizationEngine {
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<QuantizationEngine, JsError> {
-        let activations_value = if config.is_object() {
-            js_sys::Reflect::get(&config, &JsValue::from_str("activations")).unwrap_or(JsValue::UNDEFINED)
-        } else {
-            JsValue::UNDEFINED
-        };
-        parse_options::<Int8ConfigValue>(activations_value, "engine activations options", INT8_KEYS)?;
-        let config: EngineRawConfig = parse_options(config, "engine options", ENGINE_KEYS)?;
-        let weights = TernaryConfig {
-            preset: config.preset,
-            layout: config.layout,
-            rule: config.rule,
-            scope: config.scope,
-            block_size: config.block_size,
-        }
-        .options()?;
-        let a = config.activations.unwrap_or_default();
-        let activations = Int8Config {
-            layout: a.layout,
-            scope: a.scope,
-            block_size: a.block_size,
-            symmetric: a.symmetric,
-            clip: a.clip,
-            percentile: a.percentile,
-        }
-        .options()?;
+        let config = Options::read(&config, "engine options", ENGINE_KEYS)?;
+        let weights = ternary_options(&config)?;
+        let activations = int8_options(&config.nested("activations", "engine activations options", INT8_KEYS)?)?;
         weights.validate().map_err(js_error)?;
         activations.validate().map_err(js_error)?;
         Ok(Self { inner: engine::QuantizationEngine::new(weights, activations) })
@@ -382,18 +291,6 @@ impl QuantizationEngine {
     pub fn clear_cache(&mut self) {
         self.inner.clear_cache()
     }
-}
-
-/// The engine's options object, with unknown keys rejected.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct EngineRawConfig {
-    preset: Option<String>,
-    layout: Option<String>,
-    rule: Option<String>,
-    scope: Option<String>,
-    block_size: Option<usize>,
-    activations: Option<Int8ConfigValue>,
 }
 
 /// The result of `quantizeBatch`: one tensor per input, plus the report.
@@ -429,7 +326,7 @@ pub fn quantize_batch(
     shapes: Vec<usize>,
     options: JsValue,
 ) -> Result<BatchResult, JsError> {
-    let opts = parse_options::<TernaryConfig>(options, "batch options", TERNARY_KEYS)?.options()?;
+    let opts = ternary_options(&Options::read(&options, "batch options", TERNARY_KEYS)?)?;
     if data.len() != names.len() || shapes.len() != 2 * names.len() {
         return Err(JsError::new(&format!(
             "quantizeBatch: {} names, {} arrays and {} shape numbers do not match",
@@ -453,12 +350,13 @@ pub fn quantize_batch(
 /// Shapes come as f64 so that models past 4 GiB count exactly.
 #[wasm_bindgen(js_name = estimateModelSize)]
 pub fn estimate_model_size(shapes: Vec<f64>, options: JsValue) -> Result<JsValue, JsError> {
-    let opts = parse_options::<TernaryConfig>(options, "size options", TERNARY_KEYS)?.options()?;
+    let opts = ternary_options(&Options::read(&options, "size options", TERNARY_KEYS)?)?;
     if !shapes.len().is_multiple_of(2) {
         return Err(JsError::new("estimateModelSize: shapes must be [rows, cols] pairs"));
     }
     const MAX_SAFE: f64 = 9007199254740991.0;
     if let Some(bad) = shapes.iter().find(|v| !(v.fract() == 0.0 && **v >= 1.0 && **v <= MAX_SAFE)) {
+        let bad = options::describe(&JsValue::from_f64(*bad));
         return Err(JsError::new(&format!("estimateModelSize: {bad} is not a positive integer dimension")));
     }
     let pairs: Vec<(u64, u64)> = shapes.chunks_exact(2).map(|s| (s[0] as u64, s[1] as u64)).collect();
