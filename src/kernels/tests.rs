@@ -918,10 +918,7 @@ fn clamp_ordered_is_f32_clamp_for_ordered_bounds() {
     values.extend([f32::NAN, -f32::NAN]);
     values.extend((0..200).map(|_| (rng.normal() * 200.0) as f32));
     for &lo in &values {
-        for &hi in &values {
-            if !(lo <= hi) {
-                continue;
-            }
+        for &hi in values.iter().filter(|&&hi| lo <= hi) {
             for &v in &values {
                 let (want, got) = (v.clamp(lo, hi), scalar::clamp_ordered(v, lo, hi));
                 assert!(want.same(&got), "clamp({v}, {lo}, {hi}): {want} vs {got}");
