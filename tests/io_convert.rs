@@ -9,8 +9,8 @@ use ternary_quant::io::convert::{convert_buffered, InputBuffer};
 use ternary_quant::io::gguf::read_gguf;
 use ternary_quant::io::{convert_tensor, plan_conversion, DType, OpKind, OutputFormat, PlanOp, PlanOptions};
 use ternary_quant::{
-    quantize_int8, quantize_ternary, Backend, ConversionPlan, Error, Int8Layout, Int8Options, ScaleRule, Scope,
-    TernaryLayout, TernaryOptions, TernaryTensor,
+    error_stats, quantize_int8, quantize_ternary, Backend, ConversionPlan, Error, Int8Layout, Int8Options, ScaleRule,
+    Scope, TernaryLayout, TernaryOptions, TernaryTensor,
 };
 
 fn op<'a>(plan: &'a ConversionPlan, name: &str) -> &'a PlanOp {
@@ -333,6 +333,65 @@ fn stats_describe_the_conversion() {
     assert_eq!(s.bits_per_weight, Some(32.0));
     let json = serde_json::to_value(&s).unwrap();
     assert!(json.get("snrDb").is_some() && json.get("bytesIn").is_some());
+}
+
+/// Measuring decodes TQ2_0, TQ1_0, Q8_0 and F16 outputs a chunk at a time; the figures
+/// equal the whole-tensor ones (up to f64 summation order) and the zero fraction is exact.
+#[test]
+fn chunked_stats_equal_whole_tensor_stats() {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1e-300);
+    // Each tensor spans several 16,384-value chunks and ends in a partial one.
+    let tq = values(81 * 1024, 95);
+    let q8 = values(200 * 416, 96);
+    let f16 = values(300 * 277, 97);
+    let file = safetensors_file(
+        None,
+        &[
+            t("tq.weight", "F32", &[81, 1024], f32_bytes(&tq)),
+            t("q8.weight", "F32", &[200, 416], f32_bytes(&q8)),
+            t("f16.weight", "F32", &[300, 277], f32_bytes(&f16)),
+        ],
+    );
+    for layout in [TernaryLayout::Tq2_0, TernaryLayout::Tq1_0] {
+        let plan =
+            plan_conversion(&[header(&file)], &opts(OutputFormat::Gguf, layout, ScaleRule::AbsMax, Scope::Block(256)))
+                .unwrap();
+        let mut cases: Vec<(&str, &[f32], Vec<f32>)> = Vec::new();
+        let t = quantize_ternary(
+            &tq,
+            81,
+            1024,
+            &TernaryOptions { layout, rule: ScaleRule::AbsMax, scope: Scope::Block(256), backend: Backend::best() },
+        )
+        .unwrap();
+        cases.push(("tq.weight", &tq, t.dequantize()));
+        let q = quantize_int8(
+            &q8,
+            200,
+            416,
+            &Int8Options { layout: Int8Layout::Q8_0, scope: Scope::Block(32), ..Default::default() },
+        )
+        .unwrap();
+        cases.push(("q8.weight", &q8, q.dequantize()));
+        cases.push(("f16.weight", &f16, f16_values(&f16_bytes(&f16))));
+        for (name, reference, whole) in cases {
+            let o = op(&plan, name);
+            let s = convert_tensor(o, &input_of(o, &[&file]), true).unwrap().stats.unwrap();
+            let want = error_stats(reference, &whole, Backend::best()).unwrap();
+            for (what, got, want) in [
+                ("mse", s.mse.unwrap(), want.mse),
+                ("rmse", s.rmse.unwrap(), want.rmse),
+                ("snrDb", s.snr_db.unwrap(), want.snr_db),
+                ("cosine", s.cosine.unwrap(), want.cosine),
+            ] {
+                assert!(close(got, want), "{layout:?} {name} {what}: {got} chunked, {want} whole");
+            }
+            assert_eq!(s.max_abs_error.unwrap(), want.max_abs_error, "{layout:?} {name}");
+            let zeros = whole.iter().filter(|&&v| v == 0.0).count() as f64 / whole.len() as f64;
+            assert_eq!(s.zero_fraction.unwrap(), zeros, "{layout:?} {name}");
+            assert!(s.mse.unwrap() > 0.0, "{layout:?} {name}: a lossy output");
+        }
+    }
 }
 
 #[test]

@@ -8,10 +8,11 @@ use std::borrow::Cow;
 use super::plan::{OpKind, PlanOp, ScaleSemantics};
 use super::DType;
 use crate::error::{Error, Result};
-use crate::layout::blocks::{as_blocks, BlockQ8_0, QK8_0, QK_K};
+use crate::kernels::Kernels;
+use crate::layout::blocks::{as_blocks, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 use crate::layout::TernaryLayout;
 use crate::scheme::int8::{quantize_int8, Int8Layout, Int8Options};
-use crate::scheme::metrics::error_stats;
+use crate::scheme::metrics::{ErrorStats, ErrorSums};
 use crate::scheme::ternary::{quantize_ternary, TernaryOptions, TernaryTensor};
 use crate::Scope;
 
@@ -133,8 +134,8 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             let bytes = encode_float(op.out_type, &values)?;
             if measure {
                 approx = Some(match op.out_type {
-                    DType::F16 => Cow::Owned(decode_floats(DType::F16, &bytes, op)?.into_owned()),
-                    _ => values.clone(),
+                    DType::F16 => Approx::Output(OutputBlocks::F16),
+                    _ => Approx::Values(values.clone()),
                 });
                 reference = Some(values);
             }
@@ -153,7 +154,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             };
             let q = quantize_int8(&values, rows, cols, &opts)?;
             if measure {
-                approx = Some(Cow::Owned(q.dequantize()));
+                approx = Some(Approx::Output(OutputBlocks::Q8_0));
                 scales = Some(q.scales.clone());
                 reference = Some(values);
             }
@@ -166,7 +167,11 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             let opts = TernaryOptions { layout, rule: op.rule, scope: op.scope, backend: op.backend };
             let t = quantize_ternary(&values, rows, cols, &opts)?;
             if measure {
-                approx = Some(Cow::Owned(t.dequantize()));
+                approx = Some(match t.layout {
+                    TernaryLayout::Tq2_0 => Approx::Output(OutputBlocks::Tq2_0),
+                    TernaryLayout::Tq1_0 => Approx::Output(OutputBlocks::Tq1_0),
+                    _ => Approx::Values(Cow::Owned(t.dequantize())),
+                });
                 scales = Some(t.scales.clone());
                 reference = Some(values);
             }
@@ -177,7 +182,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             let t = repack(op, &source)?;
             if measure {
                 reference = Some(Cow::Owned(source.dequantize()));
-                approx = Some(Cow::Owned(t.dequantize()));
+                approx = Some(Approx::Values(Cow::Owned(t.dequantize())));
                 scales = Some(t.scales.clone());
             }
             ternary_bytes(t)
@@ -191,7 +196,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
         });
     }
     let stats =
-        if measure { Some(stats(op, reference.as_deref(), approx.as_deref(), scales.as_deref())?) } else { None };
+        if measure { Some(stats(op, reference.as_deref(), approx.as_ref(), &bytes, scales.as_deref())?) } else { None };
     Ok(ConvertedTensor { bytes, stats })
 }
 
@@ -360,16 +365,107 @@ fn encode_float(dtype: DType, values: &[f32]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Where the error figures read the output's values from.
+enum Approx<'a> {
+    /// Values already at hand: an F32 output is its input; other layouts are decoded whole.
+    Values(Cow<'a, [f32]>),
+    /// The output bytes, decoded a chunk at a time, so that measuring a tensor never
+    /// holds a second f32 copy of it.
+    Output(OutputBlocks),
+}
+
+/// Output encodings that decode block by block.
+#[derive(Clone, Copy)]
+enum OutputBlocks {
+    F16,
+    Q8_0,
+    Tq2_0,
+    Tq1_0,
+}
+
+impl OutputBlocks {
+    /// (values, bytes) of one block: chunks start and end on block boundaries.
+    fn block(self) -> (usize, usize) {
+        match self {
+            Self::F16 => (1, 2),
+            Self::Q8_0 => (QK8_0, size_of::<BlockQ8_0>()),
+            Self::Tq2_0 => (QK_K, size_of::<BlockTq2_0>()),
+            Self::Tq1_0 => (QK_K, size_of::<BlockTq1_0>()),
+        }
+    }
+
+    /// Decodes `bytes`, whole blocks, into `out` (their exact value count).
+    fn decode(self, k: &Kernels, bytes: &[u8], out: &mut [f32], f16_bits: &mut Vec<u16>) {
+        match self {
+            Self::F16 => {
+                f16_bits.clear();
+                f16_bits.extend(bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])));
+                (k.f16_to_f32)(f16_bits, out);
+            }
+            Self::Q8_0 => (k.dequantize_q8_0)(as_blocks(bytes), out),
+            Self::Tq2_0 => (k.dequantize_tq2_0)(as_blocks(bytes), out),
+            Self::Tq1_0 => (k.dequantize_tq1_0)(as_blocks(bytes), out),
+        }
+    }
+}
+
+/// Values per chunk when decoding the output for the error figures: a multiple of every
+/// block length, and small enough to stay in cache between decoding and summing.
+const MEASURE_CHUNK: usize = 1 << 14;
+
+/// Error figures and zero fraction of the output against `reference` (non-empty).
+fn measure(op: &PlanOp, reference: &[f32], approx: &Approx<'_>, output: &[u8]) -> Result<(ErrorStats, f64)> {
+    let mut sums = ErrorSums::new(op.backend)?;
+    let zeros = match approx {
+        Approx::Values(values) => {
+            sums.add(reference, values)?;
+            values.iter().filter(|&&v| v == 0.0).count()
+        }
+        &Approx::Output(blocks) => {
+            let k = op.backend.kernels_or_scalar();
+            let (block_values, block_bytes) = blocks.block();
+            let too_short = || Error::ByteLength {
+                layout: op.out_type.name(),
+                expected: reference.len() / block_values * block_bytes,
+                actual: output.len(),
+            };
+            if !reference.len().is_multiple_of(block_values)
+                || output.len() < reference.len() / block_values * block_bytes
+            {
+                return Err(too_short());
+            }
+            let mut chunk_out = vec![0f32; reference.len().min(MEASURE_CHUNK)];
+            let mut f16_bits = Vec::new();
+            let mut zeros = 0;
+            for (i, chunk) in reference.chunks(MEASURE_CHUNK).enumerate() {
+                let first_block = i * MEASURE_CHUNK / block_values;
+                let bytes =
+                    &output[first_block * block_bytes..(first_block + chunk.len() / block_values) * block_bytes];
+                let out = &mut chunk_out[..chunk.len()];
+                blocks.decode(k, bytes, out, &mut f16_bits);
+                sums.add(chunk, out)?;
+                zeros += out.iter().filter(|&&v| v == 0.0).count();
+            }
+            zeros
+        }
+    };
+    Ok((sums.finish(), zeros as f64 / reference.len() as f64))
+}
+
 fn stats(
     op: &PlanOp,
     reference: Option<&[f32]>,
-    approx: Option<&[f32]>,
+    approx: Option<&Approx<'_>>,
+    output: &[u8],
     scales: Option<&[f32]>,
 ) -> Result<TensorStats> {
     let n = op.element_count();
-    let errors = match (reference, approx) {
-        (Some(r), Some(a)) if n > 0 => Some(error_stats(r, a, op.backend)?),
-        _ => None,
+    let (errors, zero_fraction) = match (reference, approx) {
+        (Some(r), Some(a)) if n > 0 => {
+            let (errors, zeros) = measure(op, r, a, output)?;
+            (Some(errors), Some(zeros))
+        }
+        _ => (None, None),
     };
     let scale_figures = scales.filter(|s| !s.is_empty()).map(|s| {
         let min = s.iter().fold(f64::INFINITY, |m, &v| m.min(v as f64));
@@ -377,8 +473,6 @@ fn stats(
         let mean = s.iter().map(|&v| v as f64).sum::<f64>() / s.len() as f64;
         (min, max, mean)
     });
-    let zero_fraction =
-        approx.filter(|a| !a.is_empty()).map(|a| a.iter().filter(|&&v| v == 0.0).count() as f64 / a.len() as f64);
     Ok(TensorStats {
         name: op.name.clone(),
         shape: op.shape.clone(),
