@@ -13,6 +13,12 @@
 //! assert_eq!(t.bytes.len(), 2 * 66);
 //! assert_eq!(t.bits_per_weight(), 2.0625);
 //! ```
+//!
+//! Cargo features (all on by default):
+//! - `model-files`: the `io` module, reading, planning and writing safetensors and GGUF;
+//! - `scalar-backend`: [`Backend::Scalar`] in wasm32 builds with SIMD128, where it is
+//!   otherwise left out to keep the `.wasm` small (every other build always has it);
+//! - `console_error_panic_hook`: panic messages in the browser console (wasm32).
 
 pub mod engine;
 pub mod error;
