@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project, stopping at the first failure:
-#   setup, rustfmt, clippy (native, wasm32+simd128, wasm32 scalar), native tests,
+#   setup, rustfmt, clippy (native, wasm32+simd128, wasm32 scalar), rustdoc, native tests,
 #   doctests and a demo run, the core's tests as wasm32-wasip1 under Node's WASI
 #   (SIMD128 and scalar), the gguf-py oracle, and the wasm build plus the npm package
 #   tests (the packed tarball installed into a temporary project).
@@ -115,6 +115,7 @@ step "clippy, native without model files" cargo clippy --all-targets --no-defaul
 step "clippy, wasm32 + simd128 without model files" env CARGO_TARGET_DIR=target/wasm-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook -- -D warnings
 step "clippy, wasm32 scalar without model files" env RUSTFLAGS="" CARGO_TARGET_DIR=target/nosimd-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook -- -D warnings
 step "clippy, wasm32 + simd128 as the model-file package build" env CARGO_TARGET_DIR=target/wasm-io-lint cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook,model-files -- -D warnings
+step "rustdoc, warnings denied" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step "native tests (lib, tests, examples)" cargo test --lib --tests --examples
 step "native doctests" cargo test --doc
 step "demo runs (cargo run --example demo)" demo_smoke

@@ -1,9 +1,9 @@
 //! The BitLinear forward pass, y = W x, on ternary weights and int8 activations.
 //!
 //! For TQ2_0 weights, x is quantized to Q8_K (one scale per 256 values) and
-//! y[r] = sum over blocks b of (d_w[b] * d_x[b]) * isum_b. For the other layouts, x is
-//! quantized per token (one symmetric scale d_x) and y[r] = d_x * sum over the row's
-//! scopes s of scale_s * isum_s. Every integer sum is exact, and the f32 sums run in
+//! `y[r] = sum over blocks b of (d_w[b] * d_x[b]) * isum_b`. For the other layouts, x
+//! is quantized per token (one symmetric scale `d_x`) and
+//! `y[r] = d_x * sum over the row's scopes s of scale_s * isum_s`. Every integer sum is exact, and the f32 sums run in
 //! block order on every backend.
 
 use crate::error::{Error, Result};

@@ -216,7 +216,7 @@ pub fn dequantize_tq1_0(blocks: &[BlockTq1_0], out: &mut [f32]) {
     }
 }
 
-/// One packed bitnet-hf row: byte k = sum over i of c(sources[i][k]) << 2i. Missing
+/// One packed bitnet-hf row: byte `k = sum over i of c(sources[i][k]) << 2i`. Missing
 /// sources (when the row count is not a multiple of 4) contribute zero bits, as
 /// transformers' `pack_weights` does.
 pub fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]) {
