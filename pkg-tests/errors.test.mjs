@@ -235,6 +235,8 @@ describe('options', () => {
     throwsClearly(() => quantizeTernary(x512, 2, 256, { layout: 5 }), Error, /5/, /string/);
     throwsClearly(() => quantizeTernary(x512, 2, 256, { layout: 'codes', scope: 'block', blockSize: 'x' }), Error, /"x"/);
     throwsClearly(() => quantizeInt8(x512, 2, 256, { symmetric: 'yes' }), Error, /"yes"/, /boolean/);
+    throwsClearly(() => quantizeTernary(x512, 2, 256, { layout: 'codes', scope: 'block', blockSize: 2 ** 40 }), Error, /blockSize/, /1099511627776/, /4294967295/);
+    throwsClearly(() => quantizeTernary(x512, 2, 256, { layout: 'codes', scope: 'block', blockSize: 2.5 }), Error, /blockSize/, /2\.5/);
   });
 
   test('init: a second build in one process is refused; unknown option', async () => {

@@ -68,7 +68,7 @@ impl<'a> Options<'a> {
         self.value(key).map(|value| value.as_f64().ok_or_else(|| self.wrong_type(key, "a number", &value))).transpose()
     }
 
-    /// A non-negative integer that fits `usize`.
+    /// An integer from 0 to `usize::MAX` (4294967295 on wasm32).
     pub(crate) fn size(&self, key: &str) -> Result<Option<usize>, JsError> {
         self.value(key)
             .map(|value| {
@@ -76,7 +76,7 @@ impl<'a> Options<'a> {
                     .as_f64()
                     .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n <= usize::MAX as f64)
                     .map(|n| n as usize)
-                    .ok_or_else(|| self.wrong_type(key, "a non-negative integer", &value))
+                    .ok_or_else(|| self.wrong_type(key, &format!("an integer from 0 to {}", usize::MAX), &value))
             })
             .transpose()
     }
