@@ -22,6 +22,7 @@ import {
   createPartial,
   finishPartial,
   makePlan,
+  opReportFields,
   openModel,
   readHeader,
   removePartial,
@@ -475,14 +476,7 @@ function tensorReport(op, result) {
   const s = result.stats ?? {};
   const figure = (key) => (s[key] === undefined ? null : s[key]);
   return {
-    name: op.name,
-    shape: op.shape,
-    kind: op.kind,
-    inType: op.inType,
-    outType: op.outType,
-    bytesIn: op.inputLength,
-    bytesOut: op.outputLength,
-    bitsPerWeight: op.bitsPerWeight,
+    ...opReportFields(op),
     scaleMin: figure('scaleMin'),
     scaleMax: figure('scaleMax'),
     scaleMean: figure('scaleMean'),

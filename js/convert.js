@@ -183,6 +183,20 @@ const ZEROS = Buffer.alloc(COPY_CHUNK);
  * conversion loop after a few calls (a first long call runs on baseline code).
  */
 export const CONVERT_CHUNK = 2 * 2 ** 20;
+/** What a report row says of an op before any figure: the same in the CLI and here. */
+export function opReportFields(op) {
+  return {
+    name: op.name,
+    shape: op.shape,
+    kind: op.kind,
+    inType: op.inType,
+    outType: op.outType,
+    bytesIn: op.inputLength,
+    bytesOut: op.outputLength,
+    bitsPerWeight: op.bitsPerWeight,
+  };
+}
+
 /** Values decoded at a time for the error figures: small buffers that stay in cache. */
 const MEASURE_SPAN = 2 ** 14;
 const FLOAT_BYTES = { F32: 4, F16: 2, BF16: 2 };
@@ -431,19 +445,7 @@ export class OpRunner {
   }
 
   statsBase(op) {
-    return {
-      name: op.name,
-      shape: op.shape,
-      kind: op.kind,
-      inType: op.inType,
-      outType: op.outType,
-      bytesIn: op.inputLength,
-      bytesOut: op.outputLength,
-      bitsPerWeight: op.bitsPerWeight,
-      scaleMin: null,
-      scaleMax: null,
-      scaleMean: null,
-    };
+    return { ...opReportFields(op), scaleMin: null, scaleMax: null, scaleMean: null };
   }
 
   /** Runs op `i`: { index, ms, stats } (stats null unless measuring or not applicable). */
