@@ -2,10 +2,11 @@
 
 pub mod bitnet_hf;
 pub mod blocks;
+mod scope;
 
 use crate::error::{checked_mul, Error, Result};
-use crate::scheme::Scope;
 use blocks::{BlockTq1_0, BlockTq2_0, QK_K};
+pub use scope::Scope;
 
 /// Where the ternary codes and scales of a tensor are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -227,7 +227,7 @@ fn pack_scopes(
         }
         TernaryLayout::BitnetHf => {
             let s = scale_of(0, data)?;
-            bitnet_hf::pack(k, data, rows, cols, s.code, &mut bytes);
+            pack_bitnet_hf(k, data, rows, cols, s.code, &mut bytes);
             scales.push(s.scale);
         }
         TernaryLayout::I2S => {
@@ -427,5 +427,18 @@ impl TernaryTensor {
             }
         }
         out
+    }
+}
+/// Quantizes and packs a row-major `[rows, cols]` tensor into transformers' BitNet
+/// packing, four weight rows per packed row.
+fn pack_bitnet_hf(k: &Kernels, data: &[f32], rows: usize, cols: usize, rule: CodeRule, out: &mut [u8]) {
+    for (r, out_row) in out.chunks_exact_mut(cols).enumerate().take(bitnet_hf::packed_rows(rows)) {
+        let mut sources: [&[f32]; 4] = [&[]; 4];
+        let mut count = 0;
+        for row in bitnet_hf::rows_of_packed_row(rows, r) {
+            sources[count] = &data[row * cols..(row + 1) * cols];
+            count += 1;
+        }
+        (k.pack_bitnet_hf_row)(&sources[..count], rule, out_row);
     }
 }
