@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
-use crate::layout::blocks::{QK8_0, QK_K};
-use crate::layout::TernaryLayout;
+use crate::error::{unknown_name, Error, Result};
+use crate::layout::blocks::QK_K;
+use crate::layout::{StorageFormat, TernaryLayout};
 use crate::scheme::int8::{quantize_int8, Int8Options, Int8Tensor};
 use crate::scheme::metrics::{error_stats, ErrorStats};
 use crate::scheme::ternary::{quantize_ternary, ScaleRule, TernaryOptions, TernaryTensor};
@@ -57,10 +57,11 @@ pub const PRESETS: [Preset; 4] = [
 impl Preset {
     /// Looks a preset up by name.
     pub fn by_name(name: &str) -> Result<Preset> {
-        PRESETS.iter().copied().find(|p| p.name == name).ok_or_else(|| Error::InvalidOption {
-            name: "preset",
-            reason: format!("unknown preset '{name}' (expected bitnet, compact, lossless or accurate)"),
-        })
+        PRESETS
+            .iter()
+            .copied()
+            .find(|p| p.name == name)
+            .ok_or_else(|| unknown_name("preset", "preset", name, PRESETS.iter().map(|p| p.name)))
     }
 
     /// Ternary options of this preset on the best backend.
@@ -306,10 +307,11 @@ pub fn estimate_model_size(shapes: &[(u64, u64)], layout: TernaryLayout, scope: 
         }
         let n = rows.checked_mul(cols).ok_or(overflow("rows * cols"))?;
         let (size, how) = if layout.row_block().is_some_and(|b| cols % b as u64 != 0) {
-            if cols % QK8_0 as u64 == 0 {
-                ((n / QK8_0 as u64).checked_mul(34).ok_or(overflow("Q8_0 bytes"))?, StoredAs::Q8_0)
+            let q8_0 = StorageFormat::Q8_0;
+            if cols % q8_0.block_values() as u64 == 0 {
+                (q8_0.data_bytes(n).ok_or(overflow("Q8_0 bytes"))?, StoredAs::Q8_0)
             } else {
-                (n.checked_mul(2).ok_or(overflow("f16 bytes"))?, StoredAs::F16)
+                (StorageFormat::F16.data_bytes(n).ok_or(overflow("f16 bytes"))?, StoredAs::F16)
             }
         } else {
             (layout.stored_bytes(rows, cols, scope)?, StoredAs::Ternary)

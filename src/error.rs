@@ -92,3 +92,24 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub(crate) fn checked_mul(a: usize, b: usize, what: &'static str) -> Result<usize> {
     a.checked_mul(b).ok_or(Error::SizeOverflow { what })
 }
+
+/// The error for a name that is not one of `names`: "unknown layout 'x' (expected a, b or
+/// c)", where `what` is "layout" and `option` the option that carried it.
+pub(crate) fn unknown_name<'a>(
+    option: &'static str,
+    what: &str,
+    name: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Error {
+    Error::InvalidOption { name: option, reason: format!("unknown {what} '{name}' (expected {})", one_of(names)) }
+}
+
+/// "a, b or c".
+pub(crate) fn one_of<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}

@@ -14,9 +14,13 @@ use std::process::Command;
 
 use io_util::*;
 use serde_json::{json, Value};
-use ternary_quant::io::plan::{FTYPE_TQ1_0, FTYPE_TQ2_0, QUANTIZATION_CONFIG};
+use ternary_quant::io::plan::QUANTIZATION_CONFIG;
 use ternary_quant::io::{plan_conversion, DType, Format, OpKind, OutputFormat, PlanOptions, TensorInfo};
 use ternary_quant::{Int8Layout, Int8Tensor, ScaleRule, Scope, TernaryLayout, TernaryTensor};
+
+// llama.cpp's LLAMA_FTYPE_MOSTLY_TQ1_0 and LLAMA_FTYPE_MOSTLY_TQ2_0.
+const FTYPE_TQ1_0: u32 = 36;
+const FTYPE_TQ2_0: u32 = 37;
 
 const ENV: &str = "TQ_ORACLE_PYTHON";
 

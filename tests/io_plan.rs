@@ -6,12 +6,18 @@ mod io_util;
 
 use io_util::*;
 use ternary_quant::io::gguf::read_gguf;
-use ternary_quant::io::plan::{default_ternary, FTYPE_I2_S, FTYPE_TQ1_0, FTYPE_TQ2_0, QUANTIZATION_CONFIG};
+use ternary_quant::io::plan::{default_ternary, QUANTIZATION_CONFIG};
 use ternary_quant::io::{
     plan_conversion, DType, GgufArray, GgufType, GgufValue, Metadata, ModelHeader, OpKind, OutputFormat, PlanOp,
     PlanOptions, ScaleSemantics,
 };
 use ternary_quant::{Error, ScaleRule, Scope, TernaryLayout};
+
+// llama.cpp's LLAMA_FTYPE_MOSTLY_TQ1_0 and LLAMA_FTYPE_MOSTLY_TQ2_0, bitnet.cpp's
+// LLAMA_FTYPE_MOSTLY_I2_S.
+const FTYPE_TQ1_0: u32 = 36;
+const FTYPE_TQ2_0: u32 = 37;
+const FTYPE_I2_S: u32 = 40;
 
 fn op<'a>(ops: &'a [PlanOp], name: &str) -> &'a PlanOp {
     ops.iter().find(|o| o.name == name).unwrap_or_else(|| panic!("no op {name}"))

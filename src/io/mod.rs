@@ -32,6 +32,7 @@ pub use plan::{
 pub use safetensors::{check_shards, parse_safetensors_index, ShardIndex};
 
 use crate::error::{Error, Result};
+use crate::layout::{FormatKind, StorageFormat};
 
 /// The container format of a model file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,23 +85,20 @@ pub enum DType {
     GgmlOther(u32),
 }
 
-/// (type id, name, values per block, bytes per block) of every ggml type this crate
-/// knows, as gguf-py's `GGML_QUANT_SIZES` lists them. I2_S (36) is bitnet.cpp's.
-const GGML_TYPES: &[(u32, &str, u64, u64)] = &[
-    (0, "F32", 1, 4),
-    (1, "F16", 1, 2),
+/// (type id, name, values per block, bytes per block) of the ggml types this crate can
+/// only copy, as gguf-py's `GGML_QUANT_SIZES` lists them. The types it writes are in
+/// [`StorageFormat`]'s table, the integer and F64 types in [`SAFETENSORS_TYPES`].
+const OTHER_GGML_TYPES: &[(u32, &str, u64, u64)] = &[
     (2, "Q4_0", 32, 18),
     (3, "Q4_1", 32, 20),
     (6, "Q5_0", 32, 22),
     (7, "Q5_1", 32, 24),
-    (8, "Q8_0", 32, 34),
     (9, "Q8_1", 32, 40),
     (10, "Q2_K", 256, 84),
     (11, "Q3_K", 256, 110),
     (12, "Q4_K", 256, 144),
     (13, "Q5_K", 256, 176),
     (14, "Q6_K", 256, 210),
-    (15, "Q8_K", 256, 292),
     (16, "IQ2_XXS", 256, 66),
     (17, "IQ2_XS", 256, 74),
     (18, "IQ3_XXS", 256, 98),
@@ -109,129 +107,145 @@ const GGML_TYPES: &[(u32, &str, u64, u64)] = &[
     (21, "IQ3_S", 256, 110),
     (22, "IQ2_S", 256, 82),
     (23, "IQ4_XS", 256, 136),
-    (24, "I8", 1, 1),
-    (25, "I16", 1, 2),
-    (26, "I32", 1, 4),
-    (27, "I64", 1, 8),
-    (28, "F64", 1, 8),
     (29, "IQ1_M", 256, 56),
-    (30, "BF16", 1, 2),
-    (34, "TQ1_0", 256, 54),
-    (35, "TQ2_0", 256, 66),
-    (36, "I2_S", 128, 32),
     (39, "MXFP4", 32, 17),
     (40, "NVFP4", 64, 36),
     (41, "Q1_0", 128, 18),
 ];
 
-/// (name, dtype, bytes per element) of the safetensors dtypes this crate reads.
-const SAFETENSORS_TYPES: &[(&str, DType, u64)] = &[
-    ("F32", DType::F32, 4),
-    ("F16", DType::F16, 2),
-    ("BF16", DType::BF16, 2),
-    ("F64", DType::F64, 8),
-    ("I8", DType::I8, 1),
-    ("I16", DType::I16, 2),
-    ("I32", DType::I32, 4),
-    ("I64", DType::I64, 8),
-    ("U8", DType::U8, 1),
-    ("U16", DType::U16, 2),
-    ("U32", DType::U32, 4),
-    ("U64", DType::U64, 8),
-    ("BOOL", DType::Bool, 1),
-    ("F8_E4M3", DType::F8E4M3, 1),
-    ("F8_E5M2", DType::F8E5M2, 1),
+/// (name, dtype, bytes per element, ggml type id) of the safetensors dtypes this crate
+/// reads that are not one of [`StorageFormat`]'s floats.
+const SAFETENSORS_TYPES: &[(&str, DType, u64, Option<u32>)] = &[
+    ("F64", DType::F64, 8, Some(28)),
+    ("I8", DType::I8, 1, Some(24)),
+    ("I16", DType::I16, 2, Some(25)),
+    ("I32", DType::I32, 4, Some(26)),
+    ("I64", DType::I64, 8, Some(27)),
+    ("U8", DType::U8, 1, None),
+    ("U16", DType::U16, 2, None),
+    ("U32", DType::U32, 4, None),
+    ("U64", DType::U64, 8, None),
+    ("BOOL", DType::Bool, 1, None),
+    ("F8_E4M3", DType::F8E4M3, 1, None),
+    ("F8_E5M2", DType::F8E5M2, 1, None),
 ];
 
 impl DType {
+    /// The storage format of this type, if it is one of the crate's formats.
+    pub fn format(self) -> Option<StorageFormat> {
+        match self {
+            DType::F32 => Some(StorageFormat::F32),
+            DType::F16 => Some(StorageFormat::F16),
+            DType::BF16 => Some(StorageFormat::BF16),
+            DType::Q8_0 => Some(StorageFormat::Q8_0),
+            DType::Tq1_0 => Some(StorageFormat::Tq1_0),
+            DType::Tq2_0 => Some(StorageFormat::Tq2_0),
+            DType::I2S => Some(StorageFormat::I2S),
+            DType::BitnetHf => Some(StorageFormat::BitnetHf),
+            DType::GgmlOther(id) => StorageFormat::from_ggml_type(id),
+            DType::F64
+            | DType::I8
+            | DType::I16
+            | DType::I32
+            | DType::I64
+            | DType::U8
+            | DType::U16
+            | DType::U32
+            | DType::U64
+            | DType::Bool
+            | DType::F8E4M3
+            | DType::F8E5M2 => None,
+        }
+    }
+
+    /// The dtype a model file stores `format` as, if model files can hold it.
+    pub fn from_format(format: StorageFormat) -> Option<DType> {
+        match format {
+            StorageFormat::F32 => Some(DType::F32),
+            StorageFormat::F16 => Some(DType::F16),
+            StorageFormat::BF16 => Some(DType::BF16),
+            StorageFormat::Q8_0 => Some(DType::Q8_0),
+            StorageFormat::Tq1_0 => Some(DType::Tq1_0),
+            StorageFormat::Tq2_0 => Some(DType::Tq2_0),
+            StorageFormat::I2S => Some(DType::I2S),
+            StorageFormat::BitnetHf => Some(DType::BitnetHf),
+            StorageFormat::Q8K => format.info().ggml_type.map(DType::GgmlOther),
+            StorageFormat::Codes | StorageFormat::Int8 => None,
+        }
+    }
+
     /// The name used in files, reports and the JS API: the safetensors dtype name
     /// (`F32`, `BF16`, `U8`...), the ggml type name (`Q8_0`, `TQ2_0`, `I2_S`...), or
     /// `bitnet-hf` for a packed weight read with its scale.
     pub fn name(self) -> &'static str {
+        if let Some(format) = self.format() {
+            return format.info().type_name;
+        }
         match self {
-            DType::BitnetHf => "bitnet-hf",
-            DType::GgmlOther(id) => GGML_TYPES.iter().find(|t| t.0 == id).map_or("unknown", |t| t.1),
-            DType::Tq1_0 => "TQ1_0",
-            DType::Tq2_0 => "TQ2_0",
-            DType::Q8_0 => "Q8_0",
-            DType::I2S => "I2_S",
+            DType::GgmlOther(id) => OTHER_GGML_TYPES.iter().find(|t| t.0 == id).map_or("unknown", |t| t.1),
             other => SAFETENSORS_TYPES.iter().find(|t| t.1 == other).map_or("unknown", |t| t.0),
         }
     }
 
     /// The dtype of a safetensors dtype name.
     pub fn from_safetensors(name: &str) -> Option<DType> {
-        SAFETENSORS_TYPES.iter().find(|t| t.0 == name).map(|t| t.1)
+        let float = StorageFormat::ALL
+            .into_iter()
+            .find(|f| f.info().kind == FormatKind::Float && f.info().type_name == name)
+            .and_then(DType::from_format);
+        float.or_else(|| SAFETENSORS_TYPES.iter().find(|t| t.0 == name).map(|t| t.1))
     }
 
     /// The safetensors dtype name, if safetensors can store this type.
     pub fn safetensors_name(self) -> Option<&'static str> {
-        SAFETENSORS_TYPES.iter().find(|t| t.1 == self).map(|t| t.0)
+        match self.format() {
+            Some(format) => (format.info().kind == FormatKind::Float).then_some(format.info().type_name),
+            None => SAFETENSORS_TYPES.iter().find(|t| t.1 == self).map(|t| t.0),
+        }
     }
 
     /// The dtype of a ggml type id, if this crate knows its block size.
     pub fn from_ggml(id: u32) -> Option<DType> {
-        GGML_TYPES.iter().find(|t| t.0 == id)?;
-        Some(match id {
-            0 => DType::F32,
-            1 => DType::F16,
-            8 => DType::Q8_0,
-            24 => DType::I8,
-            25 => DType::I16,
-            26 => DType::I32,
-            27 => DType::I64,
-            28 => DType::F64,
-            30 => DType::BF16,
-            34 => DType::Tq1_0,
-            35 => DType::Tq2_0,
-            36 => DType::I2S,
-            other => DType::GgmlOther(other),
-        })
+        if let Some(format) = StorageFormat::from_ggml_type(id) {
+            return DType::from_format(format);
+        }
+        if let Some(t) = SAFETENSORS_TYPES.iter().find(|t| t.3 == Some(id)) {
+            return Some(t.1);
+        }
+        OTHER_GGML_TYPES.iter().any(|t| t.0 == id).then_some(DType::GgmlOther(id))
     }
 
     /// The ggml type id, if GGUF can store this type.
     pub fn ggml_id(self) -> Option<u32> {
-        Some(match self {
-            DType::F32 => 0,
-            DType::F16 => 1,
-            DType::Q8_0 => 8,
-            DType::I8 => 24,
-            DType::I16 => 25,
-            DType::I32 => 26,
-            DType::I64 => 27,
-            DType::F64 => 28,
-            DType::BF16 => 30,
-            DType::Tq1_0 => 34,
-            DType::Tq2_0 => 35,
-            DType::I2S => 36,
-            DType::GgmlOther(id) => id,
-            _ => return None,
-        })
+        match (self.format(), self) {
+            (Some(format), _) => format.info().ggml_type,
+            (None, DType::GgmlOther(id)) => Some(id),
+            (None, other) => SAFETENSORS_TYPES.iter().find(|t| t.1 == other).and_then(|t| t.3),
+        }
     }
 
     /// (values per block, bytes per block) along a row. I2_S's blocks of 128 hold 32
     /// bytes of codes, plus one 32-byte tail per tensor (see [`DType::tensor_bytes`]).
+    /// bitnet-hf holds four codes per byte along the packed dimension, not a row block.
     pub fn block(self) -> (u64, u64) {
-        if let Some(t) = SAFETENSORS_TYPES.iter().find(|t| t.1 == self) {
-            return (1, t.2);
+        if let Some(format) = self.format() {
+            return (u64::from(format.info().block_values), u64::from(format.info().block_bytes));
         }
-        match self {
-            // Four codes per byte along the packed dimension; not a row block.
-            DType::BitnetHf => (1, 1),
-            other => {
-                other.ggml_id().and_then(|id| GGML_TYPES.iter().find(|t| t.0 == id)).map_or((1, 1), |t| (t.2, t.3))
-            }
-        }
+        let other = match self {
+            DType::GgmlOther(id) => OTHER_GGML_TYPES.iter().find(|t| t.0 == id).map(|t| (t.2, t.3)),
+            dtype => SAFETENSORS_TYPES.iter().find(|t| t.1 == dtype).map(|t| (1, t.2)),
+        };
+        other.unwrap_or((1, 1))
     }
 
     /// F32, F16 or BF16: plain floats the kernels decode.
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F16 | DType::BF16)
+        self.format().is_some_and(|f| f.info().kind == FormatKind::Float)
     }
 
     /// Already-ternary input types, whose codes a conversion keeps exactly.
     pub fn is_ternary(self) -> bool {
-        matches!(self, DType::Tq1_0 | DType::Tq2_0 | DType::I2S | DType::BitnetHf)
+        self.format().is_some_and(|f| f.info().kind == FormatKind::Ternary)
     }
 
     /// Whether [`convert_tensor`] can decode this type to f32 values.
@@ -255,13 +269,11 @@ impl DType {
                 self.name()
             )));
         }
-        let bytes = (count / block).checked_mul(size).ok_or(Error::SizeOverflow { what: "tensor bytes" })?;
-        if self == DType::I2S {
-            return bytes
-                .checked_add(crate::layout::I2_S_TAIL as u64)
-                .ok_or(Error::SizeOverflow { what: "tensor bytes" });
-        }
-        Ok(bytes)
+        let tail = self.format().map_or(0, |f| u64::from(f.info().tensor_tail_bytes));
+        (count / block)
+            .checked_mul(size)
+            .and_then(|bytes| bytes.checked_add(tail))
+            .ok_or(Error::SizeOverflow { what: "tensor bytes" })
     }
 }
 

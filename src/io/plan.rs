@@ -71,9 +71,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::gguf::{write_gguf, GgufTensorOut, GgufValue};
 use super::{element_count, safetensors, DType, Format, Metadata, ModelHeader, TensorInfo};
-use crate::error::{Error, Result};
+use crate::error::{one_of, Error, Result};
 use crate::layout::blocks::QK8_0;
-use crate::layout::TernaryLayout;
+pub use crate::layout::OutputFormat;
+use crate::layout::{StorageFormat, TernaryLayout};
 use crate::{Backend, ScaleRule, Scope};
 
 /// Name patterns of tensors that are not ternarised by default (see the module docs).
@@ -83,45 +84,8 @@ pub const DEFAULT_KEEP: [&str; 7] = ["embed", "lm_head", "output.weight", "norm"
 pub const QUANTIZATION_CONFIG: &str =
     r#"{"quant_method":"bitnet","linear_class":"autobitlinear","quantization_mode":"offline"}"#;
 
-/// llama.cpp's LLAMA_FTYPE_MOSTLY_TQ1_0.
-pub const FTYPE_TQ1_0: u32 = 36;
-/// llama.cpp's LLAMA_FTYPE_MOSTLY_TQ2_0.
-pub const FTYPE_TQ2_0: u32 = 37;
-/// bitnet.cpp's LLAMA_FTYPE_MOSTLY_I2_S.
-pub const FTYPE_I2_S: u32 = 40;
 /// ggml's quantization version (GGML_QNT_VERSION).
 pub const QUANTIZATION_VERSION: u32 = 2;
-
-/// The kind of file to write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OutputFormat {
-    /// GGUF v3 with TQ2_0, TQ1_0 or I2_S ternary tensors.
-    Gguf,
-    /// safetensors in transformers' BitNet packing.
-    BitnetHf,
-}
-
-impl OutputFormat {
-    /// `gguf` or `bitnet-hf`.
-    pub fn name(self) -> &'static str {
-        match self {
-            OutputFormat::Gguf => "gguf",
-            OutputFormat::BitnetHf => "bitnet-hf",
-        }
-    }
-
-    /// Parses [`OutputFormat::name`].
-    pub fn from_name(name: &str) -> Result<OutputFormat> {
-        match name {
-            "gguf" => Ok(OutputFormat::Gguf),
-            "bitnet-hf" => Ok(OutputFormat::BitnetHf),
-            _ => Err(Error::InvalidOption {
-                name: "output",
-                reason: format!("unknown output '{name}' (expected gguf or bitnet-hf)"),
-            }),
-        }
-    }
-}
 
 /// How a bitnet-hf `weight_scale` applies to the codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -274,13 +238,7 @@ impl PlanOp {
 
     /// The ternary layout this op writes, if any.
     pub fn out_layout(&self) -> Option<TernaryLayout> {
-        match self.out_type {
-            DType::Tq2_0 => Some(TernaryLayout::Tq2_0),
-            DType::Tq1_0 => Some(TernaryLayout::Tq1_0),
-            DType::I2S => Some(TernaryLayout::I2S),
-            DType::BitnetHf => Some(TernaryLayout::BitnetHf),
-            _ => None,
-        }
+        self.out_type.format().and_then(TernaryLayout::from_format)
     }
 }
 
@@ -349,13 +307,9 @@ impl Entry<'_> {
 }
 
 /// The ternary layout's dtype.
-fn layout_dtype(layout: TernaryLayout) -> DType {
-    match layout {
-        TernaryLayout::Tq2_0 => DType::Tq2_0,
-        TernaryLayout::Tq1_0 => DType::Tq1_0,
-        TernaryLayout::I2S => DType::I2S,
-        _ => DType::BitnetHf,
-    }
+fn layout_dtype(layout: TernaryLayout) -> Result<DType> {
+    DType::from_format(layout.format())
+        .ok_or_else(|| Error::Unsupported(format!("the {layout} layout has no model-file type")))
 }
 
 fn check_options(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<()> {
@@ -368,15 +322,8 @@ fn check_options(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<()> {
             "GGUF input is one file; merge split GGUF files (llama-gguf-split --merge) first".into(),
         ));
     }
-    let layout_ok = match opts.output {
-        OutputFormat::Gguf => matches!(opts.layout, TernaryLayout::Tq2_0 | TernaryLayout::Tq1_0 | TernaryLayout::I2S),
-        OutputFormat::BitnetHf => opts.layout == TernaryLayout::BitnetHf,
-    };
-    if !layout_ok {
-        let expected = match opts.output {
-            OutputFormat::Gguf => "tq2_0, tq1_0 or i2_s",
-            OutputFormat::BitnetHf => "bitnet-hf",
-        };
+    if !opts.layout.format().info().outputs.contains(&opts.output) {
+        let expected = one_of(opts.output.ternary_formats().map(StorageFormat::name));
         return Err(Error::InvalidOption {
             name: "layout",
             reason: format!("{} output takes layout {expected}, not {}", opts.output.name(), opts.layout),
@@ -423,7 +370,7 @@ fn fallback_for_rows(layout: TernaryLayout, cols: u64, in_type: DType, shape: &[
         Some(b) if !cols.is_multiple_of(b as u64) => b,
         _ => return Ok(None),
     };
-    let name = layout_dtype(layout).name();
+    let name = layout_dtype(layout)?.name();
     let (out_type, why) = if cols.is_multiple_of(QK8_0 as u64) {
         (DType::Q8_0, format!("stored as Q8_0 ({cols} is a multiple of 32), as llama.cpp falls back"))
     } else {
@@ -506,7 +453,7 @@ fn decide(entry: &Entry<'_>, wants_ternary: bool, opts: &PlanOptions) -> Result<
             if let Some(fallback) = fallback_for_rows(opts.layout, cols, in_type, &shape)? {
                 return Ok(fallback);
             }
-            let out_type = layout_dtype(opts.layout);
+            let out_type = layout_dtype(opts.layout)?;
             if in_type == out_type {
                 // Re-packing into the same layout would give the same bytes.
                 return Ok(Decision { kind: OpKind::Copy, out_type, reason: None, output_length: stored_len });
@@ -625,11 +572,9 @@ fn set_key(metadata: &mut Vec<(String, GgufValue)>, key: &str, value: GgufValue)
 }
 
 fn layout_gguf(inputs: &[ModelHeader], opts: &PlanOptions, ops: &mut [PlanOp]) -> Result<(Vec<u8>, u64)> {
-    let ftype = match opts.layout {
-        TernaryLayout::Tq1_0 => FTYPE_TQ1_0,
-        TernaryLayout::I2S => FTYPE_I2_S,
-        _ => FTYPE_TQ2_0,
-    };
+    let ftype = opts.layout.format().info().file_type.ok_or_else(|| {
+        Error::Unsupported(format!("{} has no llama.cpp file type; GGUF output takes none", opts.layout))
+    })?;
     let input = &inputs[0];
     let (mut metadata, alignment) = match &input.metadata {
         Metadata::Gguf(m) => (m.clone(), input.alignment.unwrap_or(super::gguf::DEFAULT_ALIGNMENT)),

@@ -2,10 +2,11 @@
 
 pub mod bitnet_hf;
 pub mod blocks;
+pub mod format;
 mod scope;
 
-use crate::error::{checked_mul, Error, Result};
-use blocks::{BlockTq1_0, BlockTq2_0, QK_K};
+use crate::error::{checked_mul, unknown_name, Error, Result};
+pub use format::{FormatInfo, FormatKind, OutputFormat, Packing, StorageFormat};
 pub use scope::Scope;
 
 /// Where the ternary codes and scales of a tensor are stored.
@@ -31,40 +32,59 @@ pub enum TernaryLayout {
 }
 
 /// Values per I2_S block.
-pub const QK_I2_S: usize = 128;
+pub const QK_I2_S: usize = StorageFormat::I2S.block_values();
 /// Bytes after the I2_S codes; the first four hold the f32 scale.
-pub const I2_S_TAIL: usize = 32;
+pub const I2_S_TAIL: usize = StorageFormat::I2S.info().tensor_tail_bytes as usize;
 
 impl TernaryLayout {
     /// Every layout.
     pub const ALL: [TernaryLayout; 5] = [Self::Tq2_0, Self::Tq1_0, Self::BitnetHf, Self::I2S, Self::Codes];
 
+    /// The storage format, where every number about this layout is written.
+    pub const fn format(self) -> StorageFormat {
+        match self {
+            Self::Tq2_0 => StorageFormat::Tq2_0,
+            Self::Tq1_0 => StorageFormat::Tq1_0,
+            Self::BitnetHf => StorageFormat::BitnetHf,
+            Self::I2S => StorageFormat::I2S,
+            Self::Codes => StorageFormat::Codes,
+        }
+    }
+
+    /// The layout stored in `format`, if it is a ternary one.
+    pub const fn from_format(format: StorageFormat) -> Option<Self> {
+        match format {
+            StorageFormat::Tq2_0 => Some(Self::Tq2_0),
+            StorageFormat::Tq1_0 => Some(Self::Tq1_0),
+            StorageFormat::BitnetHf => Some(Self::BitnetHf),
+            StorageFormat::I2S => Some(Self::I2S),
+            StorageFormat::Codes => Some(Self::Codes),
+            StorageFormat::Q8_0
+            | StorageFormat::Q8K
+            | StorageFormat::Int8
+            | StorageFormat::F32
+            | StorageFormat::F16
+            | StorageFormat::BF16 => None,
+        }
+    }
+
     /// The name used in the JS API, the CLI and reports.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Tq2_0 => "tq2_0",
-            Self::Tq1_0 => "tq1_0",
-            Self::BitnetHf => "bitnet-hf",
-            Self::I2S => "i2_s",
-            Self::Codes => "codes",
-        }
+        self.format().name()
     }
 
     /// Parses [`TernaryLayout::name`].
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|l| l.name() == name).ok_or_else(|| Error::InvalidOption {
-            name: "layout",
-            reason: format!("unknown layout '{name}' (expected tq2_0, tq1_0, bitnet-hf, i2_s or codes)"),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == name)
+            .ok_or_else(|| unknown_name("layout", "layout", name, Self::ALL.map(Self::name)))
     }
 
     /// Values per block whose length rows must be a multiple of, if any.
     pub fn row_block(self) -> Option<usize> {
-        match self {
-            Self::Tq2_0 | Self::Tq1_0 => Some(QK_K),
-            Self::I2S => Some(QK_I2_S),
-            Self::BitnetHf | Self::Codes => None,
-        }
+        let block = self.format().block_values();
+        (block > 1).then_some(block)
     }
 
     /// Checks that this layout can store a `rows x cols` tensor with the given scope.
@@ -88,42 +108,67 @@ impl TernaryLayout {
             (Self::Codes, Scope::Block(n)) if !cols.is_multiple_of(n as u64) => {
                 Err(Error::RowNotBlockAligned { layout: "codes with the block scope", block: n, cols: cols as usize })
             }
-            _ => Ok(()),
+            (Self::Tq2_0 | Self::Tq1_0 | Self::BitnetHf | Self::I2S | Self::Codes, _) => Ok(()),
         }
     }
 
     /// Whether this layout can store scales of this scope at all, whatever the shape.
     pub fn check_scope(self, scope: Scope) -> Result<()> {
-        match (self, scope) {
-            (_, Scope::Block(0)) => Err(Error::InvalidOption { name: "blockSize", reason: "must be positive".into() }),
-            (Self::Tq2_0 | Self::Tq1_0, Scope::Block(n)) if n != QK_K => Err(Error::Unsupported(format!(
-                "{} stores one scale per 256 values, so the block scope needs blockSize 256, not {n}",
+        let Scope::Block(n) = scope else {
+            return match (self, scope) {
+                (Self::BitnetHf | Self::I2S, Scope::Row) => Err(self.one_scale_per_tensor()),
+                (Self::Tq2_0 | Self::Tq1_0 | Self::BitnetHf | Self::I2S | Self::Codes, _) => Ok(()),
+            };
+        };
+        if n == 0 {
+            return Err(Error::InvalidOption { name: "blockSize", reason: "must be positive".into() });
+        }
+        let block = self.format().block_values();
+        match self {
+            Self::Tq2_0 | Self::Tq1_0 if n != block => Err(Error::Unsupported(format!(
+                "{} stores one scale per {block} values, so the block scope needs blockSize {block}, not {n}",
                 self.name()
             ))),
-            (Self::BitnetHf | Self::I2S, Scope::Row | Scope::Block(_)) => {
-                Err(Error::Unsupported(format!("{} stores one scale per tensor; use the tensor scope", self.name())))
-            }
-            _ => Ok(()),
+            Self::BitnetHf | Self::I2S => Err(self.one_scale_per_tensor()),
+            Self::Tq2_0 | Self::Tq1_0 | Self::Codes => Ok(()),
         }
+    }
+
+    fn one_scale_per_tensor(self) -> Error {
+        Error::Unsupported(format!("{} stores one scale per tensor; use the tensor scope", self.name()))
     }
 
     /// Length of [`crate::TernaryTensor::bytes`] for a tensor this layout can store.
     pub fn data_bytes(self, rows: usize, cols: usize) -> Result<usize> {
-        let n = checked_mul(rows, cols, "rows * cols")?;
-        match self {
-            Self::Tq2_0 => checked_mul(n / QK_K, core::mem::size_of::<BlockTq2_0>(), "TQ2_0 bytes"),
-            Self::Tq1_0 => checked_mul(n / QK_K, core::mem::size_of::<BlockTq1_0>(), "TQ1_0 bytes"),
-            Self::BitnetHf => checked_mul(rows.div_ceil(4), cols, "bitnet-hf bytes"),
-            Self::I2S => (n / 4).checked_add(I2_S_TAIL).ok_or(Error::SizeOverflow { what: "I2_S bytes" }),
-            Self::Codes => Ok(n),
-        }
+        checked_mul(rows, cols, "rows * cols")?;
+        let bytes = self.data_bytes_u64(rows as u64, cols as u64)?;
+        usize::try_from(bytes).map_err(|_| Error::SizeOverflow { what: self.bytes_what() })
     }
 
     /// Bytes of scales stored beside the data (TQ layouts keep theirs inside it).
     pub fn side_scale_bytes(self, scopes: usize) -> usize {
+        self.format().info().side_scale_bytes as usize * scopes
+    }
+
+    /// [`TernaryLayout::data_bytes`] in u64, for shapes a 32-bit `usize` cannot count.
+    fn data_bytes_u64(self, rows: u64, cols: u64) -> Result<u64> {
+        let overflow = Error::SizeOverflow { what: self.bytes_what() };
+        let n = rows.checked_mul(cols).ok_or(Error::SizeOverflow { what: "rows * cols" })?;
+        match self.format().info().packing {
+            Packing::FourRowsPerByte => rows.div_ceil(4).checked_mul(cols).ok_or(overflow),
+            Packing::GgmlBlocks | Packing::InterleavedWithTail | Packing::BytePerValue | Packing::Float => {
+                self.format().data_bytes(n).ok_or(overflow)
+            }
+        }
+    }
+
+    fn bytes_what(self) -> &'static str {
         match self {
-            Self::Tq2_0 | Self::Tq1_0 | Self::I2S => 0,
-            Self::BitnetHf | Self::Codes => 4 * scopes,
+            Self::Tq2_0 => "TQ2_0 bytes",
+            Self::Tq1_0 => "TQ1_0 bytes",
+            Self::BitnetHf => "bitnet-hf bytes",
+            Self::I2S => "I2_S bytes",
+            Self::Codes => "codes bytes",
         }
     }
 }
@@ -143,17 +188,9 @@ impl TernaryLayout {
             Scope::Row => rows,
             Scope::Block(b) => n / b as u64,
         };
-        let data = match self {
-            Self::Tq2_0 => n / QK_K as u64 * 66,
-            Self::Tq1_0 => n / QK_K as u64 * 54,
-            Self::BitnetHf => rows.div_ceil(4).checked_mul(cols).ok_or(overflow("bitnet-hf bytes"))?,
-            Self::I2S => n / 4 + I2_S_TAIL as u64,
-            Self::Codes => n,
-        };
-        let side = match self {
-            Self::BitnetHf | Self::Codes => scopes.checked_mul(4).ok_or(overflow("scale bytes"))?,
-            _ => 0,
-        };
+        let data = self.data_bytes_u64(rows, cols)?;
+        let side =
+            scopes.checked_mul(u64::from(self.format().info().side_scale_bytes)).ok_or(overflow("scale bytes"))?;
         data.checked_add(side).ok_or(overflow("stored bytes"))
     }
 }

@@ -1,8 +1,9 @@
 //! Int8 activations: symmetric and asymmetric, per tensor, row (token) or block.
 
-use crate::error::{Error, Result};
+use crate::error::{unknown_name, Error, Result};
 use crate::kernels::{scalar::round_away, Backend, Kernels};
 use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_value, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
+use crate::layout::StorageFormat;
 use crate::scheme::{check_input, Scope};
 
 /// How int8 values are stored.
@@ -24,21 +25,34 @@ impl Int8Layout {
     /// Every layout.
     pub const ALL: [Int8Layout; 3] = [Self::Plain, Self::Q8_0, Self::Q8K];
 
+    /// The storage format, where every number about this layout is written.
+    pub const fn format(self) -> StorageFormat {
+        match self {
+            Self::Plain => StorageFormat::Int8,
+            Self::Q8_0 => StorageFormat::Q8_0,
+            Self::Q8K => StorageFormat::Q8K,
+        }
+    }
+
     /// The JS/CLI name.
     pub fn name(self) -> &'static str {
+        self.format().name()
+    }
+
+    /// Values per block of the ggml layouts; `None` for plain int8, which has no blocks.
+    pub fn natural_block(self) -> Option<usize> {
         match self {
-            Self::Plain => "plain",
-            Self::Q8_0 => "q8_0",
-            Self::Q8K => "q8_k",
+            Self::Plain => None,
+            Self::Q8_0 | Self::Q8K => Some(self.format().block_values()),
         }
     }
 
     /// Parses [`Int8Layout::name`].
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|l| l.name() == name).ok_or_else(|| Error::InvalidOption {
-            name: "layout",
-            reason: format!("unknown int8 layout '{name}' (expected plain, q8_0 or q8_k)"),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == name)
+            .ok_or_else(|| unknown_name("layout", "int8 layout", name, Self::ALL.map(Self::name)))
     }
 }
 
@@ -61,11 +75,9 @@ impl Int8Options {
         self.backend
             .kernels()
             .ok_or_else(|| Error::Unsupported(format!("backend {} on this machine", self.backend)))?;
-        let cols = match (self.layout, self.scope) {
-            (_, Scope::Block(n)) if n > 0 => n,
-            (Int8Layout::Q8_0, _) => QK8_0,
-            (Int8Layout::Q8K, _) => QK_K,
-            _ => 1,
+        let cols = match self.scope {
+            Scope::Block(n) if n > 0 => n,
+            Scope::Block(_) | Scope::Tensor | Scope::Row => self.layout.natural_block().unwrap_or(1),
         };
         check_options(self, cols)
     }
@@ -140,8 +152,7 @@ fn check_options(opts: &Int8Options, cols: usize) -> Result<()> {
     let (layout, block) = match (opts.layout, opts.scope) {
         (Int8Layout::Plain, Scope::Block(n)) => ("int8 with the block scope", n),
         (Int8Layout::Plain, _) => return Ok(()),
-        (Int8Layout::Q8_0, _) => ("q8_0", QK8_0),
-        (Int8Layout::Q8K, _) => ("q8_k", QK_K),
+        (Int8Layout::Q8_0 | Int8Layout::Q8K, _) => (opts.layout.name(), opts.layout.format().block_values()),
     };
     if opts.layout != Int8Layout::Plain
         && (!opts.symmetric || opts.clip.is_some() || opts.percentile.is_some() || opts.scope != Scope::Block(block))
@@ -269,8 +280,7 @@ impl Int8Tensor {
     /// Takes Q8_0 or Q8_K bytes as they are (e.g. from a file) and checks their length.
     pub fn from_bytes(bytes: Vec<u8>, rows: usize, cols: usize, layout: Int8Layout) -> Result<Self> {
         let (block, size) = match layout {
-            Int8Layout::Q8_0 => (QK8_0, core::mem::size_of::<BlockQ8_0>()),
-            Int8Layout::Q8K => (QK_K, core::mem::size_of::<BlockQ8K>()),
+            Int8Layout::Q8_0 | Int8Layout::Q8K => (layout.format().block_values(), layout.format().block_bytes()),
             Int8Layout::Plain => {
                 return Err(Error::Unsupported(
                     "plain int8 bytes carry no scales; build the tensor from its parts".into(),
@@ -290,7 +300,7 @@ impl Int8Tensor {
         }
         Ok(match layout {
             Int8Layout::Q8_0 => q8_0_tensor(bytes, rows, cols),
-            _ => {
+            Int8Layout::Q8K | Int8Layout::Plain => {
                 let blocks: Vec<BlockQ8K> = bytes.chunks_exact(size).map(BlockQ8K::read_bytes).collect();
                 q8_k_tensor(&blocks, rows, cols)
             }

@@ -1,6 +1,6 @@
 //! Ternary weights: the four scale rules over the three scopes, and the tensor type.
 
-use crate::error::{Error, Result};
+use crate::error::{unknown_name, Error, Result};
 use crate::kernels::{Backend, CodeRule, Kernels};
 use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_bits, f16_value, BlockTq1_0, BlockTq2_0};
 use crate::layout::{bitnet_hf, TernaryLayout};
@@ -41,10 +41,10 @@ impl ScaleRule {
 
     /// Parses [`ScaleRule::name`].
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|r| r.name() == name).ok_or_else(|| Error::InvalidOption {
-            name: "rule",
-            reason: format!("unknown rule '{name}' (expected absmean, absmax, median or twn)"),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| unknown_name("rule", "rule", name, Self::ALL.map(Self::name)))
     }
 }
 
@@ -302,8 +302,8 @@ impl TernaryTensor {
         let count = scope.count(rows, cols);
         let scales = match (layout, side_scales) {
             (TernaryLayout::Tq2_0 | TernaryLayout::Tq1_0, None) => {
-                let block_size = if layout == TernaryLayout::Tq2_0 { 66 } else { 54 };
-                let blocks_per_scope = scope.span(rows, cols) / 256;
+                let block_size = layout.format().block_bytes();
+                let blocks_per_scope = scope.span(rows, cols) / layout.format().block_values();
                 let mut scales = Vec::with_capacity(count);
                 for (s, scope_bytes) in bytes.chunks(block_size * blocks_per_scope).enumerate() {
                     let d = |b: &[u8]| [b[block_size - 2], b[block_size - 1]];

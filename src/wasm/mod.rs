@@ -66,10 +66,8 @@ fn ternary_options(o: &Options) -> Result<TernaryOptions, JsError> {
 /// otherwise.
 fn int8_options(o: &Options) -> Result<Int8Options, JsError> {
     let layout = Int8Layout::from_name(o.string("layout")?.as_deref().unwrap_or("plain")).map_err(js_error)?;
-    let natural_block = match layout {
-        Int8Layout::Q8K => QK_K,
-        _ => QK8_0,
-    };
+    // Plain int8 with the block scope takes Q8_0's block unless told otherwise.
+    let natural_block = layout.natural_block().unwrap_or(QK8_0);
     let default_scope = if layout == Int8Layout::Plain { "row" } else { "block" };
     let scope_name = o.string("scope")?;
     Ok(Int8Options {
