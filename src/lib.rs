@@ -37,11 +37,11 @@ pub use error::{Error, Result};
 pub use gemv::{mat_vec_f32, ternary_mat_vec};
 #[cfg(feature = "model-files")]
 pub use io::{
-    convert_tensor, plan_conversion, read_model, ConversionPlan, ConvertedTensor, DType, ModelHeader, OutputFormat,
-    PlanOp, PlanOptions, TensorInfo, TensorStats,
+    convert_tensor, plan_conversion, read_model, ConversionPlan, ConvertedTensor, DType, ModelHeader, PlanOp,
+    PlanOptions, TensorInfo, TensorStats,
 };
 pub use kernels::Backend;
-pub use layout::TernaryLayout;
+pub use layout::{FormatInfo, FormatKind, OutputFormat, StorageFormat, TernaryLayout};
 pub use scheme::int8::{quantize_int8, Int8Layout, Int8Options, Int8Tensor};
 pub use scheme::metrics::{error_stats, ErrorStats};
 pub use scheme::ternary::{quantize_ternary, ScaleRule, TernaryOptions, TernaryTensor};

@@ -16,7 +16,7 @@ use io_util::*;
 use serde_json::{json, Value};
 use ternary_quant::io::plan::QUANTIZATION_CONFIG;
 use ternary_quant::io::{plan_conversion, DType, Format, OpKind, OutputFormat, PlanOptions, TensorInfo};
-use ternary_quant::{Int8Layout, Int8Tensor, ScaleRule, Scope, TernaryLayout, TernaryTensor};
+use ternary_quant::{Int8Layout, Int8Tensor, ScaleRule, Scope, StorageFormat, TernaryLayout, TernaryTensor};
 
 // llama.cpp's LLAMA_FTYPE_MOSTLY_TQ1_0 and LLAMA_FTYPE_MOSTLY_TQ2_0.
 const FTYPE_TQ1_0: u32 = 36;
@@ -130,6 +130,24 @@ fn safetensors_model() -> Vec<u8> {
             t("lm_head.weight", "F16", &[8, 256], f16_bytes(&values(2048, 9))),
         ],
     )
+}
+
+#[test]
+#[ignore = "needs the oracle venv: run scripts/test.sh"]
+fn format_table_matches_gguf_py() {
+    let dir = temp_dir("format-table");
+    let formats: Vec<Value> = StorageFormat::ALL
+        .iter()
+        .map(|f| {
+            let info = f.info();
+            json!({ "typeName": info.type_name, "ggmlType": info.ggml_type, "fileType": info.file_type })
+        })
+        .collect();
+    let ggml_types: Vec<Value> = ternary_quant::io::ggml_types().map(|t| json!([t.0, t.1, t.2, t.3])).collect();
+    let path = dir.join("table.json");
+    write_json(&path, &json!({ "formats": formats, "ggmlTypes": ggml_types }));
+    run_script("check_format_table.py", &[&path]);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -130,6 +130,17 @@ const SAFETENSORS_TYPES: &[(&str, DType, u64, Option<u32>)] = &[
     ("F8_E5M2", DType::F8E5M2, 1, None),
 ];
 
+/// (type id, name, values per block, bytes per block) of every ggml type this crate
+/// knows: the ones it writes, the integer and float ones, and the ones it only copies.
+pub fn ggml_types() -> impl Iterator<Item = (u32, &'static str, u64, u64)> {
+    let formats = StorageFormat::ALL.into_iter().filter_map(|f| {
+        let info = f.info();
+        info.ggml_type.map(|id| (id, info.type_name, u64::from(info.block_values), u64::from(info.block_bytes)))
+    });
+    let plain = SAFETENSORS_TYPES.iter().filter_map(|t| t.3.map(|id| (id, t.0, 1, t.2)));
+    formats.chain(plain).chain(OTHER_GGML_TYPES.iter().copied())
+}
+
 impl DType {
     /// The storage format of this type, if it is one of the crate's formats.
     pub fn format(self) -> Option<StorageFormat> {

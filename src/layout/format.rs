@@ -184,7 +184,8 @@ const fn int8(name: &'static str, type_name: &'static str, block: (u32, u32), gg
 const TQ2_0: FormatInfo = ternary("tq2_0", "TQ2_0", Packing::GgmlBlocks, (256, 66), Some(35), Some(37), GGUF);
 const TQ1_0: FormatInfo = ternary("tq1_0", "TQ1_0", Packing::GgmlBlocks, (256, 54), Some(34), Some(36), GGUF);
 // bitnet.cpp's type 36 and LLAMA_FTYPE_MOSTLY_I2_S; its blocks of 128 values hold 32
-// bytes of codes.
+// bytes of codes. Upstream ggml leaves type 36 unassigned, but its file type 40 is
+// MOSTLY_Q1_0: only bitnet.cpp reads these files.
 const I2_S: FormatInfo = FormatInfo {
     tensor_tail_bytes: 32,
     ..ternary("i2_s", "I2_S", Packing::InterleavedWithTail, (128, 32), Some(36), Some(40), GGUF)
