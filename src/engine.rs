@@ -61,7 +61,7 @@ impl Preset {
             .iter()
             .copied()
             .find(|p| p.name == name)
-            .ok_or_else(|| unknown_name("preset", "preset", name, PRESETS.iter().map(|p| p.name)))
+            .ok_or_else(|| unknown_name("preset", "preset", name, &PRESETS.map(|p| p.name)))
     }
 
     /// Ternary options of this preset on the best backend.

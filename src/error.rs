@@ -95,21 +95,18 @@ pub(crate) fn checked_mul(a: usize, b: usize, what: &'static str) -> Result<usiz
 
 /// The error for a name that is not one of `names`: "unknown layout 'x' (expected a, b or
 /// c)", where `what` is "layout" and `option` the option that carried it.
-pub(crate) fn unknown_name<'a>(
-    option: &'static str,
-    what: &str,
-    name: &str,
-    names: impl IntoIterator<Item = &'a str>,
-) -> Error {
+pub(crate) fn unknown_name(option: &'static str, what: &str, name: &str, names: &[&str]) -> Error {
     Error::InvalidOption { name: option, reason: format!("unknown {what} '{name}' (expected {})", one_of(names)) }
 }
 
 /// "a, b or c".
-pub(crate) fn one_of<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    let names: Vec<&str> = names.into_iter().collect();
-    match names.split_last() {
-        Some((last, [])) => (*last).to_string(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-        None => String::new(),
+pub(crate) fn one_of(names: &[&str]) -> String {
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if i + 1 == names.len() { " or " } else { ", " });
+        }
+        out.push_str(name);
     }
+    out
 }

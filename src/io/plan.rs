@@ -323,7 +323,7 @@ fn check_options(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<()> {
         ));
     }
     if !opts.layout.format().info().outputs.contains(&opts.output) {
-        let expected = one_of(opts.output.ternary_formats().map(StorageFormat::name));
+        let expected = one_of(&opts.output.ternary_formats().map(StorageFormat::name).collect::<Vec<_>>());
         return Err(Error::InvalidOption {
             name: "layout",
             reason: format!("{} output takes layout {expected}, not {}", opts.output.name(), opts.layout),

@@ -37,7 +37,7 @@ impl OutputFormat {
         Self::ALL
             .into_iter()
             .find(|o| o.name() == name)
-            .ok_or_else(|| unknown_name("output", "output", name, Self::ALL.map(Self::name)))
+            .ok_or_else(|| unknown_name("output", "output", name, &Self::ALL.map(Self::name)))
     }
 
     /// The ternary formats this output can hold, first the default.
@@ -57,6 +57,17 @@ pub enum FormatKind {
     Int8,
     /// IEEE or bfloat floats.
     Float,
+}
+
+impl FormatKind {
+    /// `ternary`, `int8` or `float`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FormatKind::Ternary => "ternary",
+            FormatKind::Int8 => "int8",
+            FormatKind::Float => "float",
+        }
+    }
 }
 
 /// How the values of a format sit in its bytes.

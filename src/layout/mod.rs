@@ -78,7 +78,7 @@ impl TernaryLayout {
         Self::ALL
             .into_iter()
             .find(|l| l.name() == name)
-            .ok_or_else(|| unknown_name("layout", "layout", name, Self::ALL.map(Self::name)))
+            .ok_or_else(|| unknown_name("layout", "layout", name, &Self::ALL.map(Self::name)))
     }
 
     /// Values per block whose length rows must be a multiple of, if any.

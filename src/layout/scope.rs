@@ -20,7 +20,7 @@ impl Scope {
             "tensor" => Ok(Self::Tensor),
             "row" => Ok(Self::Row),
             "block" => Ok(Self::Block(block_size)),
-            _ => Err(unknown_name("scope", "scope", name, ["tensor", "row", "block"])),
+            _ => Err(unknown_name("scope", "scope", name, &["tensor", "row", "block"])),
         }
     }
 

@@ -52,7 +52,7 @@ impl Int8Layout {
         Self::ALL
             .into_iter()
             .find(|l| l.name() == name)
-            .ok_or_else(|| unknown_name("layout", "int8 layout", name, Self::ALL.map(Self::name)))
+            .ok_or_else(|| unknown_name("layout", "int8 layout", name, &Self::ALL.map(Self::name)))
     }
 }
 

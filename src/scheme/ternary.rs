@@ -44,7 +44,7 @@ impl ScaleRule {
         Self::ALL
             .into_iter()
             .find(|r| r.name() == name)
-            .ok_or_else(|| unknown_name("rule", "rule", name, Self::ALL.map(Self::name)))
+            .ok_or_else(|| unknown_name("rule", "rule", name, &Self::ALL.map(Self::name)))
     }
 }
 

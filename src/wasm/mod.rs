@@ -387,3 +387,45 @@ pub fn preset_list() -> Result<JsValue, JsError> {
         .collect();
     to_js(&views)
 }
+
+/// The storage formats as plain objects: the table of `layout::format`, so that JS
+/// keeps no list or number of its own. Only the model-file builds carry it: their
+/// users (the converter, the CLI, the demo's conversions) are the ones that need it, and
+/// it would cost the lean builds about 2.6 KB.
+#[cfg(feature = "model-files")]
+#[wasm_bindgen(js_name = formatList)]
+pub fn format_list() -> Result<JsValue, JsError> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct FormatView {
+        name: &'static str,
+        type_name: &'static str,
+        kind: &'static str,
+        block_values: u32,
+        block_bytes: u32,
+        tensor_tail_bytes: u32,
+        side_scale_bytes: u32,
+        ggml_type: Option<u32>,
+        file_type: Option<u32>,
+        outputs: Vec<&'static str>,
+    }
+    let views: Vec<FormatView> = crate::StorageFormat::ALL
+        .iter()
+        .map(|f| {
+            let info = f.info();
+            FormatView {
+                name: info.name,
+                type_name: info.type_name,
+                kind: info.kind.name(),
+                block_values: info.block_values,
+                block_bytes: info.block_bytes,
+                tensor_tail_bytes: info.tensor_tail_bytes,
+                side_scale_bytes: info.side_scale_bytes,
+                ggml_type: info.ggml_type,
+                file_type: info.file_type,
+                outputs: info.outputs.iter().map(|o| o.name()).collect(),
+            }
+        })
+        .collect();
+    to_js(&views)
+}
