@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
-use crate::error::{unknown_name, Error, Result};
+use crate::error::{index_by_name, Error, Result};
 use crate::layout::blocks::QK_K;
 use crate::layout::{StorageFormat, TernaryLayout};
 use crate::scheme::int8::{quantize_int8, Int8Options, Int8Tensor};
@@ -57,11 +57,7 @@ pub const PRESETS: [Preset; 4] = [
 impl Preset {
     /// Looks a preset up by name.
     pub fn by_name(name: &str) -> Result<Preset> {
-        PRESETS
-            .iter()
-            .copied()
-            .find(|p| p.name == name)
-            .ok_or_else(|| unknown_name("preset", "preset", name, &PRESETS.map(|p| p.name)))
+        Ok(PRESETS[index_by_name(&PRESETS.map(|p| p.name), "preset", "preset", name)?])
     }
 
     /// Ternary options of this preset on the best backend.

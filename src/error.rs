@@ -93,10 +93,14 @@ pub(crate) fn checked_mul(a: usize, b: usize, what: &'static str) -> Result<usiz
     a.checked_mul(b).ok_or(Error::SizeOverflow { what })
 }
 
-/// The error for a name that is not one of `names`: "unknown layout 'x' (expected a, b or
-/// c)", where `what` is "layout" and `option` the option that carried it.
-pub(crate) fn unknown_name(option: &'static str, what: &str, name: &str, names: &[&str]) -> Error {
-    Error::InvalidOption { name: option, reason: format!("unknown {what} '{name}' (expected {})", one_of(names)) }
+/// The index of `name` in `names`, or the error naming the choices: "unknown layout 'x'
+/// (expected a, b or c)", where `what` is "layout" and `option` the option that carried
+/// it. Not generic, so that every enum parsed by name shares one copy of it.
+pub(crate) fn index_by_name(names: &[&str], option: &'static str, what: &str, name: &str) -> Result<usize> {
+    names.iter().position(|&n| n == name).ok_or_else(|| Error::InvalidOption {
+        name: option,
+        reason: format!("unknown {what} '{name}' (expected {})", one_of(names)),
+    })
 }
 
 /// "a, b or c".

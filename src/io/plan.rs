@@ -71,7 +71,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::gguf::{write_gguf, GgufTensorOut, GgufValue};
 use super::{element_count, safetensors, DType, Format, Metadata, ModelHeader, TensorInfo};
-use crate::error::{one_of, Error, Result};
+use crate::error::{index_by_name, one_of, Error, Result};
 use crate::layout::blocks::QK8_0;
 pub use crate::layout::OutputFormat;
 use crate::layout::{StorageFormat, TernaryLayout};
@@ -107,14 +107,8 @@ impl ScaleSemantics {
 
     /// Parses [`ScaleSemantics::name`].
     pub fn from_name(name: &str) -> Result<ScaleSemantics> {
-        match name {
-            "multiply" => Ok(ScaleSemantics::Multiply),
-            "divide" => Ok(ScaleSemantics::Divide),
-            _ => Err(Error::InvalidOption {
-                name: "bitnetScale",
-                reason: format!("unknown value '{name}' (expected multiply or divide)"),
-            }),
-        }
+        let all = [Self::Multiply, Self::Divide];
+        Ok(all[index_by_name(&all.map(Self::name), "bitnetScale", "value", name)?])
     }
 }
 

@@ -9,7 +9,7 @@
 //! needs a decision.
 
 use super::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
-use crate::error::{unknown_name, Result};
+use crate::error::{index_by_name, Result};
 
 /// A model file kind the converter writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,10 +34,7 @@ impl OutputFormat {
 
     /// Parses [`OutputFormat::name`].
     pub fn from_name(name: &str) -> Result<OutputFormat> {
-        Self::ALL
-            .into_iter()
-            .find(|o| o.name() == name)
-            .ok_or_else(|| unknown_name("output", "output", name, &Self::ALL.map(Self::name)))
+        Ok(Self::ALL[index_by_name(&Self::ALL.map(Self::name), "output", "output", name)?])
     }
 
     /// The ternary formats this output can hold, first the default.
@@ -89,29 +86,29 @@ pub enum Packing {
     Float,
 }
 
-/// Everything about one storage format.
+/// Everything about one storage format:
+/// - `name`: the name in the JS API, the CLI and options (`tq2_0`, `q8_0`, `f16`...);
+/// - `type_name`: the name files and reports give the stored type (ggml's `TQ2_0`,
+///   safetensors' `F16`...);
+/// - `block_values`, `block_bytes`: values per block along a row (rows must be a
+///   multiple of it) and its bytes, scales inside the block included;
+/// - `tensor_tail_bytes`: bytes stored once per tensor after the blocks;
+/// - `side_scale_bytes`: bytes of f32 scale stored beside the data for each scope;
+/// - `ggml_type`: GGUF's tensor type id, if ggml has this format;
+/// - `file_type`: llama.cpp's `general.file_type` for a model mostly in this format;
+/// - `outputs`: the model files the converter writes this format into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FormatInfo {
-    /// The name in the JS API, the CLI and reports' options (`tq2_0`, `q8_0`, `f16`...).
     pub name: &'static str,
-    /// The name files and reports use for the stored type (ggml's `TQ2_0`, safetensors'
-    /// `F16`...).
     pub type_name: &'static str,
     pub kind: FormatKind,
     pub packing: Packing,
-    /// Values per block along a row; rows must be a multiple of it.
     pub block_values: u32,
-    /// Bytes per block, scales inside the block included.
     pub block_bytes: u32,
-    /// Bytes stored once per tensor after the blocks.
     pub tensor_tail_bytes: u32,
-    /// Bytes of f32 scale stored beside the data for each scope.
     pub side_scale_bytes: u32,
-    /// The ggml type id (GGUF's tensor type), if ggml has this format.
     pub ggml_type: Option<u32>,
-    /// llama.cpp's `general.file_type` for a model mostly in this format.
     pub file_type: Option<u32>,
-    /// The outputs the converter writes this format into.
     pub outputs: &'static [OutputFormat],
 }
 

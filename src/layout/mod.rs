@@ -5,7 +5,7 @@ pub mod blocks;
 pub mod format;
 mod scope;
 
-use crate::error::{checked_mul, unknown_name, Error, Result};
+use crate::error::{checked_mul, index_by_name, Error, Result};
 pub use format::{FormatInfo, FormatKind, OutputFormat, Packing, StorageFormat};
 pub use scope::Scope;
 
@@ -75,10 +75,7 @@ impl TernaryLayout {
 
     /// Parses [`TernaryLayout::name`].
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.name() == name)
-            .ok_or_else(|| unknown_name("layout", "layout", name, &Self::ALL.map(Self::name)))
+        Ok(Self::ALL[index_by_name(&Self::ALL.map(Self::name), "layout", "layout", name)?])
     }
 
     /// Values per block whose length rows must be a multiple of, if any.

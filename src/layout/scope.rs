@@ -1,6 +1,6 @@
 //! Scopes: which values share one scale.
 
-use crate::error::{unknown_name, Result};
+use crate::error::{one_of, Error, Result};
 
 /// The set of values that share one scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,7 +20,10 @@ impl Scope {
             "tensor" => Ok(Self::Tensor),
             "row" => Ok(Self::Row),
             "block" => Ok(Self::Block(block_size)),
-            _ => Err(unknown_name("scope", "scope", name, &["tensor", "row", "block"])),
+            _ => Err(Error::InvalidOption {
+                name: "scope",
+                reason: format!("unknown scope '{name}' (expected {})", one_of(&["tensor", "row", "block"])),
+            }),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Int8 activations: symmetric and asymmetric, per tensor, row (token) or block.
 
-use crate::error::{unknown_name, Error, Result};
+use crate::error::{index_by_name, Error, Result};
 use crate::kernels::{scalar::round_away, Backend, Kernels};
 use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_value, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
 use crate::layout::StorageFormat;
@@ -49,10 +49,7 @@ impl Int8Layout {
 
     /// Parses [`Int8Layout::name`].
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.name() == name)
-            .ok_or_else(|| unknown_name("layout", "int8 layout", name, &Self::ALL.map(Self::name)))
+        Ok(Self::ALL[index_by_name(&Self::ALL.map(Self::name), "layout", "int8 layout", name)?])
     }
 }
 

@@ -1,6 +1,6 @@
 //! Ternary weights: the four scale rules over the three scopes, and the tensor type.
 
-use crate::error::{unknown_name, Error, Result};
+use crate::error::{index_by_name, Error, Result};
 use crate::kernels::{Backend, CodeRule, Kernels};
 use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_bits, f16_value, BlockTq1_0, BlockTq2_0};
 use crate::layout::{bitnet_hf, TernaryLayout};
@@ -41,10 +41,7 @@ impl ScaleRule {
 
     /// Parses [`ScaleRule::name`].
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.name() == name)
-            .ok_or_else(|| unknown_name("rule", "rule", name, &Self::ALL.map(Self::name)))
+        Ok(Self::ALL[index_by_name(&Self::ALL.map(Self::name), "rule", "rule", name)?])
     }
 }
 
