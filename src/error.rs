@@ -51,6 +51,11 @@ pub enum Error {
     #[error("need the first {needed} bytes of the file to read its header")]
     NeedMoreBytes { needed: u64 },
 
+    /// A file of a Hugging Face model folder (`config.json`, `tokenizer.json`...) that
+    /// lacks a field the conversion needs, or holds a value it cannot use.
+    #[error("{file}: {field}: {reason}")]
+    ModelFolder { file: String, field: String, reason: String },
+
     /// A model file (safetensors, GGUF, or a shard index) that breaks its format.
     #[error("malformed {format}: {reason}")]
     Malformed { format: &'static str, reason: String },

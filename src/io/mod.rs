@@ -21,6 +21,7 @@
 
 pub mod convert;
 pub mod gguf;
+pub mod hf;
 pub mod plan;
 pub mod safetensors;
 

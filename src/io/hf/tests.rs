@@ -1,0 +1,183 @@
+use super::*;
+use crate::io::GgufValue;
+use crate::Error;
+
+fn llama_config() -> serde_json::Value {
+    serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": 256,
+        "intermediate_size": 768,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 500000.0,
+        "vocab_size": 300,
+        "tie_word_embeddings": true
+    })
+}
+
+fn parse(value: &serde_json::Value) -> crate::Result<ModelConfig> {
+    ModelConfig::parse(value.to_string().as_bytes())
+}
+
+fn folder_error(value: &serde_json::Value) -> (String, String) {
+    match parse(value) {
+        Err(Error::ModelFolder { file, field, reason }) => {
+            assert_eq!(file, "config.json");
+            (field, reason)
+        }
+        other => panic!("expected a config.json error, got {other:?}"),
+    }
+}
+
+#[test]
+fn llama_hyperparameters_become_llama_keys() {
+    let config = parse(&llama_config()).unwrap();
+    assert_eq!(config.architecture, Architecture::Llama);
+    assert_eq!((config.head_dim, config.kv_heads, config.tied_embeddings), (64, 2, true));
+    let metadata = config.metadata();
+    let get = |key: &str| metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    assert_eq!(get("llama.embedding_length"), Some(GgufValue::U32(256)));
+    assert_eq!(get("llama.feed_forward_length"), Some(GgufValue::U32(768)));
+    assert_eq!(get("llama.block_count"), Some(GgufValue::U32(2)));
+    assert_eq!(get("llama.attention.head_count"), Some(GgufValue::U32(4)));
+    assert_eq!(get("llama.attention.head_count_kv"), Some(GgufValue::U32(2)));
+    assert_eq!(get("llama.context_length"), Some(GgufValue::U32(2048)));
+    assert_eq!(get("llama.rope.freq_base"), Some(GgufValue::F32(500000.0)));
+    assert_eq!(get("llama.rope.dimension_count"), Some(GgufValue::U32(64)));
+    assert_eq!(get("llama.attention.layer_norm_rms_epsilon"), Some(GgufValue::F32(1e-5)));
+    assert_eq!(get("llama.vocab_size"), Some(GgufValue::U32(300)));
+    assert_eq!(get("llama.attention.key_length"), None, "only written when head_dim differs");
+    assert_eq!(get("llama.rope.scaling.type"), None);
+}
+
+#[test]
+fn defaults_follow_the_transformers_config_classes() {
+    let mut value = llama_config();
+    let object = value.as_object_mut().unwrap();
+    for key in ["num_key_value_heads", "rope_theta", "tie_word_embeddings"] {
+        object.remove(key);
+    }
+    let config = parse(&value).unwrap();
+    assert_eq!((config.kv_heads, config.rope_theta, config.tied_embeddings), (4, 10_000.0, false));
+}
+
+#[test]
+fn an_explicit_head_dim_writes_key_and_value_lengths() {
+    let mut value = llama_config();
+    value["head_dim"] = 128.into();
+    let config = parse(&value).unwrap();
+    let metadata = config.metadata();
+    assert!(metadata.contains(&("llama.attention.key_length".into(), GgufValue::U32(128))));
+    assert!(metadata.contains(&("llama.rope.dimension_count".into(), GgufValue::U32(128))));
+}
+
+#[test]
+fn architectures_map_to_llama_cpp_names() {
+    for (hf, gguf) in [
+        ("MistralForCausalLM", "llama"),
+        ("Qwen2ForCausalLM", "qwen2"),
+        ("BitNetForCausalLM", "bitnet"),
+        ("LlamaForCausalLM", "llama"),
+    ] {
+        let mut value = llama_config();
+        value["architectures"] = serde_json::json!([hf]);
+        assert_eq!(parse(&value).unwrap().architecture.gguf_name(), gguf, "{hf}");
+    }
+}
+
+#[test]
+fn an_unknown_architecture_names_itself_and_the_supported_ones() {
+    let mut value = llama_config();
+    value["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+    let (field, reason) = folder_error(&value);
+    assert_eq!(field, "architectures");
+    assert!(reason.starts_with("GPT2LMHeadModel is not supported"), "{reason}");
+    for name in ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "BitNetForCausalLM"] {
+        assert!(reason.contains(name), "{reason}");
+    }
+}
+
+#[test]
+fn missing_and_malformed_fields_are_named() {
+    for (key, replacement, reason) in [
+        ("hidden_size", None, "missing"),
+        ("hidden_size", Some(serde_json::json!("256")), "must be a positive integer"),
+        ("num_hidden_layers", Some(serde_json::json!(0)), "must be a positive integer"),
+        ("rms_norm_eps", Some(serde_json::json!(-1.0)), "must be a positive number"),
+        ("num_key_value_heads", Some(serde_json::json!(3)), "does not divide"),
+        ("tie_word_embeddings", Some(serde_json::json!("yes")), "must be true or false"),
+        ("architectures", None, "missing"),
+    ] {
+        let mut value = llama_config();
+        match replacement {
+            Some(v) => value[key] = v,
+            None => {
+                value.as_object_mut().unwrap().remove(key);
+            }
+        }
+        let (field, message) = folder_error(&value);
+        assert_eq!(field, key);
+        assert!(message.contains(reason), "{key}: {message}");
+    }
+    let err = ModelConfig::parse(b"{ not json").unwrap_err();
+    assert!(err.to_string().starts_with("config.json: (file): "), "{err}");
+}
+
+#[test]
+fn rope_scaling_kinds() {
+    let mut value = llama_config();
+    value["rope_scaling"] = serde_json::json!({ "type": "linear", "factor": 2.0 });
+    let metadata = parse(&value).unwrap().metadata();
+    assert!(metadata.contains(&("llama.rope.scaling.type".into(), GgufValue::String(b"linear".to_vec()))));
+    assert!(metadata.contains(&("llama.rope.scaling.factor".into(), GgufValue::F32(2.0))));
+
+    value["rope_scaling"] = serde_json::json!({ "rope_type": "dynamic", "factor": 2.0 });
+    let (field, reason) = folder_error(&value);
+    assert_eq!((field.as_str(), reason.starts_with("'dynamic' is not supported")), ("rope_scaling.rope_type", true));
+}
+
+#[test]
+fn llama3_rope_factors_match_the_reference_converter() {
+    let mut value = llama_config();
+    value["hidden_size"] = 256.into();
+    value["rope_scaling"] = serde_json::json!({
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192
+    });
+    let config = parse(&value).unwrap();
+    assert!(!config.metadata().iter().any(|(k, _)| k.starts_with("llama.rope.scaling")));
+    // convert_hf_to_gguf.py's formula in float32 (numpy), base 500000, head_dim 64.
+    let mut expected = vec![1.0f32; 15];
+    expected.extend([1.553_414_6, 2.694_53, 5.257_327]);
+    expected.extend([8.0; 14]);
+    let factors = config.rope_freq_factors().unwrap();
+    assert_eq!(factors.len(), 32);
+    for (i, (got, want)) in factors.iter().zip(&expected).enumerate() {
+        assert!((got - want).abs() <= 2e-6 * want, "factor {i}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn tensor_names_follow_gguf() {
+    let name = |arch: Architecture, hf: &str| arch.gguf_tensor_name(hf);
+    let gguf = |s: &str| Some(TensorName::Gguf(s.to_string()));
+    let llama = Architecture::Llama;
+    assert_eq!(name(llama, "model.embed_tokens.weight"), gguf("token_embd.weight"));
+    assert_eq!(name(llama, "model.norm.weight"), gguf("output_norm.weight"));
+    assert_eq!(name(llama, "lm_head.weight"), gguf("output.weight"));
+    assert_eq!(name(llama, "model.layers.11.self_attn.q_proj.weight"), gguf("blk.11.attn_q.weight"));
+    assert_eq!(name(llama, "model.layers.0.self_attn.o_proj.weight"), gguf("blk.0.attn_output.weight"));
+    assert_eq!(name(llama, "model.layers.0.mlp.down_proj.weight"), gguf("blk.0.ffn_down.weight"));
+    assert_eq!(name(llama, "model.layers.0.post_attention_layernorm.weight"), gguf("blk.0.ffn_norm.weight"));
+    assert_eq!(name(Architecture::Qwen2, "model.layers.1.self_attn.k_proj.bias"), gguf("blk.1.attn_k.bias"));
+    assert_eq!(name(llama, "model.layers.0.self_attn.rotary_emb.inv_freq"), Some(TensorName::Skip));
+    let bitnet = Architecture::Bitnet;
+    assert_eq!(name(bitnet, "model.layers.3.self_attn.attn_sub_norm.weight"), gguf("blk.3.attn_sub_norm.weight"));
+    assert_eq!(name(bitnet, "model.layers.3.mlp.ffn_sub_norm.weight"), gguf("blk.3.ffn_sub_norm.weight"));
+    assert_eq!(name(llama, "model.layers.3.mlp.ffn_sub_norm.weight"), None);
+    assert_eq!(name(llama, "model.layers.x.mlp.up_proj.weight"), None);
+    assert_eq!(name(llama, "vision_tower.weight"), None);
+}
