@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod config;
+pub mod sentencepiece;
 
 pub use arch::{Architecture, TensorName};
 pub use config::{ModelConfig, RopeScaling};

@@ -181,3 +181,75 @@ fn tensor_names_follow_gguf() {
     assert_eq!(name(llama, "model.layers.x.mlp.up_proj.weight"), None);
     assert_eq!(name(llama, "vision_tower.weight"), None);
 }
+
+mod sentencepiece_model {
+    use super::super::sentencepiece::{read_pieces, Piece, BYTE, CONTROL, NORMAL};
+    use crate::Error;
+
+    fn varint(mut n: u64, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+
+    fn field(number: u64, wire: u64, payload: &[u8], out: &mut Vec<u8>) {
+        varint(number << 3 | wire, out);
+        if wire == 2 {
+            varint(payload.len() as u64, out);
+        }
+        out.extend_from_slice(payload);
+    }
+
+    fn piece(text: &str, score: f32, kind: Option<u64>) -> Vec<u8> {
+        let mut p = Vec::new();
+        field(1, 2, text.as_bytes(), &mut p);
+        field(2, 5, &score.to_le_bytes(), &mut p);
+        if let Some(kind) = kind {
+            let mut v = Vec::new();
+            varint(kind, &mut v);
+            field(3, 0, &v, &mut p);
+        }
+        p
+    }
+
+    fn model() -> Vec<u8> {
+        let mut m = Vec::new();
+        field(1, 2, &piece("<s>", 0.0, Some(3)), &mut m);
+        // A trainer_spec (field 2) between the pieces is skipped.
+        field(2, 2, &[0x08, 0x96, 0x01], &mut m);
+        field(1, 2, &piece("▁the", -1.5, None), &mut m);
+        field(1, 2, &piece("<0x0A>", 0.0, Some(6)), &mut m);
+        m
+    }
+
+    #[test]
+    fn pieces_are_read_in_order_with_scores_and_types() {
+        let pieces = read_pieces(&model()).unwrap();
+        assert_eq!(
+            pieces,
+            [
+                Piece { text: "<s>".into(), score: 0.0, kind: CONTROL },
+                Piece { text: "▁the".into(), score: -1.5, kind: NORMAL },
+                Piece { text: "<0x0A>".into(), score: 0.0, kind: BYTE },
+            ]
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let m = model();
+        for len in 1..m.len() {
+            match read_pieces(&m[..len]) {
+                Ok(pieces) => assert!(pieces.len() < 3, "a prefix of {len} bytes read every piece"),
+                Err(Error::ModelFolder { file, .. }) => assert_eq!(file, "tokenizer.model"),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert!(read_pieces(b"").is_err());
+        let mut bad = Vec::new();
+        field(1, 2, &piece("x", 0.0, Some(9)), &mut bad);
+        assert!(read_pieces(&bad).unwrap_err().to_string().contains("has type 9"));
+    }
+}
