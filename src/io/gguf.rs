@@ -172,6 +172,27 @@ impl GgufArray {
         Ok(GgufArray { elem_type, data })
     }
 
+    /// An array of strings (GGUF strings are bytes, usually UTF-8).
+    pub fn of_strings(items: Vec<Vec<u8>>) -> GgufArray {
+        GgufArray { elem_type: GgufType::String, data: ArrayData::Strings(items) }
+    }
+
+    /// An array of i32.
+    pub fn of_i32(items: &[i32]) -> GgufArray {
+        GgufArray {
+            elem_type: GgufType::I32,
+            data: ArrayData::Fixed(items.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        }
+    }
+
+    /// An array of f32.
+    pub fn of_f32(items: &[f32]) -> GgufArray {
+        GgufArray {
+            elem_type: GgufType::F32,
+            data: ArrayData::Fixed(items.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        }
+    }
+
     /// The element type.
     pub fn elem_type(&self) -> GgufType {
         self.elem_type

@@ -8,9 +8,11 @@
 pub mod arch;
 pub mod config;
 pub mod sentencepiece;
+pub mod tokenizer;
 
 pub use arch::{Architecture, TensorName};
 pub use config::{ModelConfig, RopeScaling};
+pub use tokenizer::{tokenizer_metadata, TokenizerFiles};
 
 #[cfg(test)]
 mod tests;

@@ -253,3 +253,151 @@ mod sentencepiece_model {
         assert!(read_pieces(&bad).unwrap_err().to_string().contains("has type 9"));
     }
 }
+
+mod tokenizers {
+    use super::super::tokenizer::{tokenizer_metadata, TokenizerFiles};
+    use super::{llama_config, parse};
+    use crate::io::GgufValue;
+    use crate::Error;
+
+    const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    fn bpe_json(pre_tokenizer: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "added_tokens": [
+                { "id": 5, "content": "<|begin_of_text|>", "special": true },
+                { "id": 6, "content": "<|end_of_text|>", "special": true },
+                { "id": 7, "content": "hello world", "special": false }
+            ],
+            "pre_tokenizer": pre_tokenizer,
+            "model": {
+                "type": "BPE",
+                "vocab": { "a": 0, "b": 1, "ab": 2, "Ġ": 3, "Ġab": 4 },
+                "merges": [["a", "b"], "Ġ ab"]
+            }
+        })
+    }
+
+    fn llama3_pre() -> serde_json::Value {
+        serde_json::json!({ "type": "Sequence", "pretokenizers": [
+            { "type": "Split", "pattern": { "Regex": LLAMA3_SPLIT }, "behavior": "Isolated", "invert": false },
+            { "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false }
+        ]})
+    }
+
+    fn metadata(files: TokenizerFiles<'_>) -> crate::Result<Vec<(String, GgufValue)>> {
+        let mut config = llama_config();
+        config["vocab_size"] = 10.into();
+        tokenizer_metadata(&files, &parse(&config).unwrap())
+    }
+
+    fn get<'a>(m: &'a [(String, GgufValue)], key: &str) -> Option<&'a GgufValue> {
+        m.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn strings(v: Option<&GgufValue>) -> Vec<String> {
+        let Some(GgufValue::Array(a)) = v else { panic!("not an array: {v:?}") };
+        (0..a.len())
+            .map(|i| match a.get(i) {
+                Some(GgufValue::String(s)) => String::from_utf8(s).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn ints(v: Option<&GgufValue>) -> Vec<i32> {
+        let Some(GgufValue::Array(a)) = v else { panic!("not an array: {v:?}") };
+        (0..a.len())
+            .map(|i| match a.get(i) {
+                Some(GgufValue::I32(n)) => n,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn byte_level_bpe_becomes_gpt2_with_types_merges_and_padding() {
+        let json = bpe_json(llama3_pre()).to_string();
+        let tokenizer_config = serde_json::json!({
+            "bos_token": "<|begin_of_text|>",
+            "eos_token": { "content": "<|end_of_text|>" },
+            "add_bos_token": true,
+            "chat_template": "{{ messages }}"
+        })
+        .to_string();
+        let m = metadata(TokenizerFiles {
+            tokenizer_json: Some(json.as_bytes()),
+            tokenizer_config_json: Some(tokenizer_config.as_bytes()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(get(&m, "tokenizer.ggml.model"), Some(&GgufValue::String(b"gpt2".to_vec())));
+        assert_eq!(get(&m, "tokenizer.ggml.pre"), Some(&GgufValue::String(b"llama-bpe".to_vec())));
+        assert_eq!(
+            strings(get(&m, "tokenizer.ggml.tokens")),
+            ["a", "b", "ab", "Ġ", "Ġab", "<|begin_of_text|>", "<|end_of_text|>", "hello world", "[PAD8]", "[PAD9]"]
+        );
+        assert_eq!(ints(get(&m, "tokenizer.ggml.token_type")), [1, 1, 1, 1, 1, 3, 3, 4, 5, 5]);
+        assert_eq!(strings(get(&m, "tokenizer.ggml.merges")), ["a b", "Ġ ab"]);
+        assert_eq!(get(&m, "tokenizer.ggml.bos_token_id"), Some(&GgufValue::U32(5)));
+        assert_eq!(get(&m, "tokenizer.ggml.eos_token_id"), Some(&GgufValue::U32(6)));
+        assert_eq!(get(&m, "tokenizer.ggml.add_bos_token"), Some(&GgufValue::Bool(true)));
+        assert_eq!(get(&m, "tokenizer.chat_template"), Some(&GgufValue::String(b"{{ messages }}".to_vec())));
+    }
+
+    #[test]
+    fn ids_missing_from_tokenizer_config_come_from_the_model_configs() {
+        let json = bpe_json(serde_json::json!({ "type": "ByteLevel", "add_prefix_space": false })).to_string();
+        let generation = serde_json::json!({ "eos_token_id": [6, 5], "bos_token_id": 5 }).to_string();
+        let m = metadata(TokenizerFiles {
+            tokenizer_json: Some(json.as_bytes()),
+            generation_config_json: Some(generation.as_bytes()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(get(&m, "tokenizer.ggml.pre"), Some(&GgufValue::String(b"gpt-2".to_vec())));
+        assert_eq!(get(&m, "tokenizer.ggml.bos_token_id"), Some(&GgufValue::U32(5)));
+        assert_eq!(get(&m, "tokenizer.ggml.eos_token_id"), Some(&GgufValue::U32(6)));
+        assert_eq!(get(&m, "tokenizer.ggml.add_bos_token"), None);
+    }
+
+    fn folder_error(files: TokenizerFiles<'_>) -> (String, String, String) {
+        match metadata(files) {
+            Err(Error::ModelFolder { file, field, reason }) => (file, field, reason),
+            other => panic!("expected a model-folder error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tokenizers_we_do_not_handle_are_named() {
+        let unknown_split =
+            bpe_json(serde_json::json!({ "type": "Split", "pattern": { "Regex": "\\w+" } })).to_string();
+        let (file, field, reason) =
+            folder_error(TokenizerFiles { tokenizer_json: Some(unknown_split.as_bytes()), ..Default::default() });
+        assert_eq!((file.as_str(), field.as_str()), ("tokenizer.json", "pre_tokenizer"));
+        assert!(reason.contains("\\\\w+"), "{reason}");
+
+        let mut wordpiece = bpe_json(llama3_pre());
+        wordpiece["model"]["type"] = "WordPiece".into();
+        let wordpiece = wordpiece.to_string();
+        let (_, field, reason) =
+            folder_error(TokenizerFiles { tokenizer_json: Some(wordpiece.as_bytes()), ..Default::default() });
+        assert_eq!(field, "model.type");
+        assert!(reason.starts_with("'WordPiece' is not handled"), "{reason}");
+
+        let (file, _, reason) = folder_error(TokenizerFiles::default());
+        assert_eq!(file, "tokenizer.json");
+        assert!(reason.starts_with("missing"), "{reason}");
+
+        let (file, field, _) = folder_error(TokenizerFiles { tokenizer_json: Some(b"[1, 2"), ..Default::default() });
+        assert_eq!((file.as_str(), field.as_str()), ("tokenizer.json", "(file)"));
+
+        let json = bpe_json(llama3_pre()).to_string();
+        let (file, field, _) = folder_error(TokenizerFiles {
+            tokenizer_json: Some(json.as_bytes()),
+            tokenizer_config_json: Some(br#"{"add_bos_token": "yes"}"#),
+            ..Default::default()
+        });
+        assert_eq!((file.as_str(), field.as_str()), ("tokenizer_config.json", "add_bos_token"));
+    }
+}
