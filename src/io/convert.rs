@@ -101,7 +101,17 @@ pub fn convert_buffered(op: &PlanOp, input: &InputBuffer, measure: bool) -> Resu
 /// Converts one op's input bytes (its input ranges concatenated, in order) into its
 /// output bytes. `measure` adds [`TensorStats`]. Errors name the tensor.
 pub fn convert_tensor(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> {
-    convert(op, input, measure).map_err(|e| e.in_tensor(&op.name))
+    let mut converted = convert(op, input, measure).map_err(|e| e.in_tensor(&op.name))?;
+    if let Some(order) = op.row_order {
+        // Every layout a GGUF holds stores whole rows one after another (I2_S's tail
+        // comes after them), so reordering output rows reorders the values' rows; the
+        // statistics are sums over all values and do not change.
+        let rows = to_usize(op.shape.first().copied().unwrap_or(1), "rows")?;
+        let tail = op.out_type.format().map_or(0, |f| f.info().tensor_tail_bytes as usize);
+        let row_bytes = converted.bytes.len().saturating_sub(tail).checked_div(rows).unwrap_or(0);
+        order.apply(&mut converted.bytes, rows, row_bytes);
+    }
+    Ok(converted)
 }
 
 fn to_usize(x: u64, what: &'static str) -> Result<usize> {

@@ -70,6 +70,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::gguf::{write_gguf, GgufTensorOut, GgufValue};
+use super::hf::{self, ModelFolder, RopeRowOrder};
 use super::{element_count, safetensors, DType, Format, Metadata, ModelHeader, TensorInfo};
 use crate::error::{index_by_name, one_of, Error, Result};
 use crate::layout::blocks::QK8_0;
@@ -127,6 +128,9 @@ pub struct PlanOptions {
     /// How bitnet-hf inputs' scales apply; `None` reads the inputs' metadata.
     pub bitnet_scale: Option<ScaleSemantics>,
     pub backend: Backend,
+    /// A Hugging Face model folder's config and tokenizer: the GGUF gets llama.cpp's
+    /// tensor names and model keys, so that llama.cpp can run it.
+    pub model: Option<ModelFolder>,
 }
 
 impl Default for PlanOptions {
@@ -141,6 +145,7 @@ impl Default for PlanOptions {
             force_keep: BTreeSet::new(),
             bitnet_scale: None,
             backend: Backend::best(),
+            model: None,
         }
     }
 }
@@ -211,6 +216,11 @@ pub struct PlanOp {
     pub rule: ScaleRule,
     pub scope: Scope,
     pub backend: Backend,
+    /// The rows of the output reordered for llama.cpp's RoPE (Q and K of LLaMA-style
+    /// models from a model folder). Such an op is converted whole by
+    /// [`crate::io::convert_tensor`], even when it is a copy: a byte copy would keep the
+    /// input's row order.
+    pub row_order: Option<RopeRowOrder>,
 }
 
 impl PlanOp {
@@ -228,6 +238,12 @@ impl PlanOp {
     pub fn bits_per_weight(&self) -> Option<f64> {
         let n = self.element_count();
         (n > 0).then(|| self.output_length as f64 * 8.0 / n as f64)
+    }
+
+    /// Whether the output is the input's bytes as they are, so that the caller may copy
+    /// them in chunks instead of converting.
+    pub fn copies_bytes(&self) -> bool {
+        self.kind == OpKind::Copy && self.row_order.is_none()
     }
 
     /// The ternary layout this op writes, if any.
@@ -310,6 +326,11 @@ fn check_options(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<()> {
     let first = inputs.first().ok_or(Error::EmptyInput { what: "input files" })?;
     if inputs.iter().any(|h| h.format != first.format) {
         return Err(Error::Unsupported("inputs mix safetensors and GGUF files".into()));
+    }
+    if opts.model.is_some() && (first.format != Format::Safetensors || opts.output != OutputFormat::Gguf) {
+        return Err(Error::Unsupported(
+            "a model folder converts from its safetensors files to GGUF; use --output gguf".into(),
+        ));
     }
     if first.format == Format::Gguf && inputs.len() > 1 {
         return Err(Error::Unsupported(
@@ -546,12 +567,17 @@ pub fn plan_conversion(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<Con
                 rule: opts.rule,
                 scope: opts.scope,
                 backend: opts.backend,
+                row_order: None,
             });
         }
     }
 
+    let model_metadata = match &opts.model {
+        Some(model) => hf::tensors::apply(model, &mut ops)?,
+        None => Vec::new(),
+    };
     let (header, output_size) = match opts.output {
-        OutputFormat::Gguf => layout_gguf(inputs, opts, &mut ops)?,
+        OutputFormat::Gguf => layout_gguf(inputs, opts, model_metadata, &mut ops)?,
         OutputFormat::BitnetHf => layout_bitnet_hf(inputs, &mut ops)?,
     };
     Ok(ConversionPlan { output: opts.output, header, output_size, ops })
@@ -565,14 +591,19 @@ fn set_key(metadata: &mut Vec<(String, GgufValue)>, key: &str, value: GgufValue)
     }
 }
 
-fn layout_gguf(inputs: &[ModelHeader], opts: &PlanOptions, ops: &mut [PlanOp]) -> Result<(Vec<u8>, u64)> {
+fn layout_gguf(
+    inputs: &[ModelHeader],
+    opts: &PlanOptions,
+    model_metadata: Vec<(String, GgufValue)>,
+    ops: &mut [PlanOp],
+) -> Result<(Vec<u8>, u64)> {
     let ftype = opts.layout.format().info().file_type.ok_or_else(|| {
         Error::Unsupported(format!("{} has no llama.cpp file type; GGUF output takes none", opts.layout))
     })?;
     let input = &inputs[0];
     let (mut metadata, alignment) = match &input.metadata {
         Metadata::Gguf(m) => (m.clone(), input.alignment.unwrap_or(super::gguf::DEFAULT_ALIGNMENT)),
-        Metadata::Safetensors(_) => (Vec::new(), super::gguf::DEFAULT_ALIGNMENT),
+        Metadata::Safetensors(_) => (model_metadata, super::gguf::DEFAULT_ALIGNMENT),
     };
     set_key(&mut metadata, "general.file_type", GgufValue::U32(ftype));
     set_key(&mut metadata, "general.quantization_version", GgufValue::U32(QUANTIZATION_VERSION));

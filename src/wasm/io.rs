@@ -312,6 +312,7 @@ fn plan_options(options: &JsValue) -> Result<(PlanOptions, Option<Vec<u8>>), JsE
         force_keep: name_set(o.strings("forceKeep")?),
         bitnet_scale,
         backend: Backend::best(),
+        model: None,
     };
     Ok((opts, index))
 }

@@ -5,7 +5,7 @@
 use half::{bf16, f16};
 use ternary_quant::io::gguf::{write_gguf, GgufTensorOut};
 use ternary_quant::io::safetensors::write_header;
-use ternary_quant::io::{convert_tensor, read_model, ConversionPlan, GgufValue, ModelHeader, OpKind};
+use ternary_quant::io::{convert_tensor, read_model, ConversionPlan, GgufValue, ModelHeader};
 
 /// Deterministic values with a rough bell shape, some exact zeros and a few large ones.
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -124,7 +124,7 @@ pub fn run(plan: &ConversionPlan, inputs: &[&[u8]]) -> ternary_quant::Result<Vec
         for r in &op.inputs {
             input.extend_from_slice(&inputs[r.file][r.offset as usize..(r.offset + r.length) as usize]);
         }
-        let bytes = if op.kind == OpKind::Copy { input } else { convert_tensor(op, &input, false)?.bytes };
+        let bytes = if op.copies_bytes() { input } else { convert_tensor(op, &input, false)?.bytes };
         assert_eq!(bytes.len() as u64, op.output_length, "op {}", op.name);
         let at = op.output_offset as usize;
         out[at..at + bytes.len()].copy_from_slice(&bytes);

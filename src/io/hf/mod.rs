@@ -8,10 +8,12 @@
 pub mod arch;
 pub mod config;
 pub mod sentencepiece;
+pub mod tensors;
 pub mod tokenizer;
 
 pub use arch::{Architecture, TensorName};
 pub use config::{ModelConfig, RopeScaling};
+pub use tensors::{ModelFolder, RopeRowOrder};
 pub use tokenizer::{tokenizer_metadata, TokenizerFiles};
 
 #[cfg(test)]

@@ -1,0 +1,215 @@
+//! A Hugging Face model folder planned into a GGUF llama.cpp can run: names, keys,
+//! shape checks and the RoPE row order of Q and K.
+#![cfg(feature = "model-files")]
+
+mod io_util;
+
+use io_util::*;
+use ternary_quant::io::hf::{tokenizer_metadata, Architecture, ModelConfig, ModelFolder, TokenizerFiles};
+use ternary_quant::io::{plan_conversion, DType, GgufValue, Metadata, PlanOptions};
+use ternary_quant::Error;
+
+const HIDDEN: u64 = 256;
+const HEADS: u64 = 4;
+const KV_HEADS: u64 = 2;
+const HEAD_DIM: u64 = HIDDEN / HEADS;
+const INTER: u64 = 512;
+const VOCAB: u64 = 8;
+
+fn config_json(arch: &str) -> serde_json::Value {
+    serde_json::json!({
+        "architectures": [arch],
+        "hidden_size": HIDDEN, "intermediate_size": INTER, "num_hidden_layers": 1,
+        "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
+        "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "vocab_size": VOCAB
+    })
+}
+
+fn tokenizer_json() -> String {
+    serde_json::json!({
+        "added_tokens": [{ "id": 0, "content": "<s>", "special": true }],
+        "pre_tokenizer": { "type": "ByteLevel", "add_prefix_space": false },
+        "model": { "type": "BPE", "vocab": { "<s>": 0, "a": 1, "b": 2, "ab": 3 }, "merges": ["a b"] }
+    })
+    .to_string()
+}
+
+fn folder(arch: &str) -> ModelFolder {
+    let config = ModelConfig::parse(config_json(arch).to_string().as_bytes()).unwrap();
+    let tokenizer_json = tokenizer_json();
+    let files = TokenizerFiles { tokenizer_json: Some(tokenizer_json.as_bytes()), ..Default::default() };
+    let tokenizer = tokenizer_metadata(&files, &config).unwrap();
+    ModelFolder { config, name: "tiny".into(), tokenizer }
+}
+
+fn model_tensors() -> Vec<T> {
+    let layer = |part: &str| format!("model.layers.0.{part}");
+    vec![
+        f32_tensor("model.embed_tokens.weight", &[VOCAB, HIDDEN], 1),
+        f32_tensor(&layer("input_layernorm.weight"), &[HIDDEN], 2),
+        f32_tensor(&layer("self_attn.q_proj.weight"), &[HEADS * HEAD_DIM, HIDDEN], 3),
+        f32_tensor(&layer("self_attn.k_proj.weight"), &[KV_HEADS * HEAD_DIM, HIDDEN], 4),
+        f32_tensor(&layer("self_attn.v_proj.weight"), &[KV_HEADS * HEAD_DIM, HIDDEN], 5),
+        f32_tensor(&layer("self_attn.o_proj.weight"), &[HIDDEN, HEADS * HEAD_DIM], 6),
+        f32_tensor(&layer("self_attn.rotary_emb.inv_freq"), &[HEAD_DIM / 2], 7),
+        f32_tensor(&layer("post_attention_layernorm.weight"), &[HIDDEN], 8),
+        f32_tensor(&layer("mlp.gate_proj.weight"), &[INTER, HIDDEN], 9),
+        f32_tensor(&layer("mlp.up_proj.weight"), &[INTER, HIDDEN], 10),
+        f32_tensor(&layer("mlp.down_proj.weight"), &[HIDDEN, INTER], 11),
+        f32_tensor("model.norm.weight", &[HIDDEN], 12),
+        f32_tensor("lm_head.weight", &[VOCAB, HIDDEN], 13),
+    ]
+}
+
+fn key<'a>(metadata: &'a [(String, GgufValue)], key: &str) -> Option<&'a GgufValue> {
+    metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// The values of tensor `name` of a converted GGUF, decoded (F16 and F32 only).
+fn float_values(file: &[u8], name: &str) -> Vec<f32> {
+    let h = header(file);
+    let t = h.tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} missing"));
+    let bytes = &file[t.offset as usize..(t.offset + t.byte_len) as usize];
+    match t.dtype {
+        DType::F16 => f16_values(bytes),
+        DType::F32 => f32_values(bytes),
+        other => panic!("{name} is {other}"),
+    }
+}
+
+#[test]
+fn a_llama_folder_becomes_a_llama_gguf() {
+    let input = safetensors_file(None, &model_tensors());
+    let opts = PlanOptions { model: Some(folder("LlamaForCausalLM")), ..PlanOptions::default() };
+    let plan = plan_conversion(&[header(&input)], &opts).unwrap();
+    let out = run(&plan, &[&input]).unwrap();
+    let h = header(&out);
+    let names: Vec<&str> = h.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "token_embd.weight",
+            "blk.0.attn_norm.weight",
+            "blk.0.attn_q.weight",
+            "blk.0.attn_k.weight",
+            "blk.0.attn_v.weight",
+            "blk.0.attn_output.weight",
+            "blk.0.ffn_norm.weight",
+            "blk.0.ffn_gate.weight",
+            "blk.0.ffn_up.weight",
+            "blk.0.ffn_down.weight",
+            "output_norm.weight",
+            "output.weight",
+        ]
+    );
+    let dtype = |name: &str| h.tensors.iter().find(|t| t.name == name).unwrap().dtype;
+    assert_eq!(dtype("blk.0.attn_q.weight"), DType::Tq2_0);
+    assert_eq!(dtype("blk.0.ffn_down.weight"), DType::Tq2_0);
+    assert_eq!(dtype("token_embd.weight"), DType::F16);
+    assert_eq!(dtype("output_norm.weight"), DType::F32);
+    let Metadata::Gguf(metadata) = &h.metadata else { panic!("not a GGUF") };
+    assert_eq!(metadata[0].0, "general.architecture", "llama.cpp reads the architecture first");
+    assert_eq!(key(metadata, "general.architecture"), Some(&GgufValue::String(b"llama".to_vec())));
+    assert_eq!(key(metadata, "general.name"), Some(&GgufValue::String(b"tiny".to_vec())));
+    assert_eq!(key(metadata, "llama.block_count"), Some(&GgufValue::U32(1)));
+    assert_eq!(key(metadata, "llama.attention.head_count_kv"), Some(&GgufValue::U32(2)));
+    assert_eq!(key(metadata, "tokenizer.ggml.model"), Some(&GgufValue::String(b"gpt2".to_vec())));
+    assert_eq!(key(metadata, "general.file_type"), Some(&GgufValue::U32(37)));
+}
+
+/// transformers' RoPE rotates halves; llama.cpp's rotates pairs. Row 2j+s of each head
+/// of the output must be row s*half+j of the input.
+#[test]
+fn q_and_k_rows_are_reordered_per_head_and_v_is_not() {
+    let tensors = model_tensors();
+    let input = safetensors_file(None, &tensors);
+    let mut opts = PlanOptions { model: Some(folder("MistralForCausalLM")), ..PlanOptions::default() };
+    for name in ["q_proj", "k_proj", "v_proj"] {
+        opts.force_keep.insert(format!("model.layers.0.self_attn.{name}.weight"));
+    }
+    let plan = plan_conversion(&[header(&input)], &opts).unwrap();
+    let out = run(&plan, &[&input]).unwrap();
+    let cols = HIDDEN as usize;
+    for (hf, gguf, heads) in [("q_proj", "attn_q", HEADS), ("k_proj", "attn_k", KV_HEADS), ("v_proj", "attn_v", 0)] {
+        let source = tensors.iter().find(|t| t.name.contains(hf)).unwrap();
+        let original = f16_values(&f16_bytes(&f32_values(&source.bytes)));
+        let converted = float_values(&out, &format!("blk.0.{gguf}.weight"));
+        let half = HEAD_DIM as usize / 2;
+        let rows = original.len() / cols;
+        for row in 0..rows {
+            let from = if heads == 0 {
+                row
+            } else {
+                let (head, within) = (row / (2 * half), row % (2 * half));
+                head * 2 * half + (within % 2) * half + within / 2
+            };
+            assert_eq!(
+                converted[row * cols..(row + 1) * cols],
+                original[from * cols..(from + 1) * cols],
+                "{gguf} row {row}"
+            );
+        }
+    }
+}
+
+#[test]
+fn qwen2_keeps_the_row_order_and_its_biases() {
+    let mut tensors = model_tensors();
+    tensors.push(f32_tensor("model.layers.0.self_attn.q_proj.bias", &[HIDDEN], 20));
+    let input = safetensors_file(None, &tensors);
+    let opts = PlanOptions { model: Some(folder("Qwen2ForCausalLM")), ..PlanOptions::default() };
+    let plan = plan_conversion(&[header(&input)], &opts).unwrap();
+    assert!(plan.ops.iter().all(|op| op.row_order.is_none()));
+    let out = run(&plan, &[&input]).unwrap();
+    let bias = tensors.last().unwrap();
+    assert_eq!(float_values(&out, "blk.0.attn_q.bias"), f32_values(&bias.bytes));
+}
+
+fn folder_error(tensors: &[T], model: ModelFolder) -> (String, String, String) {
+    let input = safetensors_file(None, tensors);
+    let opts = PlanOptions { model: Some(model), ..PlanOptions::default() };
+    match plan_conversion(&[header(&input)], &opts).map(drop).unwrap_err().root().clone() {
+        Error::ModelFolder { file, field, reason } => (file, field, reason),
+        other => panic!("expected a model-folder error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_config_that_contradicts_the_tensors_is_named() {
+    let mut model = folder("LlamaForCausalLM");
+    model.config.kv_heads = 4;
+    let (file, field, reason) = folder_error(&model_tensors(), model);
+    assert_eq!((file.as_str(), field.as_str()), ("config.json", "num_key_value_heads"));
+    assert!(reason.contains("model.layers.0.self_attn.k_proj.weight"), "{reason}");
+
+    let mut model = folder("LlamaForCausalLM");
+    model.config.layers = 0;
+    let (_, field, _) = folder_error(&model_tensors(), model);
+    assert_eq!(field, "num_hidden_layers");
+
+    let mut tensors = model_tensors();
+    tensors.push(f32_tensor("model.vision_tower.weight", &[4], 30));
+    let (file, field, _) = folder_error(&tensors, folder("LlamaForCausalLM"));
+    assert_eq!((file.as_str(), field.as_str()), ("model.safetensors", "model.vision_tower.weight"));
+
+    let tensors: Vec<T> = model_tensors().into_iter().filter(|t| !t.name.contains("embed")).collect();
+    let (_, field, reason) = folder_error(&tensors, folder("LlamaForCausalLM"));
+    assert_eq!(field, "model.embed_tokens.weight");
+    assert!(reason.starts_with("missing"), "{reason}");
+}
+
+#[test]
+fn bitnet_sub_norms_are_named_and_checked() {
+    let mut tensors = model_tensors();
+    tensors.push(f32_tensor("model.layers.0.self_attn.attn_sub_norm.weight", &[HIDDEN], 40));
+    tensors.push(f32_tensor("model.layers.0.mlp.ffn_sub_norm.weight", &[INTER], 41));
+    let input = safetensors_file(None, &tensors);
+    let model = folder("BitNetForCausalLM");
+    assert_eq!(model.config.architecture, Architecture::Bitnet);
+    let opts = PlanOptions { model: Some(model), ..PlanOptions::default() };
+    let plan = plan_conversion(&[header(&input)], &opts).unwrap();
+    let names: Vec<&str> = plan.ops.iter().map(|op| op.name.as_str()).collect();
+    assert!(names.contains(&"blk.0.attn_sub_norm.weight") && names.contains(&"blk.0.ffn_sub_norm.weight"));
+    let Metadata::Gguf(metadata) = &header(&run(&plan, &[&input]).unwrap()).metadata else { panic!() };
+    assert_eq!(key(metadata, "general.architecture"), Some(&GgufValue::String(b"bitnet".to_vec())));
+}
