@@ -2,6 +2,7 @@
 // The ternary-quant command line: convert and inspect model files, and time the builds.
 import { Worker } from 'node:worker_threads';
 import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
 import {
   backend,
   init,
@@ -134,66 +135,42 @@ for (const [signal, code] of [
 
 // ------------------------------------------------------------------ arguments
 
-function parseFlags(args, known) {
-  const flags = {};
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === '--help' || a === '-h') flags.help = true;
-    else if (a === '--json') flags.json = true;
-    else if (known.includes(a)) {
-      const v = args[++i];
-      if (v === undefined) fail(`${a} needs a value`);
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) fail(`${a} must be a positive integer, got '${v}'`);
-      flags[a.slice(2)] = n;
-    } else fail(`unknown argument '${a}' (see --help)`);
-  }
-  return flags;
-}
-
 /**
- * Parses `args` against a spec { values: [...options taking a value], repeat: [...those
- * that may repeat], flags: [...options without a value] }. Returns { positional, opts }
- * with option names in camelCase ('--block-size' -> blockSize).
+ * Parses `args` with node:util's parseArgs against a spec { values: [...options taking a
+ * value], repeat: [...those that may repeat], flags: [...options without a value] }, the
+ * same way for every command: `--name value` and `--name=value` both work. Returns
+ * { positional, opts } with option names in camelCase ('--block-size' -> blockSize).
+ * parseArgs runs with strict off and hands back its tokens, so that each mistake gets
+ * one message of ours naming the option.
  */
-function parseArgs(args, spec, command) {
+function parseCommandLine(args, spec, command) {
+  const options = { help: { type: 'boolean', short: 'h' } };
+  for (const name of spec.values) options[name.slice(2)] = { type: 'string', multiple: spec.repeat?.includes(name) ?? false };
+  for (const name of spec.flags) options[name.slice(2)] = { type: 'boolean' };
+  const { tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
   const positional = [];
   const opts = {};
-  const camel = (name) => name.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-  for (let i = 0; i < args.length; i++) {
-    let a = args[i];
-    if (a === '--') {
-      positional.push(...args.slice(i + 1));
-      break;
-    }
-    if (a === '-h' || a === '--help') {
-      opts.help = true;
+  const camel = (name) => name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+  for (const token of tokens) {
+    if (token.kind === 'positional') {
+      positional.push(token.value);
       continue;
     }
-    if (!a.startsWith('-') || a === '-') {
-      positional.push(a);
-      continue;
-    }
-    let value;
-    const eq = a.indexOf('=');
-    if (a.startsWith('--') && eq > 0) {
-      value = a.slice(eq + 1);
-      a = a.slice(0, eq);
-    }
-    if (spec.flags.includes(a)) {
-      if (value !== undefined) fail(`${a} takes no value`);
-      opts[camel(a)] = true;
-    } else if (spec.values.includes(a)) {
-      if (value === undefined) {
-        value = args[++i];
-        if (value === undefined) fail(`${a} needs a value`);
-      }
-      const key = camel(a);
-      if (spec.repeat?.includes(a)) (opts[key] ??= []).push(value);
-      else if (opts[key] !== undefined) fail(`${a} is given twice`);
-      else opts[key] = value;
+    if (token.kind !== 'option') continue;
+    const flag = `--${token.name}`;
+    const option = options[token.name];
+    if (token.name === 'help') opts.help = true;
+    else if (option === undefined) {
+      fail(`unknown option '${token.rawName}' (see ternary-quant ${command} --help)`);
+    } else if (option.type === 'boolean') {
+      if (token.inlineValue) fail(`${flag} takes no value`);
+      opts[camel(token.name)] = true;
     } else {
-      fail(`unknown option '${a}' (see ternary-quant ${command} --help)`);
+      if (token.value === undefined) fail(`${flag} needs a value`);
+      const key = camel(token.name);
+      if (option.multiple) (opts[key] ??= []).push(token.value);
+      else if (opts[key] !== undefined) fail(`${flag} is given twice`);
+      else opts[key] = token.value;
     }
   }
   return { positional, opts };
@@ -345,7 +322,7 @@ function outputFromName(path) {
 
 /** The checked options of `convert`. */
 function convertOptions(args) {
-  const { positional, opts } = parseArgs(args, CONVERT_SPEC, 'convert');
+  const { positional, opts } = parseCommandLine(args, CONVERT_SPEC, 'convert');
   if (opts.help) return { help: true };
   if (positional.length !== 2) {
     fail(`convert needs IN and OUT, got ${positional.length} path${positional.length === 1 ? '' : 's'} (see ternary-quant convert --help)`);
@@ -681,7 +658,7 @@ function describeModel(path, info) {
 }
 
 async function inspect(args) {
-  const { positional, opts } = parseArgs(args, { values: [], flags: ['--json'] }, 'inspect');
+  const { positional, opts } = parseCommandLine(args, { values: [], flags: ['--json'] }, 'inspect');
   if (opts.help) return console.log(INSPECT_HELP);
   if (positional.length !== 1) fail(`inspect needs one FILE, got ${positional.length} (see ternary-quant inspect --help)`);
   const [path] = positional;
@@ -755,10 +732,11 @@ function timeIt(fn, minMs = 300) {
 }
 
 async function bench(args) {
-  const flags = parseFlags(args, ['--rows', '--cols']);
-  if (flags.help) return console.log(BENCH_HELP);
-  const rows = flags.rows ?? 1024;
-  const cols = flags.cols ?? 4096;
+  const { positional, opts } = parseCommandLine(args, { values: ['--rows', '--cols'], flags: ['--json'] }, 'bench');
+  if (opts.help) return console.log(BENCH_HELP);
+  if (positional.length > 0) fail(`bench takes no paths, got '${positional[0]}' (see ternary-quant bench --help)`);
+  const rows = opts.rows === undefined ? 1024 : positiveInteger('--rows', opts.rows);
+  const cols = opts.cols === undefined ? 4096 : positiveInteger('--cols', opts.cols);
   if (cols % 256 !== 0) fail(`--cols must be a multiple of 256, got ${cols}`);
   await init();
   const variants = simdSupported() ? [true, false] : [false];
@@ -784,7 +762,7 @@ async function bench(args) {
       ternaryOverF32: f32Ms / ternaryMs,
     });
   }
-  if (flags.json) return console.log(JSON.stringify({ rows, cols, results }, null, 2));
+  if (opts.json) return console.log(JSON.stringify({ rows, cols, results }, null, 2));
   console.log(`${rows} x ${cols} f32, bitnet preset (TQ2_0, absmean per tensor); G values/s`);
   console.log('build     quantize  ternary GEMV  f32 GEMV  ternary/f32');
   for (const r of results) {

@@ -237,7 +237,9 @@ test('--threads 2 writes the same bytes as --threads 1, chunked float conversion
     for (const threads of ['1', '2']) {
       const out = join(dir, `out-${threads}.gguf`);
       const report = join(dir, `report-${threads}.json`);
-      cliOk(['convert', input, out, '--threads', threads, '--report', report, '--quiet']);
+      // One run spells its options --flag value, the other --flag=value.
+      const flags = threads === '1' ? ['--threads', threads, '--report', report] : [`--threads=${threads}`, `--report=${report}`];
+      cliOk(['convert', input, out, ...flags, '--quiet']);
       outs.push(sha256(out));
       reports.push(JSON.parse(readFileSync(report, 'utf8')));
     }

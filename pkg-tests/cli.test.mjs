@@ -57,6 +57,16 @@ test('bench --rows 64 --cols 512 --json prints parseable results for both builds
   assert.equal(out.results[1].backend, 'scalar');
 });
 
+test('every command takes --flag=value as --flag value', () => {
+  const spaced = npx('bench', '--rows', '8', '--cols', '256', '--json');
+  const joined = npx('bench', '--rows=8', '--cols=256', '--json');
+  for (const r of [spaced, joined]) assert.equal(r.status, 0, r.stderr);
+  for (const r of [spaced, joined]) {
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual([out.rows, out.cols], [8, 256]);
+  }
+});
+
 test('bench without --json prints a table', () => {
   const r = npx('bench', '--rows', '16', '--cols', '256');
   assert.equal(r.status, 0, r.stderr);
@@ -69,9 +79,13 @@ test('an unknown command or bad argument exits non-zero with a one-line reason',
   for (const [args, re] of [
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['bench', '--rows'], /--rows needs a value/],
-    [['bench', '--rows', '0'], /--rows must be a positive integer/],
+    [['bench', '--rows', '0'], /--rows must be an integer in 1\.\./],
+    [['bench', '--rows=x'], /--rows must be an integer in 1\.\..*got 'x'/],
+    [['bench', '--json=yes'], /--json takes no value/],
+    [['bench', 'extra'], /bench takes no paths/],
     [['bench', '--cols', '100'], /multiple of 256/],
-    [['bench', '--fast'], /unknown argument '--fast'/],
+    [['bench', '--fast'], /unknown option '--fast'/],
+    [['inspect', '--fast=1', 'x'], /unknown option '--fast'/],
   ]) {
     const r = npx(...args);
     assert.notEqual(r.status, 0, `${args.join(' ')} exited 0`);
