@@ -2,14 +2,17 @@
 // loads it in Node (bytes read from the package), in browsers (URL relative to this
 // module) or through bundlers, and wraps the raw bindings in handles that fail
 // clearly once freed.
-import * as simdGlue from './simd/ternary_quant.js';
-import * as scalarGlue from './scalar/ternary_quant.js';
-import * as ioSimdGlue from './io-simd/ternary_quant.js';
-import * as ioScalarGlue from './io-scalar/ternary_quant.js';
 
 // The lean builds hold the quantization API; the io- builds add the model-file API
-// (inspectModel, planConversion), which makes them about twice the size.
-const GLUES = { simd: simdGlue, scalar: scalarGlue, 'io-simd': ioSimdGlue, 'io-scalar': ioScalarGlue };
+// (inspectModel, planConversion), which makes them about twice the size. Only the glue
+// of the build that is loaded is imported: the specifiers are literal, so that bundlers
+// still find (and may split out) each one.
+const GLUES = {
+  simd: () => import('./simd/ternary_quant.js'),
+  scalar: () => import('./scalar/ternary_quant.js'),
+  'io-simd': () => import('./io-simd/ternary_quant.js'),
+  'io-scalar': () => import('./io-scalar/ternary_quant.js'),
+};
 
 // (module (func (result v128) i32.const 0 i8x16.splat)): valid only where SIMD128 is.
 const SIMD_PROBE = new Uint8Array([
@@ -104,8 +107,8 @@ export function init(options = {}) {
 // Each build's glue module keeps its own instance, so both can live in one process.
 function loadVariant(variant, wasm) {
   if (!builds.has(variant)) {
-    const g = GLUES[variant];
     const pending = (async () => {
+      const g = await GLUES[variant]();
       const source = await wasmSource(variant, wasm);
       const instance = await g.default({ module_or_path: source });
       return { glue: g, memory: instance.memory, variant };

@@ -82,6 +82,8 @@ async function openPage(url) {
   const context = await browser.newContext({ viewport: { width: 900, height: 420 } });
   const page = await context.newPage();
   const problems = [];
+  const requests = [];
+  page.on('request', (r) => requests.push(new URL(r.url()).pathname));
   page.on('console', (m) => {
     if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`);
   });
@@ -93,7 +95,7 @@ async function openPage(url) {
   await page.goto(url);
   await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 60_000 });
   const result = await page.evaluate(() => window.__result);
-  return { context, page, problems, result };
+  return { context, page, problems, result, requests };
 }
 
 function nodeBytes(data, opts) {
@@ -104,7 +106,7 @@ function nodeBytes(data, opts) {
 }
 
 test('Chromium, no bundler: SIMD feature test, both builds, bytes equal to Node', async () => {
-  const { context, page, problems, result } = await openPage(`${origin}/index.html`);
+  const { context, page, problems, result, requests } = await openPage(`${origin}/index.html`);
   mkdirSync(OUTPUT, { recursive: true });
   await page.screenshot({ path: join(OUTPUT, 'browser-no-bundler.png') });
   await context.close();
@@ -121,6 +123,14 @@ test('Chromium, no bundler: SIMD feature test, both builds, bytes equal to Node'
   assert.deepEqual(result.ties.bytes, nodeBytes(ties, { preset: 'lossless' }));
   assert.deepEqual(result.scalarBitnet.bytes, result.bitnet.bytes);
   assert.deepEqual(result.scalarTies.bytes, result.ties.bytes);
+  // The loader fetches the glue and .wasm of the builds it loads (SIMD by init, scalar
+  // by loadBuild), and nothing of the model-file builds.
+  const glue = requests.filter((p) => p.endsWith('/ternary_quant.js') || p.endsWith('_bg.wasm'));
+  const pkg = '/node_modules/ternary-quant/';
+  assert.deepEqual(
+    [...new Set(glue)].sort(),
+    [`${pkg}scalar/ternary_quant.js`, `${pkg}scalar/ternary_quant_bg.wasm`, `${pkg}simd/ternary_quant.js`, `${pkg}simd/ternary_quant_bg.wasm`],
+  );
 });
 
 test('Chromium, esbuild bundle (platform browser) with simd/ and scalar/ next to it', async () => {
