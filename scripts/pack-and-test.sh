@@ -40,7 +40,7 @@ devdep() { node -e 'const p = require(process.argv[1]); process.stdout.write(p.d
   npm init -y >/dev/null
   npm pkg set type=module
   npm install --no-audit --no-fund --prefer-offline --loglevel=error \
-    "$tarball" "esbuild@$(devdep esbuild)" "playwright-core@$(devdep playwright-core)" \
+    "$tarball" "esbuild@$(devdep esbuild)" "playwright-core@$(devdep playwright-core)" "typescript@$(devdep typescript)" \
     "@huggingface/gguf@$HF_GGUF_VERSION"
 )
 
