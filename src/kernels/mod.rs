@@ -5,42 +5,101 @@
 //! On x86_64 the best backend is detected at run time and cached; on wasm32 it is fixed
 //! at compile time by the `simd128` target feature. The scalar module is the spec.
 
-/// Fills a [`Kernels`] table from a module that has every kernel by name.
+/// The kernel list, written once: every backend module has each of these functions
+/// under the same name and signature. `for_each_kernel!(m)` (or `for_each_kernel!(m, arg)`)
+/// calls macro `m` with the list (after `(arg)`), which is how the [`Kernels`] struct,
+/// each backend's table and the x86 safe wrappers are written from it. Adding a kernel
+/// is one line here plus its function in every backend; the compiler finds a backend
+/// that lacks it.
 // Defined before the backend modules so that its textual scope reaches them.
-macro_rules! kernel_table {
-    ($m:path) => {{
-        use $m as m;
-        $crate::kernels::Kernels {
-            first_non_finite: m::first_non_finite,
-            abs_sum: m::abs_sum,
-            abs_max: m::abs_max,
-            min_max: m::min_max,
-            abs_sum_above: m::abs_sum_above,
-            ternary_codes: m::ternary_codes,
-            pack_tq2_0: m::pack_tq2_0,
-            unpack_tq2_0: m::unpack_tq2_0,
-            dequantize_tq2_0: m::dequantize_tq2_0,
-            pack_tq1_0: m::pack_tq1_0,
-            unpack_tq1_0: m::unpack_tq1_0,
-            dequantize_tq1_0: m::dequantize_tq1_0,
-            pack_bitnet_hf_row: m::pack_bitnet_hf_row,
-            pack_i2_s: m::pack_i2_s,
-            unpack_i2_s: m::unpack_i2_s,
-            quantize_i8_symmetric: m::quantize_i8_symmetric,
-            quantize_i8_asymmetric: m::quantize_i8_asymmetric,
-            dequantize_i8: m::dequantize_i8,
-            quantize_q8_0: m::quantize_q8_0,
-            dequantize_q8_0: m::dequantize_q8_0,
-            quantize_q8_k: m::quantize_q8_k,
-            dequantize_q8_k: m::dequantize_q8_k,
-            f16_to_f32: m::f16_to_f32,
-            bf16_to_f32: m::bf16_to_f32,
-            metric_sums: m::metric_sums,
-            dot_tq2_0_q8_k: m::dot_tq2_0_q8_k,
-            dot_codes_i8: m::dot_codes_i8,
-            dot_f32: m::dot_f32,
+macro_rules! for_each_kernel {
+    ($callback:ident $(, $arg:path)?) => {
+        $callback! {
+            $(($arg))?
+        /// Index of the first NaN or infinity.
+        fn first_non_finite(x: &[f32]) -> Option<usize>;
+        /// Sum of |x| in the 16-lane order of the spec.
+        fn abs_sum(x: &[f32]) -> f64;
+        /// max |x|, or 0 for an empty slice.
+        fn abs_max(x: &[f32]) -> f32;
+        /// (min, max) of x; (+inf, -inf) for an empty slice.
+        fn min_max(x: &[f32]) -> (f32, f32);
+        /// (sum of |x| over |x| > t, count of such x).
+        fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64);
+        /// Ternary codes q of every value.
+        fn ternary_codes(x: &[f32], rule: $crate::kernels::CodeRule, out: &mut [i8]);
+        /// TQ2_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
+        fn pack_tq2_0(x: &[f32], rule: $crate::kernels::CodeRule, d: [u8; 2], out: &mut [$crate::layout::blocks::BlockTq2_0]);
+        /// Codes of TQ2_0 blocks.
+        fn unpack_tq2_0(blocks: &[$crate::layout::blocks::BlockTq2_0], out: &mut [i8]);
+        /// Dequantized values of TQ2_0 blocks.
+        fn dequantize_tq2_0(blocks: &[$crate::layout::blocks::BlockTq2_0], out: &mut [f32]);
+        /// TQ1_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
+        fn pack_tq1_0(x: &[f32], rule: $crate::kernels::CodeRule, d: [u8; 2], out: &mut [$crate::layout::blocks::BlockTq1_0]);
+        /// Codes of TQ1_0 blocks.
+        fn unpack_tq1_0(blocks: &[$crate::layout::blocks::BlockTq1_0], out: &mut [i8]);
+        /// Dequantized values of TQ1_0 blocks.
+        fn dequantize_tq1_0(blocks: &[$crate::layout::blocks::BlockTq1_0], out: &mut [f32]);
+        /// I2_S code bytes of `x` (a multiple of 128 values).
+        fn pack_i2_s(x: &[f32], rule: $crate::kernels::CodeRule, out: &mut [u8]);
+        /// Codes of I2_S code bytes.
+        fn unpack_i2_s(bytes: &[u8], out: &mut [i8]);
+        /// One packed bitnet-hf row.
+        fn pack_bitnet_hf_row(sources: &[&[f32]], rule: $crate::kernels::CodeRule, out: &mut [u8]);
+        /// Symmetric int8.
+        fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]);
+        /// Asymmetric int8.
+        fn quantize_i8_asymmetric(x: &[f32], scale: f32, zero_point: i32, lo: f32, hi: f32, out: &mut [i8]);
+        /// (q - zero_point) * scale.
+        fn dequantize_i8(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]);
+        /// Q8_0 blocks of `x` (a multiple of 32 values).
+        fn quantize_q8_0(x: &[f32], out: &mut [$crate::layout::blocks::BlockQ8_0]);
+        /// Dequantized Q8_0 blocks.
+        fn dequantize_q8_0(blocks: &[$crate::layout::blocks::BlockQ8_0], out: &mut [f32]);
+        /// Q8_K blocks of `x` (a multiple of 256 values).
+        fn quantize_q8_k(x: &[f32], out: &mut [$crate::layout::blocks::BlockQ8K]);
+        /// Dequantized Q8_K blocks.
+        fn dequantize_q8_k(blocks: &[$crate::layout::blocks::BlockQ8K], out: &mut [f32]);
+        /// IEEE half bits -> f32.
+        fn f16_to_f32(src: &[u16], out: &mut [f32]);
+        /// bfloat16 bits -> f32.
+        fn bf16_to_f32(src: &[u16], out: &mut [f32]);
+        /// The sums behind the error metrics.
+        fn metric_sums(reference: &[f32], approx: &[f32]) -> $crate::kernels::MetricSums;
+        /// sum over blocks of (f16(d_w) * d_x) * isum, in block order.
+        fn dot_tq2_0_q8_k(w: &[$crate::layout::blocks::BlockTq2_0], x: &[$crate::layout::blocks::BlockQ8K]) -> f32;
+        /// Integer dot product of ternary codes with int8 values.
+        fn dot_codes_i8(w: &[i8], x: &[i8]) -> i64;
+        /// f32 dot product in 16 f32 lanes.
+        fn dot_f32(a: &[f32], b: &[f32]) -> f32;
         }
+    };
+}
+
+/// The [`Kernels`] struct: one fn pointer per kernel of the list.
+macro_rules! kernels_struct {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?; )*) => {
+        /// A set of kernels; every backend provides one with identical results.
+        #[allow(clippy::type_complexity)]
+        pub struct Kernels {
+            $( $(#[$doc])* pub $name: fn($($ty),*) $(-> $ret)?, )*
+        }
+    };
+}
+
+/// A [`Kernels`] table of the functions of module `$m`.
+macro_rules! table_of {
+    (($m:path) $( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?; )*) => {{
+        use $m as m;
+        $crate::kernels::Kernels { $( $name: m::$name, )* }
     }};
+}
+
+/// Fills a [`Kernels`] table from a module that has every kernel by name.
+macro_rules! kernel_table {
+    ($m:path) => {
+        for_each_kernel!(table_of, $m)
+    };
 }
 
 pub mod scalar;
@@ -49,8 +108,13 @@ pub mod wasm32;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0};
 use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The largest f32 below 0.5 (0.5 - 2^-25). For |v| <= 2^22,
+/// `trunc(v + copysign(ROUND_BIAS, v)) == v.round()` (round half away from zero): the
+/// SIMD kernels clamp to +-127 or +-512 before rounding, so this holds for every input.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+pub(crate) const ROUND_BIAS: f32 = 0.499_999_97;
 
 /// Number of logical f64 accumulators in every floating-point sum (see `scalar`).
 pub const SUM_LANES: usize = 16;
@@ -79,38 +143,7 @@ pub struct MetricSums {
     pub max_abs_err: f64,
 }
 
-/// A set of kernels; every backend provides one with identical results.
-#[allow(clippy::type_complexity)]
-pub struct Kernels {
-    pub first_non_finite: fn(&[f32]) -> Option<usize>,
-    pub abs_sum: fn(&[f32]) -> f64,
-    pub abs_max: fn(&[f32]) -> f32,
-    pub min_max: fn(&[f32]) -> (f32, f32),
-    pub abs_sum_above: fn(&[f32], f32) -> (f64, u64),
-    pub ternary_codes: fn(&[f32], CodeRule, &mut [i8]),
-    pub pack_tq2_0: fn(&[f32], CodeRule, [u8; 2], &mut [BlockTq2_0]),
-    pub unpack_tq2_0: fn(&[BlockTq2_0], &mut [i8]),
-    pub dequantize_tq2_0: fn(&[BlockTq2_0], &mut [f32]),
-    pub pack_tq1_0: fn(&[f32], CodeRule, [u8; 2], &mut [BlockTq1_0]),
-    pub unpack_tq1_0: fn(&[BlockTq1_0], &mut [i8]),
-    pub dequantize_tq1_0: fn(&[BlockTq1_0], &mut [f32]),
-    pub pack_bitnet_hf_row: fn(&[&[f32]], CodeRule, &mut [u8]),
-    pub pack_i2_s: fn(&[f32], CodeRule, &mut [u8]),
-    pub unpack_i2_s: fn(&[u8], &mut [i8]),
-    pub quantize_i8_symmetric: fn(&[f32], f32, f32, &mut [i8]),
-    pub quantize_i8_asymmetric: fn(&[f32], f32, i32, f32, f32, &mut [i8]),
-    pub dequantize_i8: fn(&[i8], f32, i32, &mut [f32]),
-    pub quantize_q8_0: fn(&[f32], &mut [BlockQ8_0]),
-    pub dequantize_q8_0: fn(&[BlockQ8_0], &mut [f32]),
-    pub quantize_q8_k: fn(&[f32], &mut [BlockQ8K]),
-    pub dequantize_q8_k: fn(&[BlockQ8K], &mut [f32]),
-    pub f16_to_f32: fn(&[u16], &mut [f32]),
-    pub bf16_to_f32: fn(&[u16], &mut [f32]),
-    pub metric_sums: fn(&[f32], &[f32]) -> MetricSums,
-    pub dot_tq2_0_q8_k: fn(&[BlockTq2_0], &[BlockQ8K]) -> f32,
-    pub dot_codes_i8: fn(&[i8], &[i8]) -> i64,
-    pub dot_f32: fn(&[f32], &[f32]) -> f32,
-}
+for_each_kernel!(kernels_struct);
 
 /// The scalar table is always built, except in wasm32 SIMD128 builds without the
 /// `scalar-backend` feature: there the SIMD128 kernels cover every input (the scalar

@@ -425,36 +425,38 @@ fn tq1_blocks(rng: &mut Rng, n: usize) -> Vec<BlockTq1_0> {
         .collect()
 }
 
-#[test]
-fn pack_tq2_0() {
-    each_case(4, |rng, b, k| {
+/// A TQ packer against the spec: random scopes of blocks, into random stale blocks.
+fn pack_tq<B: Clone>(
+    seed: u64,
+    what: &str,
+    stale_blocks: fn(&mut Rng, usize) -> Vec<B>,
+    spec: fn(&[f32], CodeRule, [u8; 2], &mut [B]),
+    kernel: fn(&Kernels) -> fn(&[f32], CodeRule, [u8; 2], &mut [B]),
+) where
+    [B]: Same,
+{
+    each_case(seed, |rng, b, k| {
         let (blocks, n) = block_data(rng, QK_K);
         let (data, off, rule) = ternary_data(rng, n);
         let x = &data[off..off + n];
         let d = [rng.u32() as u8, rng.u32() as u8];
         let out_len = out_blocks(rng, blocks);
-        let init = tq2_blocks(rng, out_len);
+        let init = stale_blocks(rng, out_len);
         let (mut want, mut got) = (init.clone(), init);
-        scalar::pack_tq2_0(x, rule, d, &mut want);
-        (k.pack_tq2_0)(x, rule, d, &mut got);
-        check("pack_tq2_0", b, &(n, off, rule), &want[..], &got[..]);
+        spec(x, rule, d, &mut want);
+        kernel(k)(x, rule, d, &mut got);
+        check(what, b, &(n, off, rule), &want[..], &got[..]);
     });
 }
 
 #[test]
+fn pack_tq2_0() {
+    pack_tq(4, "pack_tq2_0", tq2_blocks, scalar::pack_tq2_0, |k| k.pack_tq2_0);
+}
+
+#[test]
 fn pack_tq1_0() {
-    each_case(5, |rng, b, k| {
-        let (blocks, n) = block_data(rng, QK_K);
-        let (data, off, rule) = ternary_data(rng, n);
-        let x = &data[off..off + n];
-        let d = [rng.u32() as u8, rng.u32() as u8];
-        let out_len = out_blocks(rng, blocks);
-        let init = tq1_blocks(rng, out_len);
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::pack_tq1_0(x, rule, d, &mut want);
-        (k.pack_tq1_0)(x, rule, d, &mut got);
-        check("pack_tq1_0", b, &(n, off, rule), &want[..], &got[..]);
-    });
+    pack_tq(5, "pack_tq1_0", tq1_blocks, scalar::pack_tq1_0, |k| k.pack_tq1_0);
 }
 
 #[test]
@@ -923,6 +925,29 @@ fn clamp_ordered_is_f32_clamp_for_ordered_bounds() {
                 let (want, got) = (v.clamp(lo, hi), scalar::clamp_ordered(v, lo, hi));
                 assert!(want.same(&got), "clamp({v}, {lo}, {hi}): {want} vs {got}");
             }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[test]
+fn simd128_builds_run_the_simd128_table() {
+    assert!(Backend::Simd128.is_supported());
+    assert_eq!(Backend::best(), Backend::Simd128);
+}
+
+/// f16 to f32 keeps every bit, NaN payloads included, on every backend: the conversion
+/// is exact and no arithmetic touches a NaN.
+#[test]
+fn f16_to_f32_keeps_nan_payloads() {
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    let mut want = vec![0f32; all.len()];
+    scalar::f16_to_f32(&all, &mut want);
+    for (b, k) in backends() {
+        let mut got = vec![0f32; all.len()];
+        (k.f16_to_f32)(&all, &mut got);
+        for (h, (w, g)) in all.iter().zip(want.iter().zip(&got)) {
+            assert_eq!(w.to_bits(), g.to_bits(), "{b}: f16 {h:#06x}");
         }
     }
 }

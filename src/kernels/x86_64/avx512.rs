@@ -9,68 +9,8 @@
 //! The AVX-512 intrinsics are stable since Rust 1.89, so this module needs that
 //! compiler (the crate's `rust-version` must be at least 1.89).
 
-use crate::kernels::{CodeRule, MetricSums};
-use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0};
-
-// Safe wrappers, one per kernel of `imp`, for the AVX-512 table (see `super::safe_wrappers`).
-super::safe_wrappers! {
-    /// Index of the first NaN or infinity.
-    fn first_non_finite(x: &[f32]) -> Option<usize>;
-    /// Sum of |x| in the 16-lane order of the spec.
-    fn abs_sum(x: &[f32]) -> f64;
-    /// max |x|, or 0 for an empty slice.
-    fn abs_max(x: &[f32]) -> f32;
-    /// (min, max) of x; (+inf, -inf) for an empty slice.
-    fn min_max(x: &[f32]) -> (f32, f32);
-    /// (sum of |x| over |x| > t, count of such x).
-    fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64);
-    /// Ternary codes q of every value.
-    fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]);
-    /// TQ2_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
-    fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]);
-    /// Codes of TQ2_0 blocks.
-    fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]);
-    /// Dequantized values of TQ2_0 blocks.
-    fn dequantize_tq2_0(blocks: &[BlockTq2_0], out: &mut [f32]);
-    /// TQ1_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
-    fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]);
-    /// Codes of TQ1_0 blocks.
-    fn unpack_tq1_0(blocks: &[BlockTq1_0], out: &mut [i8]);
-    /// Dequantized values of TQ1_0 blocks.
-    fn dequantize_tq1_0(blocks: &[BlockTq1_0], out: &mut [f32]);
-    /// I2_S code bytes of `x` (a multiple of 128 values).
-    fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]);
-    /// Codes of I2_S code bytes.
-    fn unpack_i2_s(bytes: &[u8], out: &mut [i8]);
-    /// One packed bitnet-hf row.
-    fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]);
-    /// Symmetric int8.
-    fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]);
-    /// Asymmetric int8.
-    fn quantize_i8_asymmetric(x: &[f32], scale: f32, zero_point: i32, lo: f32, hi: f32, out: &mut [i8]);
-    /// (q - zero_point) * scale.
-    fn dequantize_i8(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]);
-    /// Q8_0 blocks of `x` (a multiple of 32 values).
-    fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]);
-    /// Dequantized Q8_0 blocks.
-    fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]);
-    /// Q8_K blocks of `x` (a multiple of 256 values).
-    fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]);
-    /// Dequantized Q8_K blocks.
-    fn dequantize_q8_k(blocks: &[BlockQ8K], out: &mut [f32]);
-    /// IEEE half bits -> f32.
-    fn f16_to_f32(src: &[u16], out: &mut [f32]);
-    /// bfloat16 bits -> f32.
-    fn bf16_to_f32(src: &[u16], out: &mut [f32]);
-    /// The sums behind the error metrics.
-    fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums;
-    /// sum over blocks of (f16(d_w) * d_x) * isum, in block order.
-    fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32;
-    /// Integer dot product of ternary codes with int8 values.
-    fn dot_codes_i8(w: &[i8], x: &[i8]) -> i64;
-    /// f32 dot product in 16 f32 lanes.
-    fn dot_f32(a: &[f32], b: &[f32]) -> f32;
-}
+// Safe wrappers, one per kernel of the list, for the AVX-512 table (see `super::safe_wrappers`).
+for_each_kernel!(safe_wrappers);
 
 /// The `#[target_feature]` kernels. Callers must make sure the CPU has every feature
 /// named in their attributes; pointers are derived from slices, and every access stays

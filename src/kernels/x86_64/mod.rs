@@ -24,7 +24,6 @@ macro_rules! safe_wrappers {
         )*
     };
 }
-use safe_wrappers;
 
 mod avx2;
 // The AVX-512 intrinsics are stable since Rust 1.89.
@@ -37,10 +36,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 static AVX2: Kernels = kernel_table!(self::avx2);
 static AVX512: Kernels = kernel_table!(self::avx512);
 
-/// The largest f32 below 0.5 (0.5 - 2^-25). For |v| <= 2^22,
-/// `trunc(v + copysign(ROUND_BIAS, v)) == v.round()` (round half away from zero): the
-/// kernels clamp to +-127 or +-512 before rounding, so this holds for every input.
-pub(crate) const ROUND_BIAS: f32 = 0.499_999_97;
+pub(crate) use super::ROUND_BIAS;
 
 /// TQ1_0 stores each base-3 number b < 243 as (b * 256 + 242) / 243, computed as
 /// ((b << 8) + 242) * TQ1_MUL >> TQ1_SHIFT; the product stays below 2^31, and the test
