@@ -2,7 +2,7 @@
 
 use crate::error::{index_by_name, Error, Result};
 use crate::kernels::{Backend, CodeRule, Kernels};
-use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_bits, f16_value, BlockTq1_0, BlockTq2_0};
+use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_bits, f16_value, BlockTq1_0, BlockTq2_0, ByteBlock, QK_K};
 use crate::layout::{bitnet_hf, TernaryLayout};
 use crate::scheme::{check_finite, check_shape, Scope};
 
@@ -206,22 +206,8 @@ fn pack_scopes(
     let mut bytes = vec![0u8; layout.data_bytes(rows, cols)?];
     let mut scales = Vec::with_capacity(scope.count(rows, cols));
     match layout {
-        TernaryLayout::Tq2_0 => {
-            let blocks = as_blocks_mut::<BlockTq2_0>(&mut bytes);
-            for (i, (x, out)) in data.chunks(span).zip(blocks.chunks_mut(span / 256)).enumerate() {
-                let s = scale_of(i, x)?;
-                (k.pack_tq2_0)(x, s.code, f16_bits(s.scale), out);
-                scales.push(f16_value(f16_bits(s.scale)));
-            }
-        }
-        TernaryLayout::Tq1_0 => {
-            let blocks = as_blocks_mut::<BlockTq1_0>(&mut bytes);
-            for (i, (x, out)) in data.chunks(span).zip(blocks.chunks_mut(span / 256)).enumerate() {
-                let s = scale_of(i, x)?;
-                (k.pack_tq1_0)(x, s.code, f16_bits(s.scale), out);
-                scales.push(f16_value(f16_bits(s.scale)));
-            }
-        }
+        TernaryLayout::Tq2_0 => pack_tq_scopes(k.pack_tq2_0, data, span, &mut bytes, &mut scales, scale_of)?,
+        TernaryLayout::Tq1_0 => pack_tq_scopes(k.pack_tq1_0, data, span, &mut bytes, &mut scales, scale_of)?,
         TernaryLayout::BitnetHf => {
             let s = scale_of(0, data)?;
             pack_bitnet_hf(k, data, rows, cols, s.code, &mut bytes);
@@ -426,6 +412,25 @@ impl TernaryTensor {
         out
     }
 }
+/// Packs each scope of `span` values into TQ blocks that share its f16 scale, and keeps
+/// that scale as stored.
+fn pack_tq_scopes<B: ByteBlock>(
+    pack: fn(&[f32], CodeRule, [u8; 2], &mut [B]),
+    data: &[f32],
+    span: usize,
+    bytes: &mut [u8],
+    scales: &mut Vec<f32>,
+    mut scale_of: impl FnMut(usize, &[f32]) -> Result<ScopeScale>,
+) -> Result<()> {
+    let blocks = as_blocks_mut::<B>(bytes);
+    for (i, (x, out)) in data.chunks(span).zip(blocks.chunks_mut(span / QK_K)).enumerate() {
+        let s = scale_of(i, x)?;
+        pack(x, s.code, f16_bits(s.scale), out);
+        scales.push(f16_value(f16_bits(s.scale)));
+    }
+    Ok(())
+}
+
 /// Quantizes and packs a row-major `[rows, cols]` tensor into transformers' BitNet
 /// packing, four weight rows per packed row.
 fn pack_bitnet_hf(k: &Kernels, data: &[f32], rows: usize, cols: usize, rule: CodeRule, out: &mut [u8]) {

@@ -91,6 +91,34 @@ fn scope_block_size(scope: Scope) -> Option<usize> {
     }
 }
 
+/// The getters both tensor handles share: shape, layout and scope of `inner`.
+macro_rules! shape_getters {
+    ($handle:ident) => {
+        #[wasm_bindgen]
+        impl $handle {
+            #[wasm_bindgen(getter)]
+            pub fn rows(&self) -> usize {
+                self.inner.rows
+            }
+            #[wasm_bindgen(getter)]
+            pub fn cols(&self) -> usize {
+                self.inner.cols
+            }
+            #[wasm_bindgen(getter)]
+            pub fn layout(&self) -> String {
+                self.inner.layout.name().into()
+            }
+            #[wasm_bindgen(getter)]
+            pub fn scope(&self) -> String {
+                self.inner.scope.name().into()
+            }
+        }
+    };
+}
+
+shape_getters!(TernaryTensor);
+shape_getters!(Int8Tensor);
+
 /// A ternary tensor held in wasm memory. Getters copy out into new typed arrays.
 #[wasm_bindgen]
 pub struct TernaryTensor {
@@ -100,22 +128,6 @@ pub struct TernaryTensor {
 
 #[wasm_bindgen]
 impl TernaryTensor {
-    #[wasm_bindgen(getter)]
-    pub fn rows(&self) -> usize {
-        self.inner.rows
-    }
-    #[wasm_bindgen(getter)]
-    pub fn cols(&self) -> usize {
-        self.inner.cols
-    }
-    #[wasm_bindgen(getter)]
-    pub fn layout(&self) -> String {
-        self.inner.layout.name().into()
-    }
-    #[wasm_bindgen(getter)]
-    pub fn scope(&self) -> String {
-        self.inner.scope.name().into()
-    }
     #[wasm_bindgen(getter, js_name = blockSize)]
     pub fn block_size(&self) -> Option<usize> {
         scope_block_size(self.inner.scope)
@@ -173,22 +185,6 @@ pub struct Int8Tensor {
 
 #[wasm_bindgen]
 impl Int8Tensor {
-    #[wasm_bindgen(getter)]
-    pub fn rows(&self) -> usize {
-        self.inner.rows
-    }
-    #[wasm_bindgen(getter)]
-    pub fn cols(&self) -> usize {
-        self.inner.cols
-    }
-    #[wasm_bindgen(getter)]
-    pub fn layout(&self) -> String {
-        self.inner.layout.name().into()
-    }
-    #[wasm_bindgen(getter)]
-    pub fn scope(&self) -> String {
-        self.inner.scope.name().into()
-    }
     #[wasm_bindgen(getter)]
     pub fn symmetric(&self) -> bool {
         self.inner.symmetric

@@ -325,12 +325,8 @@ mod tokenizers {
             "chat_template": "{{ messages }}"
         })
         .to_string();
-        let m = metadata(TokenizerFiles {
-            tokenizer_json: Some(json.as_bytes()),
-            tokenizer_config_json: Some(tokenizer_config.as_bytes()),
-            ..Default::default()
-        })
-        .unwrap();
+        let files = TokenizerFiles { tokenizer_config_json: Some(tokenizer_config.as_bytes()), ..Default::default() };
+        let m = metadata(TokenizerFiles { tokenizer_json: Some(json.as_bytes()), ..files }).unwrap();
         assert_eq!(get(&m, "tokenizer.ggml.model"), Some(&GgufValue::String(b"gpt2".to_vec())));
         assert_eq!(get(&m, "tokenizer.ggml.pre"), Some(&GgufValue::String(b"llama-bpe".to_vec())));
         assert_eq!(
@@ -349,12 +345,8 @@ mod tokenizers {
     fn ids_missing_from_tokenizer_config_come_from_the_model_configs() {
         let json = bpe_json(serde_json::json!({ "type": "ByteLevel", "add_prefix_space": false })).to_string();
         let generation = serde_json::json!({ "eos_token_id": [6, 5], "bos_token_id": 5 }).to_string();
-        let m = metadata(TokenizerFiles {
-            tokenizer_json: Some(json.as_bytes()),
-            generation_config_json: Some(generation.as_bytes()),
-            ..Default::default()
-        })
-        .unwrap();
+        let files = TokenizerFiles { generation_config_json: Some(generation.as_bytes()), ..Default::default() };
+        let m = metadata(TokenizerFiles { tokenizer_json: Some(json.as_bytes()), ..files }).unwrap();
         assert_eq!(get(&m, "tokenizer.ggml.pre"), Some(&GgufValue::String(b"gpt-2".to_vec())));
         assert_eq!(get(&m, "tokenizer.ggml.bos_token_id"), Some(&GgufValue::U32(5)));
         assert_eq!(get(&m, "tokenizer.ggml.eos_token_id"), Some(&GgufValue::U32(6)));
