@@ -5,6 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import {
   backend,
+  formats,
   init,
   inspectModel,
   loadBuild,
@@ -13,8 +14,7 @@ import {
   simdSupported,
 } from './index.js';
 import {
-  LAYOUTS,
-  OUTPUTS,
+  layoutsByOutput,
   OpRunner,
   RULES,
   SCOPES,
@@ -321,26 +321,27 @@ function outputFromName(path) {
 }
 
 /** The checked options of `convert`. */
-function convertOptions(args) {
+function convertOptions(args, layouts) {
   const { positional, opts } = parseCommandLine(args, CONVERT_SPEC, 'convert');
   if (opts.help) return { help: true };
+  const outputs = Object.keys(layouts);
   if (positional.length !== 2) {
     fail(`convert needs IN and OUT, got ${positional.length} path${positional.length === 1 ? '' : 's'} (see ternary-quant convert --help)`);
   }
   const [input, outPath] = positional;
   const fromName = outputFromName(outPath);
-  const output = opts.output === undefined ? fromName : oneOf('--output', opts.output, OUTPUTS);
+  const output = opts.output === undefined ? fromName : oneOf('--output', opts.output, outputs);
   if (output === null) {
     fail(`cannot tell the output format from '${outPath}': name it .gguf or .safetensors, or pass --output gguf|bitnet-hf`);
   }
   if (fromName !== null && fromName !== output) {
     fail(`--output ${output} does not match the name '${outPath}' (a ${fromName === 'gguf' ? '.gguf' : '.safetensors'} file)`);
   }
-  const layout = opts.layout ?? LAYOUTS[output][0];
-  if (!LAYOUTS[output].includes(layout)) {
-    const all = [...new Set(Object.values(LAYOUTS).flat())];
+  const layout = opts.layout ?? layouts[output][0];
+  if (!layouts[output].includes(layout)) {
+    const all = [...new Set(Object.values(layouts).flat())];
     if (!all.includes(layout)) oneOf('--layout', layout, all);
-    fail(`--layout ${layout} cannot be written to ${output} (${output} takes ${LAYOUTS[output].join(', ')})`);
+    fail(`--layout ${layout} cannot be written to ${output} (${output} takes ${layouts[output].join(', ')})`);
   }
   const rule = oneOf('--rule', opts.rule ?? 'absmean', RULES);
   const scope = oneOf('--scope', opts.scope ?? 'tensor', SCOPES);
@@ -516,13 +517,12 @@ function printReport(report, measured) {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-const TERNARY_TYPES = new Set(['TQ2_0', 'TQ1_0', 'I2_S', 'bitnet-hf']);
-
 async function convert(args) {
-  const o = convertOptions(args);
-  if (o.help) return console.log(CONVERT_HELP);
   const started = performance.now();
   await init({ modelFiles: true });
+  const o = convertOptions(args, layoutsByOutput(formats()));
+  if (o.help) return console.log(CONVERT_HELP);
+  const ternaryTypes = new Set(formats().filter((f) => f.kind === 'ternary').map((f) => f.typeName));
   const api = { inspectModel, parseSafetensorsIndex, planConversion };
   const model = await openModel(api, o.input);
   const { inputs } = model;
@@ -602,7 +602,7 @@ async function convert(args) {
     tensors,
     totals: {
       tensors: ops.length,
-      ternary: ops.filter((op) => TERNARY_TYPES.has(op.outType)).length,
+      ternary: ops.filter((op) => ternaryTypes.has(op.outType)).length,
       fallbacks: fallbacks.length,
       bytesIn,
       bytesOut: outputSize,

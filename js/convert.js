@@ -16,8 +16,15 @@ export const COPY_CHUNK = 16 * 2 ** 20;
 /** The largest single read or write request (Node's limit is 2 GiB - 1). */
 const IO_MAX = 2 ** 30;
 
-export const OUTPUTS = ['gguf', 'bitnet-hf'];
-export const LAYOUTS = { gguf: ['tq2_0', 'tq1_0', 'i2_s'], 'bitnet-hf': ['bitnet-hf'] };
+/** The ternary layouts each output takes, default first, from the engine's format table. */
+export function layoutsByOutput(formats) {
+  const byOutput = {};
+  for (const f of formats) {
+    if (f.kind !== 'ternary') continue;
+    for (const output of f.outputs) (byOutput[output] ??= []).push(f.name);
+  }
+  return byOutput;
+}
 export const RULES = ['absmean', 'absmax', 'median', 'twn'];
 export const SCOPES = ['tensor', 'row', 'block'];
 

@@ -196,6 +196,7 @@ export interface BuildApi {
   estimateModelSize: typeof estimateModelSize;
   inspectModel: typeof inspectModel;
   parseSafetensorsIndex: typeof parseSafetensorsIndex;
+  formats: typeof formats;
   planConversion: typeof planConversion;
   QuantizationEngine: typeof QuantizationEngine;
 }
@@ -317,6 +318,29 @@ export class ConversionPlan {
   free(): void;
 }
 
+/** One storage format of the engine's format table. */
+export interface FormatInfo {
+  /** The name in options: 'tq2_0', 'q8_0', 'f16', ... */
+  name: string;
+  /** The name files and reports give the stored type: 'TQ2_0', 'F16', 'bitnet-hf', ... */
+  typeName: string;
+  kind: 'ternary' | 'int8' | 'float';
+  /** Values per block along a row (rows must be a multiple of it). */
+  blockValues: number;
+  /** Bytes per block, in-block scales included. */
+  blockBytes: number;
+  /** Bytes stored once per tensor after the blocks (I2_S's scale tail). */
+  tensorTailBytes: number;
+  /** Bytes of f32 scale stored beside the data per scope. */
+  sideScaleBytes: number;
+  ggmlType: number | null;
+  /** llama.cpp's general.file_type for a model mostly in this format. */
+  fileType: number | null;
+  /** The outputs the converter writes this format into. */
+  outputs: ReadonlyArray<'gguf' | 'bitnet-hf'>;
+}
+/** The engine's format table (needs the model-file build). */
+export function formats(): ReadonlyArray<FormatInfo>;
 export function inspectModel(prefix: Uint8Array, fileSize: number): ModelInfo | NeedBytes;
 export function parseSafetensorsIndex(json: Uint8Array): { files: string[]; weightMap: Record<string, string> };
 export function planConversion(inputs: ConversionInput[], options?: ConversionOptions): ConversionPlan | NeedBytes;

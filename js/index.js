@@ -462,6 +462,17 @@ function inspectModelIn(build, prefix, fileSize) {
   return b.inspectModel(prefix, fileSize);
 }
 
+// The engine's format table, read once per build and frozen.
+const formatTables = new WeakMap();
+
+function formatsIn(build) {
+  if (!formatTables.has(build)) {
+    const list = modelFileBindings(build, 'formats').formatList().map((f) => Object.freeze({ ...f, outputs: Object.freeze(f.outputs) }));
+    formatTables.set(build, Object.freeze(list));
+  }
+  return formatTables.get(build);
+}
+
 function parseSafetensorsIndexIn(build, json) {
   const b = modelFileBindings(build, 'parseSafetensorsIndex');
   checkBytes('index', json);
@@ -535,6 +546,15 @@ export function inspectModel(prefix, fileSize) {
   return inspectModelIn(bindings(), prefix, fileSize);
 }
 
+/**
+ * The engine's storage formats (ternary layouts, Q8_0, Q8_K, F16, BF16, F32...): name,
+ * block size, bytes per block, ggml type, llama.cpp file type and the outputs that take
+ * each. Needs the model-file build.
+ */
+export function formats() {
+  return formatsIn(bindings());
+}
+
 /** Parses a sharded safetensors `*.safetensors.index.json`. */
 export function parseSafetensorsIndex(json) {
   return parseSafetensorsIndexIn(bindings(), json);
@@ -567,6 +587,7 @@ export async function loadBuild({ simd, modelFiles = false }) {
     estimateModelSize: (shapes, config) => estimateModelSizeIn(build, shapes, config),
     inspectModel: (prefix, fileSize) => inspectModelIn(build, prefix, fileSize),
     parseSafetensorsIndex: (json) => parseSafetensorsIndexIn(build, json),
+    formats: () => formatsIn(build),
     planConversion: (inputs, options) => planConversionIn(build, inputs, options),
     QuantizationEngine: class extends QuantizationEngine {
       constructor(config) {

@@ -312,3 +312,26 @@ test('a sparse model larger than 4 GiB converts without loading it: bytes past 4
   assertBytesEqual(readAt(out, at.offset, at.byteLength), tq.bytes, 'q_proj past 4 GiB');
   tq.free();
 });
+
+test('formats(): the engine format table, agreeing with what the package writes', async () => {
+  await init({ modelFiles: true });
+  const { formats } = await import('ternary-quant');
+  const table = formats();
+  assert.ok(Object.isFrozen(table) && Object.isFrozen(table[0]));
+  const byName = Object.fromEntries(table.map((f) => [f.name, f]));
+  assert.deepEqual(
+    { ...byName.tq2_0, outputs: [...byName.tq2_0.outputs] },
+    { name: 'tq2_0', typeName: 'TQ2_0', kind: 'ternary', blockValues: 256, blockBytes: 66, tensorTailBytes: 0, sideScaleBytes: 0, ggmlType: 35, fileType: 37, outputs: ['gguf'] },
+  );
+  assert.deepEqual([byName.q8_0.ggmlType, byName.q8_0.fileType, byName.f16.ggmlType], [8, 7, 1]);
+  assert.deepEqual([...byName['bitnet-hf'].outputs], ['bitnet-hf']);
+  // Each ternary layout stores exactly the bytes its row in the table says.
+  for (const f of table.filter((f) => f.kind === 'ternary' && f.blockValues > 1)) {
+    const t = quantizeTernary(new Float32Array(2 * 256).fill(0.5), 2, 256, { layout: f.name });
+    assert.equal(t.bytes.length, (2 * 256 / f.blockValues) * f.blockBytes + f.tensorTailBytes, f.name);
+    t.free();
+  }
+  for (const [type, id] of Object.entries(GGML_TYPES)) {
+    assert.equal(table.find((f) => f.typeName === type)?.ggmlType, id, type);
+  }
+});

@@ -300,13 +300,15 @@ async function openModel(id, file, options) {
   return { summary, plan: planSummary(options) };
 }
 
-/** The plan's options for the page's layout: GGUF for TQ2_0/TQ1_0/I2_S, safetensors for bitnet-hf. */
+/** The plan's options for the page's layout: the output that the engine's format table says takes it. */
 function planOptions(options) {
-  if (options.layout === 'codes') {
-    throw new Error('The codes layout is for looking at the codes only; to write a model file pick tq2_0, tq1_0 or i2_s (GGUF) or bitnet-hf (safetensors).');
+  const format = ioApi.formats().find((f) => f.name === options.layout);
+  if (format === undefined || format.outputs.length === 0) {
+    const writable = ioApi.formats().filter((f) => f.kind === 'ternary' && f.outputs.length > 0);
+    const choices = writable.map((f) => `${f.name} (${f.outputs[0] === 'gguf' ? 'GGUF' : 'safetensors'})`).join(', ');
+    throw new Error(`The ${options.layout} layout is for looking at the codes only; to write a model file pick ${choices}.`);
   }
-  const out = { output: options.layout === 'bitnet-hf' ? 'bitnet-hf' : 'gguf', rule: options.rule, scope: options.scope };
-  if (options.layout !== 'bitnet-hf') out.layout = options.layout;
+  const out = { output: format.outputs[0], layout: options.layout, rule: options.rule, scope: options.scope };
   if (options.scope === 'block') out.blockSize = options.blockSize;
   return out;
 }
@@ -347,7 +349,7 @@ function planSummary(options) {
 
 function outputName(inputName, options) {
   const base = inputName.replace(/\.(safetensors|gguf)$/i, '');
-  return options.layout === 'bitnet-hf' ? `${base}.bitnet-hf.safetensors` : `${base}.${options.layout}.gguf`;
+  return planOptions(options).output === 'bitnet-hf' ? `${base}.bitnet-hf.safetensors` : `${base}.${options.layout}.gguf`;
 }
 
 /**

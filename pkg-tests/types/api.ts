@@ -1,33 +1,11 @@
 // Every export of the package used as the README shows it; `tsc --noEmit --strict`
 // checks it against index.d.ts (pkg-tests/types.test.mjs). It is type-checked, not run.
-import {
-  backend,
-  ConversionPlan,
-  errorStats,
-  estimateModelSize,
-  init,
-  inspectModel,
-  Int8Tensor,
-  loadBuild,
-  matVecF32,
-  memoryBytes,
-  parseSafetensorsIndex,
-  planConversion,
-  presets,
-  QuantizationEngine,
-  quantizeBatch,
-  quantizeInt8,
-  quantizeTernary,
-  simdSupported,
-  ternaryMatVec,
-  TernaryTensor,
-  type BatchReport,
-  type ErrorStats,
-  type ModelInfo,
-  type NeedBytes,
-  type SizeEstimate,
-  type TensorStats,
-} from 'ternary-quant';
+import * as tq from 'ternary-quant';
+import type { BatchReport, ErrorStats, Int8Tensor, ModelInfo, NeedBytes, SizeEstimate, TensorStats, TernaryTensor } from 'ternary-quant';
+
+const { backend, ConversionPlan, errorStats, estimateModelSize, init, inspectModel, loadBuild, matVecF32 } = tq;
+const { formats, memoryBytes, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
+const { quantizeInt8, quantizeTernary, simdSupported, ternaryMatVec } = tq;
 
 const info: { backend: 'simd128' | 'scalar'; modelFiles: boolean } = await init({ simd: simdSupported() });
 const name: string = info.backend + backend() + memoryBytes();
@@ -93,6 +71,8 @@ if ('needBytes' in described) {
 } else {
   const first: string = described.tensors[0].name + described.format;
 }
+const tq2: tq.FormatInfo | undefined = formats().find((f) => f.name === 'tq2_0');
+const tq2Bytes: number = (tq2?.blockBytes ?? 0) + (tq2?.fileType ?? 0) + withFiles.formats().length;
 const index = parseSafetensorsIndex(new TextEncoder().encode('{"weight_map": {}}'));
 const shardFiles: string[] = index.files;
 const planned = planConversion([{ prefix, fileSize: 4096, name: 'model.safetensors' }], {
@@ -118,4 +98,4 @@ if (planned instanceof ConversionPlan) {
   planned.free();
 }
 
-export { name, bytes, scales, codes, stats, y, yRef, bits, layoutName, values, zeroPoints, aBytes, aBack, cache, report, tq1Bytes, storedAs, bitnetPreset, shardFiles };
+export { tq2Bytes, name, bytes, scales, codes, stats, y, yRef, bits, layoutName, values, zeroPoints, aBytes, aBack, cache, report, tq1Bytes, storedAs, bitnetPreset, shardFiles };
