@@ -425,13 +425,16 @@ fn tq1_blocks(rng: &mut Rng, n: usize) -> Vec<BlockTq1_0> {
         .collect()
 }
 
+/// The signature of the TQ packing kernels.
+type PackTq<B> = fn(&[f32], CodeRule, [u8; 2], &mut [B]);
+
 /// A TQ packer against the spec: random scopes of blocks, into random stale blocks.
 fn pack_tq<B: Clone>(
     seed: u64,
     what: &str,
     stale_blocks: fn(&mut Rng, usize) -> Vec<B>,
-    spec: fn(&[f32], CodeRule, [u8; 2], &mut [B]),
-    kernel: fn(&Kernels) -> fn(&[f32], CodeRule, [u8; 2], &mut [B]),
+    spec: PackTq<B>,
+    kernel: fn(&Kernels) -> PackTq<B>,
 ) where
     [B]: Same,
 {
