@@ -547,6 +547,7 @@ async function convert(args) {
     forceTernary,
     forceKeep,
     ...(model.index ? { index: model.index } : {}),
+    ...(model.folder ? { model: model.folder } : {}),
   };
   const prefixes = headers.map((h) => h.prefix);
   let plan;

@@ -91,7 +91,50 @@ export async function openInput(path, name = basename(path)) {
  * (every shard it names, in the index's order). Returns { inputs, index } where
  * `index` holds the index JSON bytes (or null).
  */
+/** The files of a Hugging Face model folder the converter reads besides the weights. */
+const FOLDER_FILES = {
+  config: 'config.json',
+  tokenizerJson: 'tokenizer.json',
+  tokenizerModel: 'tokenizer.model',
+  tokenizerConfig: 'tokenizer_config.json',
+  generationConfig: 'generation_config.json',
+  addedTokens: 'added_tokens.json',
+};
+
+/** Reads a file of a model folder, or null when the folder has none. */
+async function readOptional(dir, file) {
+  try {
+    const bytes = await readFile(resolve(dir, file));
+    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  } catch (e) {
+    if (e?.code === 'ENOENT') return null;
+    throw new UserError(errnoMessage(e, resolve(dir, file)));
+  }
+}
+
+/**
+ * Opens a Hugging Face model folder: its weights (model.safetensors, or the shards of
+ * model.safetensors.index.json) and the bytes of config.json and the tokenizer files,
+ * for planConversion's `model` option.
+ */
+async function openFolder(api, dir) {
+  const model = { name: basename(resolve(dir)) };
+  for (const [key, file] of Object.entries(FOLDER_FILES)) {
+    const bytes = await readOptional(dir, file);
+    if (bytes !== null) model[key] = bytes;
+  }
+  if (model.config === undefined) throw new UserError(`${resolve(dir, 'config.json')}: no such file; a model folder needs config.json`);
+  const index = resolve(dir, 'model.safetensors.index.json');
+  const single = resolve(dir, 'model.safetensors');
+  let opened;
+  if ((await readOptional(dir, 'model.safetensors.index.json')) !== null) opened = await openModel(api, index);
+  else if ((await stat(single).catch(() => null)) !== null) opened = await openModel(api, single);
+  else throw new UserError(`${resolve(dir)}: no model.safetensors or model.safetensors.index.json in the model folder`);
+  return { ...opened, folder: model };
+}
+
 export async function openModel(api, path) {
+  if ((await stat(path).catch(() => null))?.isDirectory()) return openFolder(api, path);
   if (path.endsWith('.json')) {
     let json;
     try {
@@ -113,9 +156,9 @@ export async function openModel(api, path) {
       await closeInputs(inputs);
       throw e;
     }
-    return { inputs, index: bytes, indexInfo: index };
+    return { inputs, index: bytes, indexInfo: index, folder: null };
   }
-  return { inputs: [await openInput(path)], index: null, indexInfo: null };
+  return { inputs: [await openInput(path)], index: null, indexInfo: null, folder: null };
 }
 
 export async function closeInputs(inputs) {
@@ -348,6 +391,7 @@ export class OpRunner {
     return (
       this.planConversion !== null &&
       op.kind === 'convert' &&
+      op.rowOrder === null &&
       op.inputs.length === 1 &&
       op.inputLength > CONVERT_CHUNK &&
       FLOAT_BYTES[op.inType] !== undefined &&
@@ -357,7 +401,7 @@ export class OpRunner {
 
   /** Whether op reads its input straight into the plan's wasm input buffer. */
   buffered(op) {
-    return op.kind !== 'copy' && !this.chunked(op) && typeof this.plan.inputBuffer === 'function';
+    return !op.copiesBytes && !this.chunked(op) && typeof this.plan.inputBuffer === 'function';
   }
 
   bufferOf(length) {
@@ -366,7 +410,7 @@ export class OpRunner {
       // allocated once (buffered ops read into wasm memory instead).
       let max = length;
       for (const op of this.ops) {
-        if (op.kind === 'copy') max = Math.max(max, Math.min(op.inputLength, COPY_CHUNK));
+        if (op.copiesBytes) max = Math.max(max, Math.min(op.inputLength, COPY_CHUNK));
         else if (this.chunked(op)) max = Math.max(max, CONVERT_CHUNK);
         else if (!this.buffered(op)) max = Math.max(max, op.inputLength);
       }
@@ -460,7 +504,7 @@ export class OpRunner {
     const op = this.ops[i];
     const start = performance.now();
     let stats = null;
-    if (op.kind === 'copy' && op.inputs.length === 1) {
+    if (op.copiesBytes && op.inputs.length === 1) {
       await this.copy(op);
     } else if (this.chunked(op) && (stats = await this.convertChunked(op)) !== false) {
       // done in chunks

@@ -364,7 +364,7 @@ async function convertModel(id, options) {
     const ops = plan.ops().sort((a, b) => a.outputOffset - b.outputOffset);
     // convertTensor holds a whole tensor, its output and work space in 4 GiB of wasm
     // memory: refuse at the start rather than after converting half the file.
-    const largest = ops.filter((o) => o.kind !== 'copy').sort((a, b) => b.inputLength - a.inputLength)[0];
+    const largest = ops.filter((o) => !o.copiesBytes).sort((a, b) => b.inputLength - a.inputLength)[0];
     if (largest && largest.inputLength > MAX_TENSOR_BYTES) {
       throw new Error(
         `${largest.name} has ${(largest.inputLength / 2 ** 30).toFixed(1)} GiB; the page converts one whole tensor at a time ` +
@@ -384,7 +384,7 @@ async function convertModel(id, options) {
       progress(id, doneIn / totalIn, `${op.name} (${rows.length + 1}/${ops.length})`);
       const t0 = now();
       let stats = null;
-      if (op.kind === 'copy') {
+      if (op.copiesBytes) {
         parts.push(new Blob(op.inputs.map((r) => file.slice(r.offset, r.offset + r.length))));
       } else {
         const input = await readBytes(file, op.inputs);

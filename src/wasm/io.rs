@@ -264,7 +264,33 @@ pub fn parse_safetensors_index(json: &[u8]) -> Result<JsValue, JsError> {
 }
 
 const PLAN_KEYS: &[&str] =
-    &["output", "layout", "rule", "scope", "blockSize", "forceTernary", "forceKeep", "bitnetScale", "index"];
+    &["output", "layout", "rule", "scope", "blockSize", "forceTernary", "forceKeep", "bitnetScale", "index", "model"];
+const MODEL_KEYS: &[&str] =
+    &["name", "config", "tokenizerJson", "tokenizerModel", "tokenizerConfig", "generationConfig", "addedTokens"];
+
+/// The `model` option: a Hugging Face model folder's files, as bytes.
+fn model_folder(value: &JsValue) -> Result<io::hf::ModelFolder, JsError> {
+    let o = Options::read(value, "options.model", MODEL_KEYS)?;
+    let file = |key: &str| -> Result<Option<Vec<u8>>, JsError> {
+        o.value(key).map(|v| bytes_of(&v, &format!("options.model.{key}"))).transpose()
+    };
+    let config_json = file("config")?.ok_or_else(|| JsError::new("options.model.config (config.json) is missing"))?;
+    let config = io::hf::ModelConfig::parse(&config_json).map_err(js_error)?;
+    let (tokenizer_json, tokenizer_model) = (file("tokenizerJson")?, file("tokenizerModel")?);
+    let (tokenizer_config_json, generation_config_json) = (file("tokenizerConfig")?, file("generationConfig")?);
+    let added_tokens_json = file("addedTokens")?;
+    let files = io::hf::TokenizerFiles {
+        tokenizer_json: tokenizer_json.as_deref(),
+        tokenizer_model: tokenizer_model.as_deref(),
+        tokenizer_config_json: tokenizer_config_json.as_deref(),
+        added_tokens_json: added_tokens_json.as_deref(),
+        config_json: Some(&config_json),
+        generation_config_json: generation_config_json.as_deref(),
+    };
+    let tokenizer = io::hf::tokenizer_metadata(&files, &config).map_err(js_error)?;
+    let name = o.string("name")?.unwrap_or_else(|| config.architecture.gguf_name().to_string());
+    Ok(io::hf::ModelFolder { config, name, tokenizer })
+}
 const INPUT_KEYS: &[&str] = &["prefix", "fileSize", "name"];
 
 /// Bytes given as a Uint8Array (or a string, as UTF-8).
@@ -312,7 +338,7 @@ fn plan_options(options: &JsValue) -> Result<(PlanOptions, Option<Vec<u8>>), JsE
         force_keep: name_set(o.strings("forceKeep")?),
         bitnet_scale,
         backend: Backend::best(),
-        model: None,
+        model: o.value("model").map(|m| model_folder(&m)).transpose()?,
     };
     Ok((opts, index))
 }
@@ -388,6 +414,11 @@ struct OpView<'a> {
     bits_per_weight: Option<f64>,
     fallback_reason: Option<&'a str>,
     scale_name: Option<&'a str>,
+    /// The output is the input's bytes: the caller may copy them in chunks.
+    copies_bytes: bool,
+    /// Heads of a Q or K projection whose rows are reordered for llama.cpp's RoPE: the
+    /// op must be converted whole.
+    row_order: Option<u64>,
 }
 
 fn op_view(index: usize, op: &io::PlanOp) -> OpView<'_> {
@@ -405,6 +436,8 @@ fn op_view(index: usize, op: &io::PlanOp) -> OpView<'_> {
         bits_per_weight: op.bits_per_weight(),
         fallback_reason: op.fallback_reason.as_deref(),
         scale_name: op.scale_name.as_deref(),
+        copies_bytes: op.copies_bytes(),
+        row_order: op.row_order.map(|o| o.heads),
     }
 }
 
