@@ -41,8 +41,10 @@ Usage:
   ternary-quant --help | --version
 
 Commands:
-  convert  Streams a .safetensors, sharded .safetensors.index.json or .gguf model into
-           GGUF (TQ2_0, TQ1_0 or I2_S) or bitnet-hf safetensors, tensor by tensor.
+  convert  Streams a Hugging Face model folder, a .safetensors, sharded
+           .safetensors.index.json or .gguf model into GGUF (TQ2_0, TQ1_0 or I2_S) or
+           bitnet-hf safetensors, tensor by tensor. A model folder becomes a GGUF that
+           llama.cpp runs (architecture, hyperparameters, tokenizer, GGUF names).
   inspect  Reads a model's header: tensors, dtypes, shapes, bytes, bits/weight.
   bench    Quantizes a synthetic rows x cols f32 matrix (default 1024 x 4096) to TQ2_0
            with the bitnet preset, and times ternary GEMV against f32 GEMV, on every
@@ -50,8 +52,11 @@ Commands:
 
 const CONVERT_HELP = `Usage: ternary-quant convert IN OUT [options]
 
-IN is a .safetensors file, a sharded model's *.safetensors.index.json (every shard it
-names is read), or a .gguf file (F32/F16/BF16, or TQ1_0/TQ2_0/Q8_0 to re-pack). OUT is
+IN is a Hugging Face model folder (config.json, model.safetensors or its shards'
+index, tokenizer.json and/or tokenizer.model, tokenizer_config.json; architectures
+LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, BitNetForCausalLM), a
+.safetensors file, a sharded model's *.safetensors.index.json (every shard it names is
+read), or a .gguf file (F32/F16/BF16, or TQ1_0/TQ2_0/Q8_0 to re-pack). OUT is
 written as OUT.partial and renamed when complete; on an error or Ctrl-C the partial
 file is removed. The input is only read. Tensors are streamed one at a time: memory
 is about three times the largest ternarised tensor (the read buffer, its copy in wasm

@@ -34,6 +34,8 @@ echo "pack-and-test: packed $(basename "$tarball") ($(stat -c %s "$tarball") byt
 project="$tmp/project"
 mkdir -p "$project"
 HF_GGUF_VERSION=0.4.6
+# llama.cpp for the model-folder tests, pinned exactly.
+NODE_LLAMA_CPP_VERSION=3.21.1
 devdep() { node -e 'const p = require(process.argv[1]); process.stdout.write(p.devDependencies[process.argv[2]])' "$root/package.json" "$1"; }
 (
   cd "$project"
@@ -47,6 +49,19 @@ devdep() { node -e 'const p = require(process.argv[1]); process.stdout.write(p.d
 # 3. Oracle vectors from gguf-py. The model-file tests run the same python on their
 #    fixtures (pkg-tests/fixtures/modelfiles.py) and generate models with the repository's
 #    scripts/sample-model.mjs.
+# llama.cpp, through node-llama-cpp's prebuilt CPU binary, in a folder of its own: its
+# optional GPU builds are left out (--omit=optional), which in the test project would
+# also drop esbuild's platform binary.
+llama_dir="$tmp/llama"
+mkdir -p "$llama_dir"
+(
+  cd "$llama_dir"
+  npm init -y >/dev/null
+  npm install --no-audit --no-fund --prefer-offline --loglevel=error --omit=optional \
+    "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" "@node-llama-cpp/linux-x64@$NODE_LLAMA_CPP_VERSION"
+)
+export TQ_LLAMA_DIR=$llama_dir
+
 py=${ORACLE_PYTHON:-$root/.venv-oracle/bin/python}
 case $py in */*) py=$(cd "$(dirname "$py")" && pwd)/$(basename "$py") ;; esac
 export TQ_ORACLE_PYTHON=$py
