@@ -377,14 +377,13 @@ function convertOptions(args, layouts) {
 /** Runs every op on this thread, in output order. */
 async function runInline(ctx) {
   const { plan, ops, inputs, out, measure, progress } = ctx;
-  const runner = new OpRunner(plan, ops, inputs, out, { measure, onBytes: (n) => progress.bytes(n), planConversion });
+  const runner = new OpRunner(plan, ops, inputs, out, { measure, onBytes: (n) => progress.bytes(n) });
   const results = [];
   for (let i = 0; i < ops.length; i++) {
     const result = await runner.run(i);
     results.push(result);
     progress.tensor(ops[i], result);
   }
-  runner.free();
   return results;
 }
 

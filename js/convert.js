@@ -247,156 +247,29 @@ export function opReportFields(op) {
   };
 }
 
-/** Values decoded at a time for the error figures: small buffers that stay in cache. */
-const MEASURE_SPAN = 2 ** 14;
-const FLOAT_BYTES = { F32: 4, F16: 2, BF16: 2 };
-
-let f16Table = null;
-
-/** The f32 value of every f16 bit pattern (built from bits: exact, and fast). */
-function f16Values() {
-  if (!f16Table) {
-    f16Table = new Float32Array(65536);
-    const bits = new Uint32Array(f16Table.buffer);
-    for (let h = 0; h < 65536; h++) {
-      const sign = (h & 0x8000) << 16;
-      const e = (h >> 10) & 0x1f;
-      const m = h & 0x3ff;
-      if (e === 0) f16Table[h] = (sign ? -m : m) * 5.960464477539063e-8; // m * 2^-24, exact
-      else if (e === 31) bits[h] = sign | 0x7f800000 | (m << 13);
-      else bits[h] = sign | ((e + 112) << 23) | (m << 13);
-    }
-  }
-  return f16Table;
-}
-
-/**
- * Float values of `bytes` (F32, F16 or BF16, little-endian): a view for F32 (whose
- * bytes are 4-aligned here), else decoded into `scratch` (a Float32Array).
- */
-function decodeFloats(dtype, bytes, scratch) {
-  const n = bytes.byteLength / FLOAT_BYTES[dtype];
-  if (dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, n);
-  const out = scratch.subarray(0, n);
-  const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
-  if (dtype === 'F16') {
-    const table = f16Values();
-    for (let i = 0; i < n; i++) out[i] = table[bits[i]];
-  } else {
-    const words = new Uint32Array(out.buffer, out.byteOffset, n);
-    for (let i = 0; i < n; i++) words[i] = bits[i] << 16;
-  }
-  return out;
-}
-
-/** Error sums of one chunk, accumulated in f64 (the same figures as the wasm stats). */
-class ErrorSums {
-  constructor() {
-    this.n = 0;
-    this.refSq = 0;
-    this.approxSq = 0;
-    this.errSq = 0;
-    this.dot = 0;
-    this.maxAbs = 0;
-    this.zeros = 0;
-  }
-
-  add(x, y) {
-    let refSq = 0;
-    let approxSq = 0;
-    let errSq = 0;
-    let dot = 0;
-    let maxAbs = this.maxAbs;
-    let zeros = 0;
-    for (let i = 0; i < x.length; i++) {
-      const a = x[i];
-      const b = y[i];
-      const e = b - a;
-      refSq += a * a;
-      approxSq += b * b;
-      errSq += e * e;
-      dot += a * b;
-      const m = e < 0 ? -e : e;
-      if (m > maxAbs) maxAbs = m;
-      if (b === 0) zeros++;
-    }
-    this.n += x.length;
-    this.refSq += refSq;
-    this.approxSq += approxSq;
-    this.errSq += errSq;
-    this.dot += dot;
-    this.maxAbs = maxAbs;
-    this.zeros += zeros;
-  }
-
-  figures() {
-    const mse = this.errSq / this.n;
-    const norms = Math.sqrt(this.refSq) * Math.sqrt(this.approxSq);
-    let cosine;
-    if (norms > 0) cosine = Math.min(1, Math.max(-1, this.dot / norms));
-    else cosine = this.refSq === 0 && this.approxSq === 0 ? 1 : 0;
-    return {
-      mse,
-      rmse: Math.sqrt(mse),
-      maxAbsError: this.maxAbs,
-      snrDb: this.errSq === 0 ? Infinity : 10 * Math.log10(this.refSq / this.errSq),
-      cosine,
-      zeroFraction: this.zeros / this.n,
-    };
-  }
-}
-
-/**
- * A one-tensor safetensors header: the prefix and size of a file holding `count` values
- * of `dtype`, named `name`, shaped 1-D or [1, count]. The plan of such a file converts
- * one chunk of a larger float tensor exactly as the whole tensor would be.
- */
-function chunkHeader(name, dtype, count, twoD) {
-  const length = count * FLOAT_BYTES[dtype];
-  const header = { [name]: { dtype, shape: twoD ? [1, count] : [count], data_offsets: [0, length] } };
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const prefix = new Uint8Array(8 + json.length);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(json.length), true);
-  new TextEncoder().encodeInto(json, prefix.subarray(8));
-  return { prefix, fileSize: prefix.length + length };
-}
-
-const CHUNK_NAME = 'chunk';
-
 /**
  * Runs the ops of one plan: reads each op's input ranges, converts them in wasm, and
  * writes the bytes at the op's output offset. One buffer, sized for the largest input,
  * is reused for every tensor. Pass-through tensors are copied in chunks; all-zero
- * chunks are skipped, since the output file starts as zeros (holes stay holes). Large
- * float conversions (F32 -> F16, say, of an embedding) are element-wise, so they run
- * in chunks too, each through a one-tensor plan of the same conversion.
+ * chunks are skipped, since the output file starts as zeros (holes stay holes). Other
+ * large ops that the engine converts in pieces (float conversions, Q8_0, ternary ops
+ * with row or block scales) run in chunks too, through the plan's chunkedOp.
  */
 export class OpRunner {
-  constructor(plan, ops, inputs, out, { measure = false, onBytes = () => {}, planConversion = null } = {}) {
+  constructor(plan, ops, inputs, out, { measure = false, onBytes = () => {} } = {}) {
     this.plan = plan;
     this.ops = ops;
     this.inputs = inputs;
     this.out = out;
     this.measure = measure;
     this.onBytes = onBytes;
-    this.planConversion = planConversion;
     this.output = plan.output;
     this.buffer = null;
-    this.chunkPlans = new Map();
   }
 
-  /** Whether op runs in chunks: a float conversion larger than CONVERT_CHUNK. */
+  /** Whether op runs in chunks: one the engine converts in pieces, larger than CONVERT_CHUNK. */
   chunked(op) {
-    return (
-      this.planConversion !== null &&
-      op.kind === 'convert' &&
-      op.rowOrder === null &&
-      op.inputs.length === 1 &&
-      op.inputLength > CONVERT_CHUNK &&
-      FLOAT_BYTES[op.inType] !== undefined &&
-      FLOAT_BYTES[op.outType] !== undefined
-    );
+    return op.chunkable && !op.copiesBytes && op.inputLength > CONVERT_CHUNK;
   }
 
   /** Whether op reads its input straight into the plan's wasm input buffer. */
@@ -434,69 +307,40 @@ export class OpRunner {
     }
   }
 
-  /** The plan that converts `count` values the way op does, or null when it differs. */
-  chunkPlan(op, count) {
-    const twoD = op.shape.length >= 2;
-    const key = `${op.inType}/${op.outType}/${twoD}/${count}`;
-    if (!this.chunkPlans.has(key)) {
-      const plan = this.planConversion([chunkHeader(CHUNK_NAME, op.inType, count, twoD)], {
-        output: this.output,
-        forceKeep: [CHUNK_NAME],
-      });
-      const sub = plan.needBytes === undefined ? plan.op(0) : null;
-      const same = sub && sub.kind === 'convert' && sub.inType === op.inType && sub.outType === op.outType;
-      if (!same && plan.needBytes === undefined) plan.free();
-      this.chunkPlans.set(key, same ? plan : null);
-    }
-    return this.chunkPlans.get(key);
-  }
-
-  /** An element-wise float conversion, chunk by chunk; stats summed over the chunks. */
-  async convertChunked(op) {
+  /** Converts op i piece by piece (see chunked); its statistics, or null. */
+  async convertChunked(i, op) {
     const input = this.inputs[op.inputs[0].file];
-    const inSize = FLOAT_BYTES[op.inType];
-    const outSize = FLOAT_BYTES[op.outType];
-    const total = op.inputLength / inSize;
-    const perChunk = Math.floor(CONVERT_CHUNK / inSize);
-    if (this.chunkPlan(op, perChunk) === null || (total % perChunk !== 0 && this.chunkPlan(op, total % perChunk) === null)) {
-      return false;
+    let chunked;
+    try {
+      chunked = this.plan.chunkedOp(i, this.measure);
+    } catch (e) {
+      throw new UserError(e.message);
     }
-    const buffer = this.bufferOf(perChunk * inSize);
-    const sums = this.measure ? new ErrorSums() : null;
-    // F32 is read in place; the other types decode into these, a span at a time.
-    const span = Math.min(perChunk, MEASURE_SPAN);
-    const reference = this.measure && op.inType !== 'F32' ? new Float32Array(span) : null;
-    const approx = this.measure && op.outType !== 'F32' ? new Float32Array(span) : null;
-    for (let done = 0; done < total; ) {
-      const count = Math.min(perChunk, total - done);
-      const plan = this.chunkPlan(op, count);
-      const bytes = buffer.subarray(0, count * inSize);
-      await readFully(input.fh, bytes, 0, bytes.length, op.inputs[0].offset + done * inSize, input.path);
-      let result;
-      try {
-        result = plan.convertTensor(0, bytes, false);
-      } catch (e) {
-        const message = e.message
-          .replaceAll(`'${CHUNK_NAME}'`, `'${op.name}'`)
-          .replace(/\bindex (\d+)/g, (_, k) => `index ${done + Number(k)}`);
-        throw new UserError(message);
+    try {
+      const piece = chunked.chunkBytes(CONVERT_CHUNK);
+      const buffer = this.bufferOf(piece);
+      let written = 0;
+      for (let done = 0; done < op.inputLength; ) {
+        const n = Math.min(piece, op.inputLength - done);
+        const bytes = buffer.subarray(0, n);
+        await readFully(input.fh, bytes, 0, n, op.inputs[0].offset + done, input.path);
+        let out;
+        try {
+          out = chunked.convert(bytes);
+        } catch (e) {
+          throw new UserError(e.message);
+        }
+        await writeFully(this.out, out, 0, out.length, op.outputOffset + written);
+        written += out.length;
+        done += n;
+        this.onBytes(n);
       }
-      for (let at = 0; sums && at < count; at += span) {
-        const m = Math.min(span, count - at);
-        sums.add(
-          decodeFloats(op.inType, bytes.subarray(at * inSize, (at + m) * inSize), reference),
-          decodeFloats(op.outType, result.bytes.subarray(at * outSize, (at + m) * outSize), approx),
-        );
-      }
-      await writeFully(this.out, result.bytes, 0, result.bytes.length, op.outputOffset + done * outSize);
-      done += count;
-      this.onBytes(bytes.length);
+      const finishing = chunked;
+      chunked = null;
+      return finishing.finish();
+    } finally {
+      chunked?.free();
     }
-    return sums ? { ...this.statsBase(op), ...sums.figures() } : null;
-  }
-
-  statsBase(op) {
-    return { ...opReportFields(op), scaleMin: null, scaleMax: null, scaleMean: null };
   }
 
   /** Runs op `i`: { index, ms, stats } (stats null unless measuring or not applicable). */
@@ -506,8 +350,8 @@ export class OpRunner {
     let stats = null;
     if (op.copiesBytes && op.inputs.length === 1) {
       await this.copy(op);
-    } else if (this.chunked(op) && (stats = await this.convertChunked(op)) !== false) {
-      // done in chunks
+    } else if (this.chunked(op)) {
+      stats = await this.convertChunked(i, op);
     } else {
       let result;
       try {
@@ -551,12 +395,6 @@ export class OpRunner {
     if (view.byteLength !== at) throw new Error('wasm memory changed while the input was read');
     return this.plan.convertBuffered(i, this.measure);
   }
-
-  free() {
-    for (const plan of this.chunkPlans.values()) plan?.free();
-    this.chunkPlans.clear();
-  }
-}
 
 // ------------------------------------------------------------------ output file
 

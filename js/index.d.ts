@@ -160,6 +160,7 @@ export interface SizeEstimate {
   bitsPerWeight: number;
   /** Per tensor: 'ternary', or the fallback for rows the layout cannot store. */
   storedAs: Array<'ternary' | 'q8_0' | 'f16'>;
+  /** The same model in each ternary layout (one scale per tensor), Q8_0, F16 and F32, with the fallbacks above. */
   byLayout: { 'tq2_0': number; 'tq1_0': number; 'bitnet-hf': number; 'i2_s': number; q8_0: number; f16: number; f32: number };
 }
 
@@ -198,6 +199,7 @@ export interface BuildApi {
   parseSafetensorsIndex: typeof parseSafetensorsIndex;
   formats: typeof formats;
   planConversion: typeof planConversion;
+  decodeFloats: typeof decodeFloats;
   QuantizationEngine: typeof QuantizationEngine;
 }
 export function loadBuild(options: { simd: boolean; modelFiles?: boolean }): Promise<BuildApi>;
@@ -250,6 +252,25 @@ export interface ConversionOptions {
   bitnetScale?: 'multiply' | 'divide';
   /** The sharded model's index json, to check each tensor is in its named shard. */
   index?: Uint8Array;
+  /**
+   * A Hugging Face model folder's files (their bytes): the GGUF then gets llama.cpp's
+   * tensor names, model keys and tokenizer, so that llama.cpp runs it.
+   */
+  model?: ModelFolderFiles;
+}
+
+export interface ModelFolderFiles {
+  /** general.name (default: none). */
+  name?: string;
+  /** config.json. */
+  config: Uint8Array;
+  /** tokenizer.json (BPE). */
+  tokenizerJson?: Uint8Array;
+  /** tokenizer.model (SentencePiece). */
+  tokenizerModel?: Uint8Array;
+  tokenizerConfig?: Uint8Array;
+  generationConfig?: Uint8Array;
+  addedTokens?: Uint8Array;
 }
 
 export interface ConversionInput {
@@ -273,6 +294,12 @@ export interface ConversionOp {
   bitsPerWeight: number;
   fallbackReason: string | null;
   scaleName: string | null;
+  /** The output is the input's bytes: they may be copied in chunks. */
+  copiesBytes: boolean;
+  /** Heads of a Q or K projection whose rows are reordered for llama.cpp's RoPE (converted whole). */
+  rowOrder: number | null;
+  /** The op converts in pieces through ConversionPlan.chunkedOp. */
+  chunkable: boolean;
 }
 
 export interface TensorStats {
@@ -315,6 +342,25 @@ export class ConversionPlan {
   inputBuffer(i: number): Uint8Array;
   /** Converts op i from the filled inputBuffer(i) view: the same result as convertTensor. */
   convertBuffered(i: number, measure?: boolean): { bytes: Uint8Array; stats: TensorStats | null };
+  /** Op i converted a piece at a time; only for ops whose `chunkable` is true. */
+  chunkedOp(i: number, measure?: boolean): ChunkedOp;
+  free(): void;
+}
+
+/**
+ * One op converted a piece at a time, so that memory holds a piece, not the tensor:
+ * give it the op's input in order, in pieces of chunkBytes(max) bytes (the last one
+ * what remains); write each output after the previous one from the op's outputOffset;
+ * then finish() gives the statistics the whole op would (and frees the object).
+ */
+export class ChunkedOp {
+  private constructor();
+  /** Input bytes of a piece of at most maxBytes (at least the smallest piece). */
+  chunkBytes(maxBytes: number): number;
+  /** The output bytes of the next piece of input. */
+  convert(bytes: Uint8Array): Uint8Array;
+  /** The op's statistics (null unless measuring), once all its input was given. */
+  finish(): TensorStats | null;
   free(): void;
 }
 
@@ -344,3 +390,5 @@ export function formats(): ReadonlyArray<FormatInfo>;
 export function inspectModel(prefix: Uint8Array, fileSize: number): ModelInfo | NeedBytes;
 export function parseSafetensorsIndex(json: Uint8Array): { files: string[]; weightMap: Record<string, string> };
 export function planConversion(inputs: ConversionInput[], options?: ConversionOptions): ConversionPlan | NeedBytes;
+/** The values of F32, F16 or BF16 little-endian bytes (needs the model-file build). */
+export function decodeFloats(dtype: 'F32' | 'F16' | 'BF16', bytes: Uint8Array): Float32Array;

@@ -382,22 +382,7 @@ function estimateModelSizeIn(build, shapes, config) {
     });
     flat.push(s[0], s[1]);
   }
-  const pairs = new Float64Array(flat);
-  const estimate = b.estimateModelSize(pairs, config);
-  const byLayout = {};
-  for (const layout of ['tq2_0', 'tq1_0', 'bitnet-hf', 'i2_s']) {
-    byLayout[layout] = b.estimateModelSize(pairs, { layout, scope: 'tensor' }).bytes;
-  }
-  let q8 = 0;
-  let values = 0;
-  for (const [rows, cols] of list) {
-    values += rows * cols;
-    q8 += cols % 32 === 0 ? (rows * cols / 32) * 34 : rows * cols * 2;
-  }
-  byLayout.q8_0 = q8;
-  byLayout.f16 = values * 2;
-  byLayout.f32 = values * 4;
-  return { ...estimate, byLayout };
+  return b.estimateModelSize(new Float64Array(flat), config);
 }
 
 /** See the type declarations. */
@@ -519,11 +504,56 @@ export class ConversionPlan {
   convertBuffered(i, measure = false) {
     return live(this, 'ConversionPlan').convertBuffered(i, measure);
   }
+  /** Op i converted a piece at a time (ops whose `chunkable` is true); see ChunkedOp. */
+  chunkedOp(i, measure = false) {
+    return new ChunkedOp(live(this, 'ConversionPlan').chunkedOp(i, measure), this[BUILD]);
+  }
   free() {
     const raw = this[RAW];
     this[RAW] = null;
     raw?.free();
   }
+}
+
+/**
+ * One op converted a piece at a time: pieces of chunkBytes(max) input bytes in order,
+ * each output written after the previous one from the op's output offset, then
+ * finish() for the statistics (it frees the object).
+ */
+export class ChunkedOp {
+  constructor(raw, build) {
+    this[RAW] = raw;
+    this[BUILD] = build;
+  }
+  /** Input bytes of a piece of at most maxBytes (at least the smallest piece). */
+  chunkBytes(maxBytes) {
+    return live(this, 'ChunkedOp').chunkBytes(maxBytes);
+  }
+  /** The output bytes of the next piece of input. */
+  convert(bytes) {
+    const raw = live(this, 'ChunkedOp');
+    checkBytes('bytes', bytes);
+    checkFits(this[BUILD], bytes.byteLength * 4 + 2 ** 20, 'converting a piece');
+    return raw.convert(bytes);
+  }
+  /** The op's statistics (null unless measuring), once all its input was given. */
+  finish() {
+    const raw = live(this, 'ChunkedOp');
+    this[RAW] = null;
+    return raw.finish();
+  }
+  free() {
+    const raw = this[RAW];
+    this[RAW] = null;
+    raw?.free();
+  }
+}
+
+function decodeFloatsIn(build, dtype, bytes) {
+  const b = modelFileBindings(build, 'decodeFloats');
+  checkBytes('bytes', bytes);
+  checkFits(build, bytes.byteLength * 3, 'decodeFloats');
+  return b.decodeFloats(dtype, bytes);
 }
 
 function planConversionIn(build, inputs, options) {
@@ -568,6 +598,11 @@ export function planConversion(inputs, options) {
   return planConversionIn(bindings(), inputs, options);
 }
 
+/** See the type declarations. */
+export function decodeFloats(dtype, bytes) {
+  return decodeFloatsIn(bindings(), dtype, bytes);
+}
+
 /**
  * Loads one build next to the default one and returns the API bound to it, so that a
  * single process can compare the SIMD128 and scalar builds (benchmarks, tests).
@@ -589,6 +624,7 @@ export async function loadBuild({ simd, modelFiles = false }) {
     parseSafetensorsIndex: (json) => parseSafetensorsIndexIn(build, json),
     formats: () => formatsIn(build),
     planConversion: (inputs, options) => planConversionIn(build, inputs, options),
+    decodeFloats: (dtype, bytes) => decodeFloatsIn(build, dtype, bytes),
     QuantizationEngine: class extends QuantizationEngine {
       constructor(config) {
         super(config, build);

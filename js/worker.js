@@ -37,7 +37,6 @@ async function start() {
   out = await open(partialPath, 'r+');
   runner = new OpRunner(plan, plan.ops(), inputs, out, {
     measure,
-    planConversion,
     onBytes: (n) => {
       pendingBytes += n;
       flushBytes(false);
@@ -47,7 +46,6 @@ async function start() {
 }
 
 async function stop() {
-  runner?.free();
   await out?.close().catch(() => {});
   await closeInputs(inputs);
   plan?.free();

@@ -288,6 +288,44 @@ pub struct SizeEstimate {
     pub bits_per_weight: f64,
     /// How each tensor is stored, in input order.
     pub stored_as: Vec<StoredAs>,
+    /// The same model in every format a converter writes weights in: each ternary layout
+    /// with one scale per tensor, Q8_0, F16 and F32 (each with the fallbacks above).
+    pub by_layout: LayoutSizes,
+}
+
+/// Bytes of a model in each format a converter writes weights in.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LayoutSizes {
+    pub tq2_0: u64,
+    pub tq1_0: u64,
+    #[serde(rename = "bitnet-hf")]
+    pub bitnet_hf: u64,
+    pub i2_s: u64,
+    pub q8_0: u64,
+    pub f16: u64,
+    pub f32: u64,
+}
+
+/// Bytes of a `[rows, cols]` tensor (`n` values) in `layout` with `scope`, and how it is
+/// stored: falling back as the converter does where rows are not whole blocks of the
+/// layout, to Q8_0 where they are whole blocks of 32, else to F16. `layout` None asks
+/// for the Q8_0 fallback itself.
+#[inline(never)]
+fn tensor_bytes(rows: u64, cols: u64, n: u64, layout: Option<TernaryLayout>, scope: Scope) -> Result<(u64, StoredAs)> {
+    let overflow = |what| Error::SizeOverflow { what };
+    match layout {
+        Some(layout) if layout.row_block().is_none_or(|b| cols.is_multiple_of(b as u64)) => {
+            Ok((layout.stored_bytes(rows, cols, scope)?, StoredAs::Ternary))
+        }
+        _ => {
+            let q8_0 = StorageFormat::Q8_0;
+            if cols.is_multiple_of(q8_0.block_values() as u64) {
+                Ok((q8_0.data_bytes(n).ok_or(overflow("Q8_0 bytes"))?, StoredAs::Q8_0))
+            } else {
+                Ok((StorageFormat::F16.data_bytes(n).ok_or(overflow("f16 bytes"))?, StoredAs::F16))
+            }
+        }
+    }
 }
 
 /// Exact bytes of `[rows, cols]` tensors in `layout` with `scope`, falling back as the
@@ -297,29 +335,35 @@ pub fn estimate_model_size(shapes: &[(u64, u64)], layout: TernaryLayout, scope: 
     let mut bytes = 0u64;
     let mut values = 0u64;
     let mut stored_as = Vec::with_capacity(shapes.len());
+    // tq2_0, tq1_0, bitnet-hf, i2_s, then the Q8_0 fallback (None), as in LayoutSizes.
+    let others = [
+        Some(TernaryLayout::Tq2_0),
+        Some(TernaryLayout::Tq1_0),
+        Some(TernaryLayout::BitnetHf),
+        Some(TernaryLayout::I2S),
+        None,
+    ];
+    let mut totals = [0u64; 5];
     for &(rows, cols) in shapes {
         if rows == 0 || cols == 0 {
             return Err(Error::EmptyInput { what: "tensor shape" });
         }
         let n = rows.checked_mul(cols).ok_or(overflow("rows * cols"))?;
-        let (size, how) = if layout.row_block().is_some_and(|b| cols % b as u64 != 0) {
-            let q8_0 = StorageFormat::Q8_0;
-            if cols % q8_0.block_values() as u64 == 0 {
-                (q8_0.data_bytes(n).ok_or(overflow("Q8_0 bytes"))?, StoredAs::Q8_0)
-            } else {
-                (StorageFormat::F16.data_bytes(n).ok_or(overflow("f16 bytes"))?, StoredAs::F16)
-            }
-        } else {
-            (layout.stored_bytes(rows, cols, scope)?, StoredAs::Ternary)
-        };
+        let (size, how) = tensor_bytes(rows, cols, n, Some(layout), scope)?;
         bytes = bytes.checked_add(size).ok_or(overflow("model bytes"))?;
         values = values.checked_add(n).ok_or(overflow("model values"))?;
         stored_as.push(how);
+        for (total, other) in totals.iter_mut().zip(others) {
+            *total = total
+                .checked_add(tensor_bytes(rows, cols, n, other, Scope::Tensor)?.0)
+                .ok_or(overflow("model bytes"))?;
+        }
     }
     if values == 0 {
         return Err(Error::EmptyInput { what: "shapes" });
     }
     let f32_bytes = values.checked_mul(4).ok_or(overflow("f32 bytes"))?;
+    let [tq2_0, tq1_0, bitnet_hf, i2_s, q8_0] = totals;
     Ok(SizeEstimate {
         layout,
         bytes,
@@ -328,5 +372,6 @@ pub fn estimate_model_size(shapes: &[(u64, u64)], layout: TernaryLayout, scope: 
         compression_vs_f32: f32_bytes as f64 / bytes as f64,
         bits_per_weight: bytes as f64 * 8.0 / values as f64,
         stored_as,
+        by_layout: LayoutSizes { tq2_0, tq1_0, bitnet_hf, i2_s, q8_0, f16: values * 2, f32: f32_bytes },
     })
 }

@@ -90,6 +90,37 @@ fn non_finite_name(value: f32) -> &'static str {
     }
 }
 
+/// A value of an option for an error message, written with integer formatting only: the
+/// messages stay free of float formatting code (ryu's or `core::fmt`'s), a large part of a
+/// lean `.wasm`. Finite values print with up to six decimals (exactly where they have no
+/// more; those past 10^15 as a mantissa and exponent), and values closer to zero than a
+/// millionth say so.
+pub(crate) fn option_value(value: f32) -> String {
+    if !value.is_finite() {
+        return non_finite_name(value).to_string();
+    }
+    let sign = if value.is_sign_negative() && value != 0.0 { "-" } else { "" };
+    let magnitude = f64::from(value.abs());
+    if magnitude >= 1e15 {
+        let (mut mantissa, mut exponent) = (magnitude, 0);
+        while mantissa >= 10.0 {
+            mantissa /= 10.0;
+            exponent += 1;
+        }
+        return format!("{sign}{}e{exponent}", option_value(mantissa as f32));
+    }
+    let micros = (magnitude * 1e6).round() as u64;
+    if micros == 0 && magnitude > 0.0 {
+        return format!("{sign}0.000000 (rounded; nonzero)");
+    }
+    let (whole, fraction) = (micros / 1_000_000, micros % 1_000_000);
+    if fraction == 0 {
+        return format!("{sign}{whole}");
+    }
+    let digits = format!("{fraction:06}");
+    format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+}
+
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -118,4 +149,28 @@ pub(crate) fn one_of(names: &[&str]) -> String {
         out.push_str(name);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::option_value;
+
+    #[test]
+    fn option_values_print_without_float_formatting() {
+        let cases: [(f32, &str); 10] = [
+            (f32::NAN, "NaN"),
+            (f32::NEG_INFINITY, "-inf"),
+            (0.0, "0"),
+            (-0.0, "0"),
+            (-1.0, "-1"),
+            (100.5, "100.5"),
+            (0.25, "0.25"),
+            (-3.000001, "-3.000001"),
+            (1e-9, "0.000000 (rounded; nonzero)"),
+            (-2.5e20, "-2.5e20"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(option_value(value), want, "{value}");
+        }
+    }
 }

@@ -30,7 +30,7 @@ pub mod layout;
 pub mod scheme;
 
 pub use engine::{
-    estimate_model_size, quantize_batch, BatchReport, CacheStats, NamedTensor, Preset, QuantizationEngine,
+    estimate_model_size, quantize_batch, BatchReport, CacheStats, LayoutSizes, NamedTensor, Preset, QuantizationEngine,
     SizeEstimate, StoredAs, TensorReport, PRESETS,
 };
 pub use error::{Error, Result};

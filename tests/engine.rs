@@ -100,7 +100,23 @@ fn size_estimates_are_exact_and_fall_back_like_the_converter() {
         let t = quantize_ternary(&w, 8, 1024, &TernaryOptions { layout, ..Default::default() }).unwrap();
         let e = estimate_model_size(&[(8, 1024)], layout, Scope::Tensor).unwrap();
         assert_eq!(e.bytes, t.stored_bytes() as u64, "{layout}");
+        let sizes = &e.by_layout;
+        let by_name =
+            [("tq2_0", sizes.tq2_0), ("tq1_0", sizes.tq1_0), ("bitnet-hf", sizes.bitnet_hf), ("i2_s", sizes.i2_s)];
+        if let Some(&(_, bytes)) = by_name.iter().find(|(name, _)| *name == layout.name()) {
+            assert_eq!(bytes, e.bytes, "{layout}: by_layout agrees with the layout's own estimate");
+        }
     }
+    // The same model in every format.
+    let e = estimate_model_size(&shapes, TernaryLayout::Tq1_0, Scope::Row).unwrap();
+    let n = 4096 * 4096 + 384 * 384 + 10 * 100;
+    assert_eq!((e.by_layout.f32, e.by_layout.f16), (4 * n, 2 * n));
+    assert_eq!(e.by_layout.q8_0, (4096 * 4096 + 384 * 384) / 32 * 34 + 10 * 100 * 2);
+    let alone = |layout| estimate_model_size(&shapes, layout, Scope::Tensor).unwrap().bytes;
+    assert_eq!(e.by_layout.tq2_0, alone(TernaryLayout::Tq2_0));
+    assert_eq!(e.by_layout.tq1_0, alone(TernaryLayout::Tq1_0));
+    assert_eq!(e.by_layout.bitnet_hf, alone(TernaryLayout::BitnetHf));
+    assert_eq!(e.by_layout.i2_s, alone(TernaryLayout::I2S));
 }
 
 #[test]

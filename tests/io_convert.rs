@@ -7,7 +7,9 @@ mod io_util;
 use io_util::*;
 use ternary_quant::io::convert::{convert_buffered, InputBuffer};
 use ternary_quant::io::gguf::read_gguf;
-use ternary_quant::io::{convert_tensor, plan_conversion, DType, OpKind, OutputFormat, PlanOp, PlanOptions};
+use ternary_quant::io::{
+    convert_tensor, plan_conversion, ChunkedConversion, DType, OpKind, OutputFormat, PlanOp, PlanOptions, TensorStats,
+};
 use ternary_quant::{
     error_stats, quantize_int8, quantize_ternary, Backend, ConversionPlan, Error, Int8Layout, Int8Options, ScaleRule,
     Scope, TernaryLayout, TernaryOptions, TernaryTensor,
@@ -465,4 +467,141 @@ fn buffered_conversion_equals_convert_tensor() {
     assert_eq!(checked, 3 * 5 * 5);
     // Grown to the largest input (8 x 256 F32), never beyond a word of padding.
     assert_eq!(buffer.capacity(), 8 * 256 * 4);
+}
+
+/// Converts `o` through [`ChunkedConversion`] with pieces of `chunk_bytes(max)` bytes:
+/// the concatenated output bytes and the statistics.
+fn convert_in_pieces(o: &PlanOp, input: &[u8], max: u64, measure: bool) -> (Vec<u8>, Option<TensorStats>) {
+    let mut chunked = ChunkedConversion::new(o, measure).unwrap();
+    let piece = chunked.chunk_bytes(max) as usize;
+    assert!(piece > 0 && piece as u64 <= max.max(piece as u64));
+    let mut out = Vec::new();
+    for part in input.chunks(piece) {
+        out.extend(chunked.convert(part).unwrap());
+    }
+    (out, chunked.finish().unwrap())
+}
+
+/// Every op that converts in pieces gives, piece by piece, the bytes and the statistics
+/// (to the bit, at the piece sizes `chunk_bytes` gives) of the whole tensor: float
+/// conversions, copies, Q8_0 and ternary ops with row or block scales, at piece sizes
+/// from one granule to more than the tensor. Ops that need the whole tensor are refused.
+#[test]
+fn chunked_conversions_equal_whole_ones() {
+    let file = safetensors_file(
+        None,
+        &[
+            t("model.embed_tokens.weight", "F32", &[96, 512], f32_bytes(&values(96 * 512, 201))),
+            t("blk.q.weight", "F16", &[80, 1024], f16_bytes(&values(80 * 1024, 202))),
+            t("blk.odd.weight", "BF16", &[70, 416], bf16_bytes(&values(70 * 416, 203))),
+            t("blk.norm.weight", "BF16", &[37_000], bf16_bytes(&values(37_000, 204))),
+            t("blk.bias", "F32", &[300], f32_bytes(&values(300, 205))),
+        ],
+    );
+    let mut kinds = std::collections::BTreeSet::new();
+    for (layout, rule, scope) in [
+        (TernaryLayout::Tq2_0, ScaleRule::AbsMax, Scope::Block(256)),
+        (TernaryLayout::Tq1_0, ScaleRule::AbsMean, Scope::Row),
+        (TernaryLayout::Tq2_0, ScaleRule::AbsMean, Scope::Tensor),
+    ] {
+        let mut options = opts(OutputFormat::Gguf, layout, rule, scope);
+        options.force_keep.insert("blk.bias".into());
+        let plan = plan_conversion(&[header(&file)], &options).unwrap();
+        for o in &plan.ops {
+            let input = input_of(o, &[&file]);
+            let whole = convert_tensor(o, &input, true).unwrap();
+            if !ChunkedConversion::supports(o) {
+                assert!(o.kind == OpKind::Quantize && scope == Scope::Tensor, "{} {:?}", o.name, o.kind);
+                assert!(ChunkedConversion::new(o, false).is_err());
+                continue;
+            }
+            kinds.insert(format!("{:?}", o.kind));
+            for max in [1, 4096, 30_000, 150_000, 1 << 30] {
+                let (bytes, stats) = convert_in_pieces(o, &input, max, true);
+                assert_eq!(bytes, whole.bytes, "{} {layout:?} {scope:?} pieces of {max}", o.name);
+                let (got, want) = (stats.unwrap(), whole.stats.clone().unwrap());
+                if max >= 150_000 || o.kind == OpKind::Copy {
+                    assert_eq!(got, want, "{} {layout:?} {scope:?} pieces of {max}", o.name);
+                } else {
+                    let close = |a: Option<f64>, b: Option<f64>| {
+                        a.zip(b).is_none_or(|(a, b)| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-30))
+                    };
+                    assert!(close(got.mse, want.mse) && close(got.cosine, want.cosine), "{got:?} {want:?}");
+                    assert_eq!(
+                        (got.scale_min, got.scale_max, got.zero_fraction),
+                        (want.scale_min, want.scale_max, want.zero_fraction)
+                    );
+                }
+            }
+            let (bytes, stats) = convert_in_pieces(o, &input, 4096, false);
+            assert_eq!((bytes, stats), (whole.bytes.clone(), None));
+        }
+    }
+    let want: std::collections::BTreeSet<String> =
+        ["Convert", "Copy", "Q8_0", "Quantize"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(kinds, want);
+}
+
+/// Errors of a piece name the tensor and the value's index in the whole tensor; pieces
+/// that are not whole granules, or go past the input, and finishing early are errors.
+#[test]
+fn chunked_conversion_errors_name_the_tensor_and_the_index() {
+    let mut data = values(4 * 1024, 211);
+    data[3000] = f32::NAN;
+    let mut big = values(4096, 212);
+    big[2500] = 1.0e6;
+    let file = safetensors_file(
+        None,
+        &[
+            t("w.weight", "F32", &[4, 1024], f32_bytes(&data)),
+            t("model.embed_tokens.weight", "F32", &[8, 512], f32_bytes(&big)),
+        ],
+    );
+    let plan = plan_conversion(
+        &[header(&file)],
+        &opts(OutputFormat::Gguf, TernaryLayout::Tq2_0, ScaleRule::AbsMax, Scope::Block(256)),
+    )
+    .unwrap();
+    let w = op(&plan, "w.weight");
+    let input = input_of(w, &[&file]);
+    let mut chunked = ChunkedConversion::new(w, true).unwrap();
+    assert_eq!(chunked.chunk_bytes(5000), 4096, "one row of 1024 F32 values");
+    chunked.convert(&input[..4096]).unwrap();
+    chunked.convert(&input[4096..8192]).unwrap();
+    match chunked.convert(&input[8192..12288]).unwrap_err() {
+        Error::Tensor { name, source } => {
+            assert_eq!(name, "w.weight");
+            assert!(matches!(*source, Error::NonFinite { index: 3000, .. }), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut chunked = ChunkedConversion::new(w, false).unwrap();
+    for bad in [&input[..100], &input[..0]] {
+        let message = chunked.convert(bad).unwrap_err().to_string();
+        assert!(message.starts_with("tensor 'w.weight': ") && message.contains("4096 bytes"), "{message}");
+    }
+    chunked.convert(&input[..4096]).unwrap();
+    let err = chunked.finish().unwrap_err();
+    assert!(matches!(err.root(), Error::ByteLength { expected: 16384, actual: 4096, .. }), "{err:?}");
+
+    let e = op(&plan, "model.embed_tokens.weight");
+    assert_eq!((e.kind, e.out_type), (OpKind::Convert, DType::F16));
+    let input = input_of(e, &[&file]);
+    let mut chunked = ChunkedConversion::new(e, false).unwrap();
+    chunked.convert(&input[..8192]).unwrap();
+    let message = chunked.convert(&input[8192..]).unwrap_err().to_string();
+    assert!(
+        message.starts_with("tensor 'model.embed_tokens.weight': ") && message.contains("at index 2500"),
+        "{message}"
+    );
+    // A tensor of finite values: whole, then one piece too many.
+    let fine = safetensors_file(None, &[f32_tensor("model.embed_tokens.weight", &[8, 512], 213)]);
+    let plan = plan_conversion(&[header(&fine)], &PlanOptions::default()).unwrap();
+    let e = op(&plan, "model.embed_tokens.weight");
+    let input = input_of(e, &[&fine]);
+    let mut chunked = ChunkedConversion::new(e, false).unwrap();
+    chunked.convert(&input).unwrap();
+    let message = chunked.convert(&input[..4]).unwrap_err().to_string();
+    assert!(message.contains("and 0 bytes remain"), "{message}");
+    chunked.finish().unwrap();
 }

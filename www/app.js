@@ -310,14 +310,15 @@ function drawHistogram(r) {
 /** Bars of real bytes per format; the chosen layout is the dark one. */
 function drawSizes(r) {
   const b = r.sizes.byLayout;
-  // Only the formats that can store rows of this length (q8_0: multiples of 32, TQ: 256).
+  // Only the formats that store rows of this length themselves (the engine says which).
+  const held = ['f32', 'f16', ...(r.q8 ? ['q8_0'] : []), ...r.sizes.heldWhole];
   const bars = [
     ['f32', b.f32],
     ['f16', b.f16],
     ['q8_0', r.q8 ? r.q8.byteLength : null],
-    ['tq2_0', r.cols % 256 === 0 ? b.tq2_0 : null],
-    ['tq1_0', r.cols % 256 === 0 ? b.tq1_0 : null],
-  ].filter(([, v]) => v !== null);
+    ['tq2_0', b.tq2_0],
+    ['tq1_0', b.tq1_0],
+  ].filter(([name, v]) => v !== null && held.includes(name));
   const mine = bars.findIndex(([name]) => name === r.layout);
   if (mine >= 0) bars[mine][1] = r.byteLength;
   else bars.push([r.layout, r.byteLength]);
@@ -340,7 +341,8 @@ function drawSizes(r) {
     },
     plugins: [barLabels((v) => `${fmtBytes(v)} · ${(b.f32 / v).toFixed(1)}×`)],
   });
-  const missing = r.cols % 256 === 0 ? '' : ` Rows of ${r.cols} fit no ${r.cols % 32 === 0 ? '' : 'q8_0 (32) or '}TQ (256) block, so those bars are left out.`;
+  const left = ['q8_0', 'tq2_0', 'tq1_0'].filter((name) => !held.includes(name));
+  const missing = left.length ? ` Rows of ${r.cols} values are whole blocks of no ${left.join(' or ')}, so those bars are left out.` : '';
   $('size-note').textContent = `Exact stored bytes, scales included, for ${grouped(r.rows * r.cols)} weights; × is the reduction from f32. ${r.layout}: ${grouped(r.byteLength)} bytes.${missing}`;
 }
 

@@ -180,16 +180,21 @@ async function analyse(id, data, rows, cols, options, label) {
     const stats = defaultApi.errorStats(data, deq);
     let zeros = 0;
     for (let i = 0; i < n; i++) if (codes[i] === 0) zeros++;
-    let q8 = null;
-    if (cols % 32 === 0) {
-      const a = defaultApi.quantizeInt8(data, rows, cols, { layout: 'q8_0' });
-      try {
-        q8 = { byteLength: a.byteLength, stats: defaultApi.errorStats(data, a.dequantize()) };
-      } finally {
-        a.free();
-      }
-    }
     const sizes = defaultApi.estimateModelSize([[rows, cols]], options);
+    // The TQ layouts that hold rows of this length as they are (the others fall back to
+    // Q8_0 or F16): the size bars show only those.
+    const heldWhole = ['tq2_0', 'tq1_0'].filter((layout) => defaultApi.estimateModelSize([[rows, cols]], { layout }).storedAs[0] === 'ternary');
+    // Q8_0 where the engine takes rows of this length (it refuses the others).
+    let q8 = null;
+    let a = null;
+    try {
+      a = defaultApi.quantizeInt8(data, rows, cols, { layout: 'q8_0' });
+      q8 = { byteLength: a.byteLength, stats: defaultApi.errorStats(data, a.dequantize()) };
+    } catch (e) {
+      if (!/multiple of/.test(e.message)) throw e;
+    } finally {
+      a?.free();
+    }
     progress(id, 0.4, 'Histograms');
     await breathe();
     result = {
@@ -207,7 +212,7 @@ async function analyse(id, data, rows, cols, options, label) {
       stats,
       zeroFraction: zeros / n,
       q8,
-      sizes: { byLayout: sizes.byLayout, storedAs: sizes.storedAs, bytes: sizes.bytes },
+      sizes: { byLayout: sizes.byLayout, heldWhole, storedAs: sizes.storedAs, bytes: sizes.bytes },
       quantizeMs,
       histogram: histograms(data, deq),
       scales: scaleSummary(scales),
@@ -352,6 +357,30 @@ function outputName(inputName, options) {
   return planOptions(options).output === 'bitnet-hf' ? `${base}.bitnet-hf.safetensors` : `${base}.${options.layout}.gguf`;
 }
 
+/** Ops the engine converts in pieces are read and converted this many bytes at a time. */
+const PIECE_BYTES = 16 * 2 ** 20;
+
+/** Converts a large op a piece at a time (plan.chunkedOp): its outputs go to `parts`. */
+async function convertInPieces(plan, op, file, parts) {
+  let chunked = plan.chunkedOp(op.index, true);
+  try {
+    const piece = chunked.chunkBytes(PIECE_BYTES);
+    const start = op.inputs[0].offset;
+    for (let done = 0; done < op.inputLength; done += piece) {
+      if (cancelled) throw new Error('Conversion stopped.');
+      const n = Math.min(piece, op.inputLength - done);
+      const input = await readBytes(file, [{ offset: start + done, length: n }]);
+      parts.push(new Blob([chunked.convert(input)]));
+      await breathe();
+    }
+    const finishing = chunked;
+    chunked = null;
+    return finishing.finish();
+  } finally {
+    chunked?.free();
+  }
+}
+
 /**
  * Converts the open file one tensor at a time: the output Blob is the plan's header, then
  * each op's bytes at its planned offset (zeros in gaps). Copied tensors are slices of the
@@ -364,7 +393,7 @@ async function convertModel(id, options) {
     const ops = plan.ops().sort((a, b) => a.outputOffset - b.outputOffset);
     // convertTensor holds a whole tensor, its output and work space in 4 GiB of wasm
     // memory: refuse at the start rather than after converting half the file.
-    const largest = ops.filter((o) => !o.copiesBytes).sort((a, b) => b.inputLength - a.inputLength)[0];
+    const largest = ops.filter((o) => !o.copiesBytes && !o.chunkable).sort((a, b) => b.inputLength - a.inputLength)[0];
     if (largest && largest.inputLength > MAX_TENSOR_BYTES) {
       throw new Error(
         `${largest.name} has ${(largest.inputLength / 2 ** 30).toFixed(1)} GiB; the page converts one whole tensor at a time ` +
@@ -386,6 +415,8 @@ async function convertModel(id, options) {
       let stats = null;
       if (op.copiesBytes) {
         parts.push(new Blob(op.inputs.map((r) => file.slice(r.offset, r.offset + r.length))));
+      } else if (op.chunkable && op.inputLength > PIECE_BYTES) {
+        stats = await convertInPieces(plan, op, file, parts);
       } else {
         const input = await readBytes(file, op.inputs);
         if (cancelled) throw new Error('Conversion stopped.');
@@ -430,16 +461,6 @@ async function convertModel(id, options) {
   }
 }
 
-// f16 bits -> f32 value.
-function halfToFloat(h) {
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  const s = h & 0x8000 ? -1 : 1;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1024 + m) * 2 ** (e - 25);
-}
-
 /** Decodes an F32, F16 or BF16 tensor of the open file to f32 for the analysis views. */
 async function analyseTensor(id, index, options) {
   if (!model) throw new Error('No model file is open.');
@@ -454,11 +475,7 @@ async function analyseTensor(id, index, options) {
   if (rows * cols > 2 ** 26) throw new Error(`${t.name} has ${rows * cols} values; the views take at most ${2 ** 26}.`);
   progress(id, 0.05, `Reading ${t.name}`);
   const raw = await readBytes(model.file, [{ offset: t.offset, length: t.byteLength }]);
-  const view = new DataView(raw.buffer);
-  const data = new Float32Array(rows * cols);
-  if (t.dtype === 'F32') for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(4 * i, true);
-  else if (t.dtype === 'F16') for (let i = 0; i < data.length; i++) data[i] = halfToFloat(view.getUint16(2 * i, true));
-  else for (let i = 0; i < data.length; i++) data[i] = new Float32Array(new Uint32Array([view.getUint16(2 * i, true) << 16]).buffer)[0];
+  const data = ioApi.decodeFloats(t.dtype, raw);
   return analyse(id, data, rows, cols, options, { kind: 'tensor', name: t.name, dtype: t.dtype, shape: t.shape });
 }
 

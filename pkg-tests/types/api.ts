@@ -4,7 +4,7 @@ import * as tq from 'ternary-quant';
 import type { BatchReport, ErrorStats, Int8Tensor, ModelInfo, NeedBytes, SizeEstimate, TensorStats, TernaryTensor } from 'ternary-quant';
 
 const { backend, ConversionPlan, errorStats, estimateModelSize, init, inspectModel, loadBuild, matVecF32 } = tq;
-const { formats, memoryBytes, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
+const { decodeFloats, formats, memoryBytes, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
 const { quantizeInt8, quantizeTernary, simdSupported, ternaryMatVec } = tq;
 
 const info: { backend: 'simd128' | 'scalar'; modelFiles: boolean } = await init({ simd: simdSupported() });
@@ -84,6 +84,9 @@ const planned = planConversion([{ prefix, fileSize: 4096, name: 'model.safetenso
   forceTernary: [],
   bitnetScale: 'multiply',
 });
+const folder = planConversion([{ prefix, fileSize: 4096 }], {
+  model: { name: 'tiny', config: prefix, tokenizerJson: prefix, tokenizerConfig: prefix },
+});
 if (planned instanceof ConversionPlan) {
   const header: Uint8Array = planned.header;
   for (const op of planned.ops()) {
@@ -93,9 +96,17 @@ if (planned instanceof ConversionPlan) {
     view.set(input);
     const again = planned.convertBuffered(op.index);
     const offset: number = op.outputOffset + out.bytes.length + again.bytes.length + header.length;
+    if (op.chunkable && !op.copiesBytes && op.rowOrder === null) {
+      const chunked = planned.chunkedOp(op.index, true);
+      const piece: number = chunked.chunkBytes(2 ** 21);
+      const part: Uint8Array = chunked.convert(input.subarray(0, piece));
+      const figures: TensorStats | null = chunked.finish();
+    }
   }
   const total: number = planned.outputSize + planned.opCount + planned.op(0).outputLength;
   planned.free();
 }
 
-export { tq2Bytes, name, bytes, scales, codes, stats, y, yRef, bits, layoutName, values, zeroPoints, aBytes, aBack, cache, report, tq1Bytes, storedAs, bitnetPreset, shardFiles };
+const decoded: Float32Array = decodeFloats('F16', new Uint8Array(8));
+
+export { folder, decoded, tq2Bytes, name, bytes, scales, codes, stats, y, yRef, bits, layoutName, values, zeroPoints, aBytes, aBack, cache, report, tq1Bytes, storedAs, bitnetPreset, shardFiles };

@@ -8,11 +8,11 @@ use std::borrow::Cow;
 use super::plan::{OpKind, PlanOp, ScaleSemantics};
 use super::DType;
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{Backend, Kernels};
 use crate::layout::blocks::{as_blocks, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 use crate::layout::TernaryLayout;
 use crate::scheme::int8::{quantize_int8, Int8Layout, Int8Options};
-use crate::scheme::metrics::{ErrorStats, ErrorSums};
+use crate::scheme::metrics::ErrorSums;
 use crate::scheme::ternary::{quantize_ternary, TernaryOptions, TernaryTensor};
 use crate::Scope;
 
@@ -126,6 +126,29 @@ fn rows_cols(op: &PlanOp) -> Result<(usize, usize)> {
 }
 
 fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> {
+    let produced = produce(op, input, measure, 0)?;
+    let stats = if measure {
+        let mut figures = Figures::new(op)?;
+        figures.add(op, &produced)?;
+        Some(figures.finish(op))
+    } else {
+        None
+    };
+    Ok(ConvertedTensor { bytes: produced.bytes, stats })
+}
+
+/// What converting an op's input gave: its output bytes and, when measuring, what the
+/// figures are computed from.
+struct Produced<'a> {
+    bytes: Vec<u8>,
+    reference: Option<Cow<'a, [f32]>>,
+    approx: Option<Approx<'a>>,
+    scales: Option<Vec<f32>>,
+}
+
+/// Converts `input` for `op`; `first_index` is the index of its first value in the
+/// whole tensor, for the indexes that errors name.
+fn produce<'a>(op: &PlanOp, input: &'a [u8], measure: bool, first_index: usize) -> Result<Produced<'a>> {
     let expected = op.input_length();
     if input.len() as u64 != expected {
         return Err(Error::ByteLength {
@@ -140,8 +163,8 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
     let bytes = match op.kind {
         OpKind::Copy => input.to_vec(),
         OpKind::Convert => {
-            let values = decode(op, input)?;
-            let bytes = encode_float(op.out_type, &values)?;
+            let values = decode(op, input, first_index)?;
+            let bytes = encode_float(op.out_type, &values, first_index)?;
             if measure {
                 approx = Some(match op.out_type {
                     DType::F16 => Approx::Output(OutputBlocks::F16),
@@ -152,7 +175,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             bytes
         }
         OpKind::Q8_0 => {
-            let values = decode(op, input)?;
+            let values = decode(op, input, first_index)?;
             let (rows, cols) = rows_cols(op)?;
             let opts = Int8Options {
                 layout: Int8Layout::Q8_0,
@@ -171,7 +194,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             q.bytes
         }
         OpKind::Quantize => {
-            let values = decode(op, input)?;
+            let values = decode(op, input, first_index)?;
             let (rows, cols) = rows_cols(op)?;
             let layout = op.out_layout().ok_or_else(|| Error::Unsupported(format!("quantize to {}", op.out_type)))?;
             let opts = TernaryOptions { layout, rule: op.rule, scope: op.scope, backend: op.backend };
@@ -205,9 +228,7 @@ fn convert(op: &PlanOp, input: &[u8], measure: bool) -> Result<ConvertedTensor> 
             actual: bytes.len(),
         });
     }
-    let stats =
-        if measure { Some(stats(op, reference.as_deref(), approx.as_ref(), &bytes, scales.as_deref())?) } else { None };
-    Ok(ConvertedTensor { bytes, stats })
+    Ok(Produced { bytes, reference, approx, scales })
 }
 
 /// A ternary tensor's file bytes: bitnet-hf carries its F32 scale after the codes.
@@ -233,8 +254,8 @@ fn f32_view(bytes: &[u8]) -> Option<&[f32]> {
 
 /// F32, F16 or BF16 bytes to values (no finiteness check); F32 is borrowed in place
 /// where [`f32_view`] allows.
-fn decode_floats<'a>(dtype: DType, bytes: &'a [u8], op: &PlanOp) -> Result<Cow<'a, [f32]>> {
-    let k = op.backend.kernels_or_scalar();
+fn decode_floats<'a>(dtype: DType, bytes: &'a [u8], backend: Backend) -> Result<Cow<'a, [f32]>> {
+    let k = backend.kernels_or_scalar();
     Ok(match dtype {
         DType::F32 => match f32_view(bytes) {
             Some(values) => Cow::Borrowed(values),
@@ -254,12 +275,31 @@ fn decode_floats<'a>(dtype: DType, bytes: &'a [u8], op: &PlanOp) -> Result<Cow<'
     })
 }
 
-/// The op's input as f32 values, every one finite (borrowed where [`decode_floats`] can).
-fn decode<'a>(op: &PlanOp, input: &'a [u8]) -> Result<Cow<'a, [f32]>> {
+/// The values of F32, F16 or BF16 little-endian bytes (any values, NaN and infinities
+/// included), decoded by the fastest kernels of this machine.
+pub fn decode_float_bytes(dtype: DType, bytes: &[u8]) -> Result<Vec<f32>> {
+    let size = match dtype {
+        DType::F32 => 4,
+        DType::F16 | DType::BF16 => 2,
+        other => return Err(Error::Unsupported(format!("{other} is not a float type"))),
+    };
+    if !bytes.len().is_multiple_of(size) {
+        return Err(Error::ByteLength {
+            layout: dtype.name(),
+            expected: bytes.len() / size * size,
+            actual: bytes.len(),
+        });
+    }
+    Ok(decode_floats(dtype, bytes, Backend::best())?.into_owned())
+}
+
+/// The op's input as f32 values, every one finite (borrowed where [`decode_floats`] can);
+/// `first_index` offsets the index a non-finite value is reported at.
+fn decode<'a>(op: &PlanOp, input: &'a [u8], first_index: usize) -> Result<Cow<'a, [f32]>> {
     let k = op.backend.kernels_or_scalar();
     let n = to_usize(op.element_count(), "element count")?;
     let values = match op.in_type {
-        DType::F32 | DType::F16 | DType::BF16 => decode_floats(op.in_type, input, op)?,
+        DType::F32 | DType::F16 | DType::BF16 => decode_floats(op.in_type, input, op.backend)?,
         DType::Q8_0 => {
             let expected = (n / QK8_0).saturating_mul(core::mem::size_of::<BlockQ8_0>());
             if n % QK8_0 != 0 || input.len() != expected {
@@ -276,7 +316,7 @@ fn decode<'a>(op: &PlanOp, input: &'a [u8]) -> Result<Cow<'a, [f32]>> {
         return Err(Error::ShapeMismatch { what: "decoded values", expected: n, actual: values.len() });
     }
     if let Some(index) = (k.first_non_finite)(&values) {
-        return Err(Error::NonFinite { what: "input", index, value: values[index] });
+        return Err(Error::NonFinite { what: "input", index: first_index + index, value: values[index] });
     }
     Ok(values)
 }
@@ -284,7 +324,7 @@ fn decode<'a>(op: &PlanOp, input: &'a [u8]) -> Result<Cow<'a, [f32]>> {
 /// A bitnet-hf scale tensor's one value, as a multiplier.
 fn read_scale(op: &PlanOp, bytes: &[u8]) -> Result<f32> {
     let dtype = op.scale_dtype.unwrap_or(DType::F32);
-    let values = decode_floats(dtype, bytes, op)?;
+    let values = decode_floats(dtype, bytes, op.backend)?;
     let &[s] = values.as_ref() else {
         return Err(Error::ShapeMismatch { what: "weight_scale", expected: 1, actual: values.len() });
     };
@@ -354,8 +394,9 @@ fn repack(op: &PlanOp, source: &TernaryTensor) -> Result<TernaryTensor> {
     TernaryTensor::from_codes(&codes, source.rows, source.cols, layout, scope, &scales)
 }
 
-/// Values as F16 or F32 bytes. F16 refuses values beyond its range.
-fn encode_float(dtype: DType, values: &[f32]) -> Result<Vec<u8>> {
+/// Values as F16 or F32 bytes. F16 refuses values beyond its range, naming the value's
+/// index plus `first_index`.
+fn encode_float(dtype: DType, values: &[f32], first_index: usize) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(values.len() * 4);
     match dtype {
         DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
@@ -364,7 +405,8 @@ fn encode_float(dtype: DType, values: &[f32]) -> Result<Vec<u8>> {
                 let h = half::f16::from_f32(v);
                 if h.is_infinite() {
                     return Err(Error::Unsupported(format!(
-                        "value {v} at index {index} is beyond F16's range (+-65504); keep this tensor out of the conversion"
+                        "value {v} at index {} is beyond F16's range (+-65504); keep this tensor out of the conversion",
+                        first_index + index
                     )));
                 }
                 out.extend_from_slice(&h.to_bits().to_le_bytes());
@@ -423,83 +465,273 @@ impl OutputBlocks {
 /// block length, and small enough to stay in cache between decoding and summing.
 const MEASURE_CHUNK: usize = 1 << 14;
 
-/// Error figures and zero fraction of the output against `reference` (non-empty).
-fn measure(op: &PlanOp, reference: &[f32], approx: &Approx<'_>, output: &[u8]) -> Result<(ErrorStats, f64)> {
-    let mut sums = ErrorSums::new(op.backend)?;
-    let zeros = match approx {
-        Approx::Values(values) => {
-            sums.add(reference, values)?;
-            values.iter().filter(|&&v| v == 0.0).count()
-        }
-        &Approx::Output(blocks) => {
-            let k = op.backend.kernels_or_scalar();
-            let (block_values, block_bytes) = blocks.block();
-            let too_short = || Error::ByteLength {
-                layout: op.out_type.name(),
-                expected: reference.len() / block_values * block_bytes,
-                actual: output.len(),
-            };
-            if !reference.len().is_multiple_of(block_values)
-                || output.len() < reference.len() / block_values * block_bytes
-            {
-                return Err(too_short());
-            }
-            let mut chunk_out = vec![0f32; reference.len().min(MEASURE_CHUNK)];
-            let mut f16_bits = Vec::new();
-            let mut zeros = 0;
-            for (i, chunk) in reference.chunks(MEASURE_CHUNK).enumerate() {
-                let first_block = i * MEASURE_CHUNK / block_values;
-                let bytes =
-                    &output[first_block * block_bytes..(first_block + chunk.len() / block_values) * block_bytes];
-                let out = &mut chunk_out[..chunk.len()];
-                blocks.decode(k, bytes, out, &mut f16_bits);
-                sums.add(chunk, out)?;
-                zeros += out.iter().filter(|&&v| v == 0.0).count();
-            }
-            zeros
-        }
-    };
-    Ok((sums.finish(), zeros as f64 / reference.len() as f64))
+/// The figures of a [`TensorStats`], summed over one or more converted pieces of an op.
+/// The error sums take the values [`MEASURE_CHUNK`] at a time and the scale figures are
+/// summed in order, so pieces that are whole multiples of it give the same figures, to
+/// the bit, as the whole tensor.
+struct Figures {
+    sums: ErrorSums,
+    measured: bool,
+    zeros: u64,
+    values: u64,
+    scale_min: f64,
+    scale_max: f64,
+    scale_sum: f64,
+    scale_count: u64,
 }
 
-fn stats(
-    op: &PlanOp,
-    reference: Option<&[f32]>,
-    approx: Option<&Approx<'_>>,
-    output: &[u8],
-    scales: Option<&[f32]>,
-) -> Result<TensorStats> {
-    let n = op.element_count();
-    let (errors, zero_fraction) = match (reference, approx) {
-        (Some(r), Some(a)) if n > 0 => {
-            let (errors, zeros) = measure(op, r, a, output)?;
-            (Some(errors), Some(zeros))
+impl Figures {
+    fn new(op: &PlanOp) -> Result<Self> {
+        Ok(Self {
+            sums: ErrorSums::new(op.backend)?,
+            measured: false,
+            zeros: 0,
+            values: 0,
+            scale_min: f64::INFINITY,
+            scale_max: f64::NEG_INFINITY,
+            scale_sum: 0.0,
+            scale_count: 0,
+        })
+    }
+
+    /// Adds what converting `op` (the whole op, or a piece of it) gave.
+    fn add(&mut self, op: &PlanOp, produced: &Produced<'_>) -> Result<()> {
+        if let (Some(reference), Some(approx)) = (produced.reference.as_deref(), produced.approx.as_ref()) {
+            if !reference.is_empty() {
+                self.zeros += self.add_errors(op, reference, approx, &produced.bytes)?;
+                self.values += reference.len() as u64;
+                self.measured = true;
+            }
         }
-        _ => (None, None),
-    };
-    let scale_figures = scales.filter(|s| !s.is_empty()).map(|s| {
-        let min = s.iter().fold(f64::INFINITY, |m, &v| m.min(v as f64));
-        let max = s.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-        let mean = s.iter().map(|&v| v as f64).sum::<f64>() / s.len() as f64;
-        (min, max, mean)
-    });
-    Ok(TensorStats {
-        name: op.name.clone(),
-        shape: op.shape.clone(),
-        kind: op.kind.name(),
-        in_type: op.in_type.name(),
-        out_type: op.out_type.name(),
-        bytes_in: op.input_length(),
-        bytes_out: op.output_length,
-        bits_per_weight: op.bits_per_weight(),
-        scale_min: scale_figures.map(|s| s.0),
-        scale_max: scale_figures.map(|s| s.1),
-        scale_mean: scale_figures.map(|s| s.2),
-        mse: errors.map(|e| e.mse),
-        rmse: errors.map(|e| e.rmse),
-        max_abs_error: errors.map(|e| e.max_abs_error),
-        snr_db: errors.map(|e| e.snr_db),
-        cosine: errors.map(|e| e.cosine),
-        zero_fraction,
-    })
+        for &s in produced.scales.as_deref().unwrap_or_default() {
+            let s = f64::from(s);
+            self.scale_min = self.scale_min.min(s);
+            self.scale_max = self.scale_max.max(s);
+            self.scale_sum += s;
+            self.scale_count += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds the errors of the output against `reference`; returns the output's zeros.
+    fn add_errors(&mut self, op: &PlanOp, reference: &[f32], approx: &Approx<'_>, output: &[u8]) -> Result<u64> {
+        let mut zeros = 0;
+        match approx {
+            Approx::Values(values) => {
+                if values.len() != reference.len() {
+                    return Err(Error::ShapeMismatch {
+                        what: "reconstructed",
+                        expected: reference.len(),
+                        actual: values.len(),
+                    });
+                }
+                for (r, a) in reference.chunks(MEASURE_CHUNK).zip(values.chunks(MEASURE_CHUNK)) {
+                    self.sums.add(r, a)?;
+                    zeros += a.iter().filter(|&&v| v == 0.0).count();
+                }
+            }
+            &Approx::Output(blocks) => {
+                let k = op.backend.kernels_or_scalar();
+                let (block_values, block_bytes) = blocks.block();
+                if !reference.len().is_multiple_of(block_values)
+                    || output.len() < reference.len() / block_values * block_bytes
+                {
+                    return Err(Error::ByteLength {
+                        layout: op.out_type.name(),
+                        expected: reference.len() / block_values * block_bytes,
+                        actual: output.len(),
+                    });
+                }
+                let mut chunk_out = vec![0f32; reference.len().min(MEASURE_CHUNK)];
+                let mut f16_bits = Vec::new();
+                for (i, chunk) in reference.chunks(MEASURE_CHUNK).enumerate() {
+                    let first_block = i * MEASURE_CHUNK / block_values;
+                    let bytes =
+                        &output[first_block * block_bytes..(first_block + chunk.len() / block_values) * block_bytes];
+                    let out = &mut chunk_out[..chunk.len()];
+                    blocks.decode(k, bytes, out, &mut f16_bits);
+                    self.sums.add(chunk, out)?;
+                    zeros += out.iter().filter(|&&v| v == 0.0).count();
+                }
+            }
+        }
+        Ok(zeros as u64)
+    }
+
+    fn finish(&self, op: &PlanOp) -> TensorStats {
+        let errors = self.measured.then(|| self.sums.finish());
+        let scales = (self.scale_count > 0).then_some(self);
+        TensorStats {
+            name: op.name.clone(),
+            shape: op.shape.clone(),
+            kind: op.kind.name(),
+            in_type: op.in_type.name(),
+            out_type: op.out_type.name(),
+            bytes_in: op.input_length(),
+            bytes_out: op.output_length,
+            bits_per_weight: op.bits_per_weight(),
+            scale_min: scales.map(|f| f.scale_min),
+            scale_max: scales.map(|f| f.scale_max),
+            scale_mean: scales.map(|f| f.scale_sum / f.scale_count as f64),
+            mse: errors.map(|e| e.mse),
+            rmse: errors.map(|e| e.rmse),
+            max_abs_error: errors.map(|e| e.max_abs_error),
+            snr_db: errors.map(|e| e.snr_db),
+            cosine: errors.map(|e| e.cosine),
+            zero_fraction: self.measured.then(|| self.zeros as f64 / self.values as f64),
+        }
+    }
+}
+
+/// The smallest piece of an op that converts on its own: a value of an element-wise
+/// conversion, a Q8_0 block, a row of a row- or block-scoped ternary op, a byte of a copy.
+#[derive(Clone, Copy, Debug)]
+struct Granule {
+    values: u64,
+    input_bytes: u64,
+    output_bytes: u64,
+}
+
+/// Input bytes of `values` values of `dtype`, when they are whole blocks of it.
+fn bytes_of_values(dtype: DType, values: u64) -> Option<u64> {
+    let info = dtype.format()?.info();
+    let block = u64::from(info.block_values);
+    (info.tensor_tail_bytes == 0 && info.side_scale_bytes == 0 && values.is_multiple_of(block))
+        .then(|| values / block * u64::from(info.block_bytes))
+}
+
+/// Converts one op a piece at a time, so that memory holds one piece rather than the
+/// tensor: pieces go in in order, each as whole granules (see
+/// [`chunk_bytes`](Self::chunk_bytes)); their outputs, written one after another from
+/// the op's output offset, are the bytes [`convert_tensor`] gives for the whole, and
+/// [`finish`](Self::finish) gives the same statistics.
+///
+/// Copies, element-wise float conversions, Q8_0 and ternary ops whose scales are per
+/// row or per block convert in pieces; ops that need the whole tensor at once (one
+/// scale per tensor, re-packing, reordered rows, a bitnet-hf scale input) do not
+/// ([`supports`](Self::supports) says which).
+pub struct ChunkedConversion {
+    op: PlanOp,
+    granule: Granule,
+    figures: Option<Figures>,
+    input_done: u64,
+    values_done: u64,
+}
+
+impl ChunkedConversion {
+    /// Whether `op` converts in pieces.
+    pub fn supports(op: &PlanOp) -> bool {
+        Self::granule_of(op).is_some()
+    }
+
+    fn granule_of(op: &PlanOp) -> Option<Granule> {
+        if op.inputs.len() != 1 || op.row_order.is_some() {
+            return None;
+        }
+        let cols = op.shape.last().copied().unwrap_or(1);
+        let floats = |t: DType| matches!(t, DType::F32 | DType::F16 | DType::BF16);
+        let values = match op.kind {
+            OpKind::Copy => return Some(Granule { values: 0, input_bytes: 1, output_bytes: 1 }),
+            OpKind::Convert if floats(op.in_type) && floats(op.out_type) => 1,
+            OpKind::Q8_0 if cols.is_multiple_of(QK8_0 as u64) => QK8_0 as u64,
+            OpKind::Quantize => match op.scope {
+                Scope::Row => cols,
+                Scope::Block(n) if n > 0 && cols.is_multiple_of(n as u64) => cols,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let granule = Granule {
+            values,
+            input_bytes: bytes_of_values(op.in_type, values)?,
+            output_bytes: bytes_of_values(op.out_type, values)?,
+        };
+        (granule.input_bytes > 0).then_some(granule)
+    }
+
+    /// Starts converting `op`; `measure` adds statistics at the end.
+    pub fn new(op: &PlanOp, measure: bool) -> Result<Self> {
+        let granule = Self::granule_of(op).ok_or_else(|| {
+            Error::Unsupported(format!("{} op of tensor '{}' converts only whole", op.kind.name(), op.name))
+        })?;
+        let figures = if measure { Some(Figures::new(op)?) } else { None };
+        Ok(Self { op: op.clone(), granule, figures, input_done: 0, values_done: 0 })
+    }
+
+    /// Input bytes of the largest piece of at most `max_bytes` (at least one granule).
+    /// Pieces of this size keep the statistics equal to the whole tensor's to the bit;
+    /// the last piece is what remains.
+    pub fn chunk_bytes(&self, max_bytes: u64) -> u64 {
+        let g = self.granule;
+        let mut granules = (max_bytes / g.input_bytes).max(1);
+        if g.values > 0 {
+            // Whole multiples of MEASURE_CHUNK values, where that fits in max_bytes.
+            let chunk = MEASURE_CHUNK as u64;
+            let step = chunk / gcd(chunk, g.values);
+            if granules >= step {
+                granules -= granules % step;
+            }
+        }
+        granules * g.input_bytes
+    }
+
+    /// Converts the next piece: whole granules, not beyond the op's input.
+    pub fn convert(&mut self, input: &[u8]) -> Result<Vec<u8>> {
+        self.convert_piece(input).map_err(|e| e.in_tensor(&self.op.name))
+    }
+
+    fn convert_piece(&mut self, input: &[u8]) -> Result<Vec<u8>> {
+        let g = self.granule;
+        let length = input.len() as u64;
+        let remaining = self.op.input_length() - self.input_done;
+        if length == 0 || !length.is_multiple_of(g.input_bytes) || length > remaining {
+            return Err(Error::Unsupported(format!(
+                "a piece of {length} bytes: pieces are whole multiples of {} bytes, and {remaining} bytes remain",
+                g.input_bytes
+            )));
+        }
+        if self.op.kind == OpKind::Copy {
+            self.input_done += length;
+            return Ok(input.to_vec());
+        }
+        let granules = length / g.input_bytes;
+        let values = granules * g.values;
+        let mut piece = self.op.clone();
+        piece.shape = match (self.op.kind, self.op.shape.len()) {
+            (OpKind::Quantize, 2..) => vec![granules, g.values],
+            _ => vec![values],
+        };
+        piece.inputs[0].length = length;
+        piece.output_length = granules * g.output_bytes;
+        let first_index = to_usize(self.values_done, "value index")?;
+        let produced = produce(&piece, input, self.figures.is_some(), first_index)?;
+        if let Some(figures) = &mut self.figures {
+            figures.add(&piece, &produced)?;
+        }
+        self.input_done += length;
+        self.values_done += values;
+        Ok(produced.bytes)
+    }
+
+    /// Ends the conversion once every input byte was given: the op's statistics when
+    /// measuring (as [`convert_tensor`] gives them).
+    pub fn finish(self) -> Result<Option<TensorStats>> {
+        let expected = self.op.input_length();
+        if self.input_done != expected {
+            return Err(Error::ByteLength {
+                layout: self.op.in_type.name(),
+                expected: usize::try_from(expected).unwrap_or(usize::MAX),
+                actual: usize::try_from(self.input_done).unwrap_or(usize::MAX),
+            }
+            .in_tensor(&self.op.name));
+        }
+        Ok(self.figures.map(|f| f.finish(&self.op)))
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }

@@ -25,7 +25,7 @@ pub mod hf;
 pub mod plan;
 pub mod safetensors;
 
-pub use convert::{convert_tensor, ConvertedTensor, TensorStats};
+pub use convert::{convert_tensor, ChunkedConversion, ConvertedTensor, TensorStats};
 pub use gguf::{GgufArray, GgufType, GgufValue};
 pub use plan::{
     plan_conversion, ConversionPlan, InputRange, OpKind, OutputFormat, PlanOp, PlanOptions, ScaleSemantics,

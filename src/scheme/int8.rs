@@ -125,7 +125,7 @@ fn check_options(opts: &Int8Options, cols: usize) -> Result<()> {
         if !(c.is_finite() && c > 0.0) {
             return Err(Error::InvalidOption {
                 name: "clip",
-                reason: format!("must be a positive finite number, got {}", ryu::Buffer::new().format(c)),
+                reason: format!("must be a positive finite number, got {}", crate::error::option_value(c)),
             });
         }
     }
@@ -133,7 +133,7 @@ fn check_options(opts: &Int8Options, cols: usize) -> Result<()> {
         if !(p > 0.0 && p <= 100.0) {
             return Err(Error::InvalidOption {
                 name: "percentile",
-                reason: format!("must be in (0, 100], got {}", ryu::Buffer::new().format(p)),
+                reason: format!("must be in (0, 100], got {}", crate::error::option_value(p)),
             });
         }
         if opts.clip.is_some() {

@@ -241,6 +241,14 @@ pub fn inspect_model(prefix: &[u8], file_size: f64) -> Result<JsValue, JsError> 
 }
 
 /// Parses a `*.safetensors.index.json`: `{ files, weightMap }`.
+/// The values of `bytes` read as `dtype` (`F32`, `F16` or `BF16`, little-endian).
+#[wasm_bindgen(js_name = decodeFloats)]
+pub fn decode_floats(dtype: &str, bytes: &[u8]) -> Result<Vec<f32>, JsError> {
+    let dtype = io::DType::from_safetensors(dtype)
+        .ok_or_else(|| JsError::new(&format!("decodeFloats: unknown dtype '{dtype}' (expected F32, F16 or BF16)")))?;
+    io::convert::decode_float_bytes(dtype, bytes).map_err(js_error)
+}
+
 #[wasm_bindgen(js_name = parseSafetensorsIndex)]
 pub fn parse_safetensors_index(json: &[u8]) -> Result<JsValue, JsError> {
     struct WeightMap<'a>(&'a [(String, String)]);
@@ -419,6 +427,8 @@ struct OpView<'a> {
     /// Heads of a Q or K projection whose rows are reordered for llama.cpp's RoPE: the
     /// op must be converted whole.
     row_order: Option<u64>,
+    /// The op converts in pieces (`ConversionPlan.chunkedOp`).
+    chunkable: bool,
 }
 
 fn op_view(index: usize, op: &io::PlanOp) -> OpView<'_> {
@@ -438,6 +448,7 @@ fn op_view(index: usize, op: &io::PlanOp) -> OpView<'_> {
         scale_name: op.scale_name.as_deref(),
         copies_bytes: op.copies_bytes(),
         row_order: op.row_order.map(|o| o.heads),
+        chunkable: io::ChunkedConversion::supports(op),
     }
 }
 
@@ -546,5 +557,45 @@ impl ConversionPlan {
             return Err(JsError::new(&format!("convertBuffered({i}): call inputBuffer({i}) and fill it first")));
         }
         converted_object(&io::convert::convert_buffered(op, &self.input, measure.unwrap_or(false)).map_err(js_error)?)
+    }
+
+    /// Op `i` converted a piece at a time (see [`ChunkedOp`]); an error for ops that
+    /// convert only whole (`chunkable` false). `measure` adds statistics at the end.
+    #[wasm_bindgen(js_name = chunkedOp)]
+    pub fn chunked_op(&self, i: usize, measure: Option<bool>) -> Result<ChunkedOp, JsError> {
+        let op = self.get_op(i)?;
+        Ok(ChunkedOp { inner: io::ChunkedConversion::new(op, measure.unwrap_or(false)).map_err(js_error)? })
+    }
+}
+
+/// One op converted a piece at a time, so that memory holds a piece, not the tensor:
+/// give it the op's input in order, in pieces of `chunkBytes(max)` bytes (the last one
+/// what remains), write each output after the previous one from the op's output
+/// offset, then call `finish()` for the statistics.
+#[wasm_bindgen]
+pub struct ChunkedOp {
+    inner: io::ChunkedConversion,
+}
+
+#[wasm_bindgen]
+impl ChunkedOp {
+    /// Input bytes of a piece of at most `maxBytes` (at least the smallest piece).
+    #[wasm_bindgen(js_name = chunkBytes)]
+    pub fn chunk_bytes(&self, max_bytes: f64) -> Result<f64, JsError> {
+        Ok(self.inner.chunk_bytes(size_arg(max_bytes, "maxBytes")?) as f64)
+    }
+
+    /// The output bytes of the next piece of input.
+    pub fn convert(&mut self, bytes: &[u8]) -> Result<Vec<u8>, JsError> {
+        self.inner.convert(bytes).map_err(js_error)
+    }
+
+    /// The op's statistics (null unless measuring), once all its input was given.
+    /// Frees this object.
+    pub fn finish(self) -> Result<JsValue, JsError> {
+        match self.inner.finish().map_err(js_error)? {
+            Some(stats) => to_js(&stats),
+            None => Ok(JsValue::NULL),
+        }
     }
 }
