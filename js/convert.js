@@ -395,6 +395,7 @@ export class OpRunner {
     if (view.byteLength !== at) throw new Error('wasm memory changed while the input was read');
     return this.plan.convertBuffered(i, this.measure);
   }
+}
 
 // ------------------------------------------------------------------ output file
 

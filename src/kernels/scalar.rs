@@ -330,31 +330,54 @@ pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
     }
 }
 
-/// The sums behind the error metrics of `reference` against `approx` (same length).
-pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
-    let mut ref_sq = [0f64; SUM_LANES];
-    let mut err_sq = [0f64; SUM_LANES];
-    let mut dot = [0f64; SUM_LANES];
-    let mut approx_sq = [0f64; SUM_LANES];
-    let mut max_abs_err = 0f64;
-    for (rc, ac) in reference.chunks(SUM_LANES).zip(approx.chunks(SUM_LANES)) {
-        for (lane, (&r, &a)) in rc.iter().zip(ac).enumerate() {
+/// The metric sums of the spec, lane by lane: value `i` of a run adds to lane
+/// `i % SUM_LANES`, and [`finish`](Self::finish) folds the lanes. SIMD kernels fill the
+/// lanes their own way, then add their tail here.
+pub(crate) struct MetricLanes {
+    pub ref_sq: [f64; SUM_LANES],
+    pub err_sq: [f64; SUM_LANES],
+    pub dot: [f64; SUM_LANES],
+    pub approx_sq: [f64; SUM_LANES],
+    pub max_abs_err: f64,
+}
+
+impl MetricLanes {
+    pub fn new() -> Self {
+        let zero = [0f64; SUM_LANES];
+        Self { ref_sq: zero, err_sq: zero, dot: zero, approx_sq: zero, max_abs_err: 0.0 }
+    }
+
+    /// Adds at most `SUM_LANES` values, the first to lane 0.
+    pub fn add(&mut self, reference: &[f32], approx: &[f32]) {
+        for (lane, (&r, &a)) in reference.iter().zip(approx).enumerate() {
             let (r, a) = (r as f64, a as f64);
             let e = r - a;
-            ref_sq[lane] += r * r;
-            err_sq[lane] += e * e;
-            dot[lane] += r * a;
-            approx_sq[lane] += a * a;
-            max_abs_err = max_abs_err.max(e.abs());
+            self.ref_sq[lane] += r * r;
+            self.err_sq[lane] += e * e;
+            self.dot[lane] += r * a;
+            self.approx_sq[lane] += a * a;
+            self.max_abs_err = self.max_abs_err.max(e.abs());
         }
     }
-    MetricSums {
-        ref_sq: fold_lanes(ref_sq),
-        err_sq: fold_lanes(err_sq),
-        dot: fold_lanes(dot),
-        approx_sq: fold_lanes(approx_sq),
-        max_abs_err,
+
+    pub fn finish(self) -> MetricSums {
+        MetricSums {
+            ref_sq: fold_lanes(self.ref_sq),
+            err_sq: fold_lanes(self.err_sq),
+            dot: fold_lanes(self.dot),
+            approx_sq: fold_lanes(self.approx_sq),
+            max_abs_err: self.max_abs_err,
+        }
     }
+}
+
+/// The sums behind the error metrics of `reference` against `approx` (same length).
+pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
+    let mut lanes = MetricLanes::new();
+    for (rc, ac) in reference.chunks(SUM_LANES).zip(approx.chunks(SUM_LANES)) {
+        lanes.add(rc, ac);
+    }
+    lanes.finish()
 }
 
 /// Integer dot product of one TQ2_0 block with one Q8_K block: sum of q_w * q_x.
@@ -375,9 +398,20 @@ pub fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
 
 /// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order.
 pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
+    dot_tq2_0_q8_k_with(w, x, dot_tq2_0_q8_k_block)
+}
+
+/// [`dot_tq2_0_q8_k`] with the integer block products `isum_b` from `block_dot`: the
+/// spec's scaling and order, for kernels that compute those products their own way.
+#[inline(always)]
+pub(crate) fn dot_tq2_0_q8_k_with(
+    w: &[BlockTq2_0],
+    x: &[BlockQ8K],
+    block_dot: impl Fn(&BlockTq2_0, &BlockQ8K) -> i32,
+) -> f32 {
     let mut acc = 0f32;
     for (wb, xb) in w.iter().zip(x) {
-        acc += (f16_value(wb.d) * xb.d) * dot_tq2_0_q8_k_block(wb, xb) as f32;
+        acc += (f16_value(wb.d) * xb.d) * block_dot(wb, xb) as f32;
     }
     acc
 }

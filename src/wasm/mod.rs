@@ -91,8 +91,9 @@ fn scope_block_size(scope: Scope) -> Option<usize> {
     }
 }
 
-/// The getters both tensor handles share: shape, layout and scope of `inner`.
-macro_rules! shape_getters {
+/// The getters both tensor handles share: shape, layout, scope, bytes, scales and values
+/// of `inner`.
+macro_rules! tensor_getters {
     ($handle:ident) => {
         #[wasm_bindgen]
         impl $handle {
@@ -112,12 +113,31 @@ macro_rules! shape_getters {
             pub fn scope(&self) -> String {
                 self.inner.scope.name().into()
             }
+            /// A copy of exactly the layout's bytes.
+            #[wasm_bindgen(getter)]
+            pub fn bytes(&self) -> Vec<u8> {
+                self.inner.bytes.clone()
+            }
+            /// A copy of the per-scope scales, as stored.
+            #[wasm_bindgen(getter)]
+            pub fn scales(&self) -> Vec<f32> {
+                self.inner.scales.clone()
+            }
+            /// Every stored byte, scales included.
+            #[wasm_bindgen(getter, js_name = byteLength)]
+            pub fn byte_length(&self) -> usize {
+                self.inner.stored_bytes()
+            }
+            /// The dequantized values (a copy).
+            pub fn dequantize(&self) -> Vec<f32> {
+                self.inner.dequantize()
+            }
         }
     };
 }
 
-shape_getters!(TernaryTensor);
-shape_getters!(Int8Tensor);
+tensor_getters!(TernaryTensor);
+tensor_getters!(Int8Tensor);
 
 /// A ternary tensor held in wasm memory. Getters copy out into new typed arrays.
 #[wasm_bindgen]
@@ -131,21 +151,6 @@ impl TernaryTensor {
     #[wasm_bindgen(getter, js_name = blockSize)]
     pub fn block_size(&self) -> Option<usize> {
         scope_block_size(self.inner.scope)
-    }
-    /// A copy of exactly the layout's bytes.
-    #[wasm_bindgen(getter)]
-    pub fn bytes(&self) -> Vec<u8> {
-        self.inner.bytes.clone()
-    }
-    /// A copy of the per-scope scales, as stored.
-    #[wasm_bindgen(getter)]
-    pub fn scales(&self) -> Vec<f32> {
-        self.inner.scales.clone()
-    }
-    /// Every stored byte, scales included.
-    #[wasm_bindgen(getter, js_name = byteLength)]
-    pub fn byte_length(&self) -> usize {
-        self.inner.stored_bytes()
     }
     #[wasm_bindgen(getter, js_name = bitsPerWeight)]
     pub fn bits_per_weight(&self) -> f64 {
@@ -162,10 +167,6 @@ impl TernaryTensor {
     /// The codes q in {-1, 0, 1}, row-major (a copy).
     pub fn codes(&self) -> Vec<i8> {
         self.inner.codes()
-    }
-    /// The dequantized values (a copy).
-    pub fn dequantize(&self) -> Vec<f32> {
-        self.inner.dequantize()
     }
 }
 
@@ -193,24 +194,9 @@ impl Int8Tensor {
     pub fn values(&self) -> Vec<i8> {
         self.inner.values.clone()
     }
-    #[wasm_bindgen(getter)]
-    pub fn scales(&self) -> Vec<f32> {
-        self.inner.scales.clone()
-    }
     #[wasm_bindgen(getter, js_name = zeroPoints)]
     pub fn zero_points(&self) -> Vec<i32> {
         self.inner.zero_points.clone()
-    }
-    #[wasm_bindgen(getter)]
-    pub fn bytes(&self) -> Vec<u8> {
-        self.inner.bytes.clone()
-    }
-    #[wasm_bindgen(getter, js_name = byteLength)]
-    pub fn byte_length(&self) -> usize {
-        self.inner.stored_bytes()
-    }
-    pub fn dequantize(&self) -> Vec<f32> {
-        self.inner.dequantize()
     }
 }
 

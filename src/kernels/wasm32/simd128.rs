@@ -827,8 +827,10 @@ pub fn dequantize_q8_k(blocks: &[BlockQ8K], out: &mut [f32]) {
     }
 }
 
-/// IEEE half bits -> f32 (exact, as `half`).
-pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
+/// 16-bit bits -> f32, 16 at a time: `widen` turns four of them, zero-extended to 32
+/// bits, into four f32; the scalar kernel `tail` takes the rest.
+#[inline(always)]
+fn widen_u16(src: &[u16], out: &mut [f32], widen: impl Fn(v128) -> v128, tail: fn(&[u16], &mut [f32])) {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);
     let mut ss = src.chunks_exact(16);
@@ -836,29 +838,21 @@ pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
     for (sc, oc) in ss.by_ref().zip(os.by_ref()) {
         for k in [0, 8] {
             let h = ld(sc, k);
-            st(oc, k, f16x4_to_f32x4(u32x4_extend_low_u16x8(h)));
-            st(oc, k + 4, f16x4_to_f32x4(u32x4_extend_high_u16x8(h)));
+            st(oc, k, widen(u32x4_extend_low_u16x8(h)));
+            st(oc, k + 4, widen(u32x4_extend_high_u16x8(h)));
         }
     }
-    for (o, &h) in os.into_remainder().iter_mut().zip(ss.remainder()) {
-        *o = f16_to_f32_one(h);
-    }
+    tail(ss.remainder(), os.into_remainder());
+}
+
+/// IEEE half bits -> f32 (exact, as `half`).
+pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
+    widen_u16(src, out, f16x4_to_f32x4, scalar::f16_to_f32);
 }
 
 /// bfloat16 bits -> f32 (exact: bf16 is the top half of an f32).
 pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
-    let n = src.len().min(out.len());
-    let (src, out) = (&src[..n], &mut out[..n]);
-    let mut ss = src.chunks_exact(16);
-    let mut os = out.chunks_exact_mut(16);
-    for (sc, oc) in ss.by_ref().zip(os.by_ref()) {
-        for k in [0, 8] {
-            let h = ld(sc, k);
-            st(oc, k, i32x4_shl(u32x4_extend_low_u16x8(h), 16));
-            st(oc, k + 4, i32x4_shl(u32x4_extend_high_u16x8(h), 16));
-        }
-    }
-    scalar::bf16_to_f32(ss.remainder(), os.into_remainder());
+    widen_u16(src, out, |v| i32x4_shl(v, 16), scalar::bf16_to_f32);
 }
 
 /// The sums behind the error metrics of `reference` against `approx`, in the lane order
@@ -887,25 +881,15 @@ pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
             }
         }
     }
-    let (mut ref_sq, mut err_sq, mut dot, mut approx_sq) =
-        (f64_lanes(&ref_sq), f64_lanes(&err_sq), f64_lanes(&dot), f64_lanes(&approx_sq));
-    let mut max_abs_err = 0f64.max(f64x2_extract_lane::<0>(max_err)).max(f64x2_extract_lane::<1>(max_err));
-    for (lane, (&r, &a)) in rs.remainder().iter().zip(as_.remainder()).enumerate() {
-        let (r, a) = (r as f64, a as f64);
-        let e = r - a;
-        ref_sq[lane] += r * r;
-        err_sq[lane] += e * e;
-        dot[lane] += r * a;
-        approx_sq[lane] += a * a;
-        max_abs_err = max_abs_err.max(e.abs());
-    }
-    MetricSums {
-        ref_sq: scalar::fold_lanes(ref_sq),
-        err_sq: scalar::fold_lanes(err_sq),
-        dot: scalar::fold_lanes(dot),
-        approx_sq: scalar::fold_lanes(approx_sq),
-        max_abs_err,
-    }
+    let mut lanes = scalar::MetricLanes {
+        ref_sq: f64_lanes(&ref_sq),
+        err_sq: f64_lanes(&err_sq),
+        dot: f64_lanes(&dot),
+        approx_sq: f64_lanes(&approx_sq),
+        max_abs_err: 0f64.max(f64x2_extract_lane::<0>(max_err)).max(f64x2_extract_lane::<1>(max_err)),
+    };
+    lanes.add(rs.remainder(), as_.remainder());
+    lanes.finish()
 }
 
 /// Integer dot product of one TQ2_0 block with one Q8_K block, as the spec's
@@ -950,11 +934,7 @@ fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
 
 /// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order.
 pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
-    let mut acc = 0f32;
-    for (wb, xb) in w.iter().zip(x) {
-        acc += (f16_scale(wb.d) * xb.d) * dot_tq2_0_q8_k_block(wb, xb) as f32;
-    }
-    acc
+    scalar::dot_tq2_0_q8_k_with(w, x, dot_tq2_0_q8_k_block)
 }
 
 /// Integer dot product of ternary codes with int8 values.
