@@ -1,13 +1,15 @@
 // Hugging Face model folders converted by the CLI and run by llama.cpp itself
-// (node-llama-cpp, its prebuilt CPU binary, never built). For each architecture a seeded
-// folder with a real byte-level BPE tokenizer (the `tokenizers` package) is converted to
-// F16, TQ2_0 and TQ1_0, and llama.cpp must:
+// (node-llama-cpp, its prebuilt CPU binary, never built). For each architecture (BitNet
+// twice: ternary weights stored as floats, and packed as microsoft/bitnet-b1.58-2B-4T
+// ships them) a seeded folder with a real byte-level BPE tokenizer (the `tokenizers`
+// package) is converted to F16, TQ2_0 and TQ1_0, and llama.cpp must:
 // - tokenize a fixed set of strings to exactly the ids `tokenizers` gives;
 // - for F16, give last-position log-probabilities within 0.02 of a numpy forward pass
 //   written from the transformers model definitions (fixtures/hf_folder.py);
 // - for TQ2_0/TQ1_0, give log-probabilities within its int8 activation noise of the same
 //   numpy forward on the file's weights as gguf-py dequantizes them;
-// and a TQ2_0 file with one tensor's codes corrupted must fail that check.
+// and a TQ2_0 file with one tensor's codes corrupted must fail that check. BitNet's
+// ternary weights must keep their codes exactly (and, packed, their scales).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, openSync, readFileSync, writeSync, closeSync } from 'node:fs';
@@ -16,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 import { cliOk, FIXTURES, inspectJson, python, tempDir } from './fixtures/cli.mjs';
 
-const ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
+const ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'BitNetForCausalLM', 'BitNetForCausalLM-packed'];
 /** F16 against the numpy model: only float rounding differs. */
 const F16_MAX_LOGP_DIFF = 0.02;
 const F16_MAX_KL = 1e-5;
@@ -100,6 +102,12 @@ for (const arch of ARCHITECTURES) {
     for (const layout of ['tq2_0', 'tq1_0']) {
       const info = inspectJson(files[layout]);
       assert.equal(info.tensors.find((x) => x.name === 'blk.0.attn_q.weight').dtype, layout.toUpperCase());
+      if (arch.startsWith('BitNet')) {
+        // 2 layers x 7 projections, each with the folder's codes; packed ones keep their scale too.
+        const kept = JSON.parse(py(['--codes', files[layout], dir]));
+        const scales = arch.endsWith('-packed') ? 14 : 0;
+        assert.deepEqual(kept, { tensors: 14, sameCodes: 14, sameScales: scales }, `${layout}: ternary codes kept`);
+      }
       const run = await runModel(files[layout], expected);
       assert.deepEqual(run.mismatches, []);
       const reference = JSON.parse(py(['--reference', files[layout], dir, arch]));

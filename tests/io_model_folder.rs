@@ -198,18 +198,104 @@ fn a_config_that_contradicts_the_tensors_is_named() {
     assert!(reason.starts_with("missing"), "{reason}");
 }
 
-#[test]
-fn bitnet_sub_norms_are_named_and_checked() {
+fn bitnet_folder(config: serde_json::Value) -> ModelFolder {
+    let mut value = config_json("BitNetForCausalLM");
+    value.as_object_mut().unwrap().extend(config.as_object().unwrap().clone());
+    let config = ModelConfig::parse(value.to_string().as_bytes()).unwrap();
+    let tokenizer_json = tokenizer_json();
+    let files = TokenizerFiles { tokenizer_json: Some(tokenizer_json.as_bytes()), ..Default::default() };
+    let tokenizer = tokenizer_metadata(&files, &config).unwrap();
+    ModelFolder { config, name: "tiny-bitnet".into(), tokenizer }
+}
+
+fn bitnet_tensors() -> Vec<T> {
     let mut tensors = model_tensors();
     tensors.push(f32_tensor("model.layers.0.self_attn.attn_sub_norm.weight", &[HIDDEN], 40));
     tensors.push(f32_tensor("model.layers.0.mlp.ffn_sub_norm.weight", &[INTER], 41));
-    let input = safetensors_file(None, &tensors);
-    let model = folder("BitNetForCausalLM");
+    tensors
+}
+
+/// BitNet: sub-norms named and shape-checked, the activation and llama.cpp's RoPE keys
+/// written, and the output projection always the token embedding (a tied lm_head is
+/// left out; an untied one is refused, since llama.cpp's bitnet graph cannot use it).
+#[test]
+fn bitnet_sub_norms_keys_and_the_tied_output() {
+    let model = bitnet_folder(serde_json::json!({ "tie_word_embeddings": true, "hidden_act": "relu2" }));
     assert_eq!(model.config.architecture, Architecture::Bitnet);
+    let input = safetensors_file(None, &bitnet_tensors());
     let opts = PlanOptions { model: Some(model), ..PlanOptions::default() };
     let plan = plan_conversion(&[header(&input)], &opts).unwrap();
     let names: Vec<&str> = plan.ops.iter().map(|op| op.name.as_str()).collect();
     assert!(names.contains(&"blk.0.attn_sub_norm.weight") && names.contains(&"blk.0.ffn_sub_norm.weight"));
+    assert!(!names.contains(&"output.weight"), "{names:?}");
+    assert!(plan.ops.iter().all(|op| op.row_order.is_none()), "bitnet's RoPE rotates halves, as transformers");
     let Metadata::Gguf(metadata) = &header(&run(&plan, &[&input]).unwrap()).metadata else { panic!() };
-    assert_eq!(key(metadata, "general.architecture"), Some(&GgufValue::String(b"bitnet".to_vec())));
+    let string = |s: &str| Some(GgufValue::String(s.as_bytes().to_vec()));
+    assert_eq!(key(metadata, "general.architecture").cloned(), string("bitnet"));
+    assert_eq!(key(metadata, "bitnet.hidden_activation").cloned(), string("relu2"));
+    assert_eq!(key(metadata, "bitnet.rope.scaling.type").cloned(), string("linear"));
+    assert_eq!(key(metadata, "bitnet.rope.scaling.factor"), Some(&GgufValue::F32(1.0)));
+
+    let (file, field, reason) = folder_error(&bitnet_tensors(), bitnet_folder(serde_json::json!({})));
+    assert_eq!((file.as_str(), field.as_str()), ("config.json", "tie_word_embeddings"));
+    assert!(reason.contains("lm_head.weight"), "{reason}");
+}
+
+/// Packed BitNet weights (U8 + `weight_scale`, as microsoft/bitnet-b1.58-2B-4T ships
+/// them) convert to TQ2_0 and TQ1_0 with their codes and scale kept exactly; the scale's
+/// meaning comes from config.json's `quantization_config.linear_class`.
+#[test]
+fn packed_bitnet_weights_convert_losslessly() {
+    use ternary_quant::{Scope, TernaryLayout, TernaryTensor};
+    let codes: Vec<i8> =
+        values((INTER * HIDDEN) as usize, 50).iter().map(|v| (v * 3.0).round().clamp(-1.0, 1.0) as i8).collect();
+    let packed = TernaryTensor::from_codes(
+        &codes,
+        INTER as usize,
+        HIDDEN as usize,
+        TernaryLayout::BitnetHf,
+        Scope::Tensor,
+        &[1.0],
+    )
+    .unwrap();
+    let mut tensors: Vec<T> =
+        bitnet_tensors().into_iter().filter(|t| !t.name.contains("up_proj") && t.name != "lm_head.weight").collect();
+    tensors.push(t("model.layers.0.mlp.up_proj.weight", "U8", &[INTER / 4, HIDDEN], packed.bytes.clone()));
+    tensors.push(t("model.layers.0.mlp.up_proj.weight_scale", "BF16", &[1], bf16_bytes(&[4.0])));
+    let input = safetensors_file(None, &tensors);
+    for (class, scale) in [("autobitlinear", 4.0f32), ("bitlinear", 0.25)] {
+        let model = bitnet_folder(serde_json::json!({
+            "tie_word_embeddings": true,
+            "quantization_config": { "quant_method": "bitnet", "linear_class": class, "quantization_mode": "offline" }
+        }));
+        for layout in [TernaryLayout::Tq2_0, TernaryLayout::Tq1_0] {
+            let opts = PlanOptions { model: Some(model.clone()), layout, ..PlanOptions::default() };
+            let plan = plan_conversion(&[header(&input)], &opts).unwrap();
+            let out = run(&plan, &[&input]).unwrap();
+            let h = header(&out);
+            let up = h.tensors.iter().find(|t| t.name == "blk.0.ffn_up.weight").unwrap();
+            assert!(h.tensors.iter().all(|t| !t.name.ends_with("_scale")), "the scale is folded into the weight");
+            let bytes = out[up.offset as usize..(up.offset + up.byte_len) as usize].to_vec();
+            let got =
+                TernaryTensor::from_bytes(bytes, INTER as usize, HIDDEN as usize, layout, Scope::Block(256), None)
+                    .unwrap();
+            assert_eq!(got.codes(), codes, "{class} {layout}");
+            assert!(got.scales.iter().all(|&s| s == scale), "{class} {layout}: {:?}", &got.scales[..2]);
+        }
+    }
+    let (field, _) = match ModelConfig::parse(
+        serde_json::json!({ "quantization_config": { "linear_class": "fancy" } })
+            .as_object()
+            .map(|extra| {
+                let mut v = config_json("BitNetForCausalLM");
+                v.as_object_mut().unwrap().extend(extra.clone());
+                v.to_string()
+            })
+            .unwrap()
+            .as_bytes(),
+    ) {
+        Err(Error::ModelFolder { field, reason, .. }) => (field, reason),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(field, "quantization_config.linear_class");
 }

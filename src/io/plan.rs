@@ -43,9 +43,10 @@
 //!
 //! The transformers BitNet integration multiplies by `weight_scale` in `AutoBitLinear`
 //! and divides by it in `BitLinear`; the safetensors header does not say which (the
-//! model's config.json does). [`PlanOptions::bitnet_scale`] chooses; by default it is
-//! `Divide` when an input's `__metadata__.quantization_config` names `linear_class`
-//! `bitlinear`, else `Multiply`.
+//! model's config.json does). [`PlanOptions::bitnet_scale`] chooses; by default a model
+//! folder's `config.json` (`quantization_config.linear_class`) says, else it is `Divide`
+//! when an input's `__metadata__.quantization_config` names `linear_class` `bitlinear`,
+//! else `Multiply`.
 //!
 //! # Output files
 //! - GGUF v3. From a GGUF input, every metadata key is kept in order with its value,
@@ -528,7 +529,11 @@ pub fn plan_conversion(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<Con
         }
     }
     let scale_names: HashSet<&str> = scale_of.values().map(|(_, s)| s.name.as_str()).collect();
-    let semantics = opts.bitnet_scale.or_else(|| detected_semantics(inputs)).unwrap_or(ScaleSemantics::Multiply);
+    let semantics = opts
+        .bitnet_scale
+        .or_else(|| opts.model.as_ref().and_then(|m| m.config.bitnet_scale))
+        .or_else(|| detected_semantics(inputs))
+        .unwrap_or(ScaleSemantics::Multiply);
 
     let mut ops = Vec::new();
     for (file, header) in inputs.iter().enumerate() {

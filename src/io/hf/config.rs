@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use super::arch::Architecture;
 use crate::error::{Error, Result};
+use crate::io::plan::ScaleSemantics;
 use crate::io::GgufValue;
 
 const FILE: &str = "config.json";
@@ -48,6 +49,12 @@ pub struct ModelConfig {
     pub rope_scaling: RopeScaling,
     /// The output projection is the token embedding (no `lm_head.weight` is needed).
     pub tied_embeddings: bool,
+    /// `hidden_act` (BitNet's `relu2` or `silu`), written for llama.cpp where it reads it.
+    pub hidden_act: Option<String>,
+    /// How packed BitNet weights' `weight_scale` applies, from
+    /// `quantization_config.linear_class` (`autobitlinear` multiplies, `bitlinear`
+    /// divides).
+    pub bitnet_scale: Option<ScaleSemantics>,
 }
 
 /// The error for `field` of `config.json`.
@@ -144,6 +151,12 @@ impl ModelConfig {
             rope_theta,
             rope_scaling: rope_scaling(&fields, context_length)?,
             tied_embeddings,
+            hidden_act: match fields.value("hidden_act") {
+                None => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(v) => return Err(field_error(FILE, "hidden_act", format!("must be a string, got {v}"))),
+            },
+            bitnet_scale: bitnet_scale(&fields)?,
         })
     }
 
@@ -169,7 +182,18 @@ impl ModelConfig {
             out.push((key("attention.key_length"), u32_of(self.head_dim)));
             out.push((key("attention.value_length"), u32_of(self.head_dim)));
         }
+        if self.architecture == Architecture::Bitnet {
+            // llama.cpp reads the activation where it supports more than SiLU for BitNet.
+            if let Some(act) = &self.hidden_act {
+                out.push((key("hidden_activation"), GgufValue::String(act.as_bytes().to_vec())));
+            }
+        }
         match self.rope_scaling {
+            // llama.cpp's converter states BitNet's unscaled RoPE as linear, factor 1.
+            RopeScaling::None if self.architecture == Architecture::Bitnet => {
+                out.push((key("rope.scaling.type"), GgufValue::String(b"linear".to_vec())));
+                out.push((key("rope.scaling.factor"), GgufValue::F32(1.0)));
+            }
             RopeScaling::None | RopeScaling::Llama3 { .. } => {}
             RopeScaling::Linear { factor } => {
                 out.push((key("rope.scaling.type"), GgufValue::String(b"linear".to_vec())));
@@ -211,6 +235,25 @@ impl ModelConfig {
                 })
                 .collect(),
         )
+    }
+}
+
+/// `quantization_config.linear_class`, for packed BitNet weights.
+fn bitnet_scale(fields: &Fields<'_>) -> Result<Option<ScaleSemantics>> {
+    const FIELD: &str = "quantization_config.linear_class";
+    let Some(config) = fields.value("quantization_config").and_then(Value::as_object) else { return Ok(None) };
+    match config.get("linear_class") {
+        None => Ok(None),
+        Some(Value::String(class)) => match class.as_str() {
+            "autobitlinear" => Ok(Some(ScaleSemantics::Multiply)),
+            "bitlinear" => Ok(Some(ScaleSemantics::Divide)),
+            other => Err(field_error(
+                FILE,
+                FIELD,
+                format!("'{other}' is not supported (expected autobitlinear or bitlinear)"),
+            )),
+        },
+        Some(v) => Err(field_error(FILE, FIELD, format!("must be a string, got {v}"))),
     }
 }
 

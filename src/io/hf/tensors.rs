@@ -1,7 +1,7 @@
 //! A model folder's tensors as llama.cpp reads them: GGUF names, shapes checked against
 //! `config.json`, and the RoPE row order of LLaMA-style Q and K projections.
 
-use super::arch::TensorName;
+use super::arch::{Architecture, TensorName};
 use super::config::{field_error, ModelConfig};
 use crate::error::Result;
 use crate::io::plan::PlanOp;
@@ -99,6 +99,19 @@ pub(crate) fn apply(model: &ModelFolder, ops: &mut Vec<PlanOp>) -> Result<Vec<(S
                 ))
             }
         };
+        if gguf_name == "output.weight" && arch == Architecture::Bitnet {
+            // llama.cpp's bitnet graph multiplies by the token embedding; it has no
+            // output tensor, and refuses files that carry one.
+            if config.tied_embeddings {
+                continue;
+            }
+            return Err(field_error(
+                "config.json",
+                "tie_word_embeddings",
+                "false, but llama.cpp's bitnet architecture always uses the token embedding as the output \
+                 projection, so a separate lm_head.weight cannot be run",
+            ));
+        }
         if let Some(layer) = gguf_name.strip_prefix("blk.").and_then(|r| r.split_once('.')).map(|(l, _)| l) {
             if layer.parse::<u64>().map_or(true, |l| l >= config.layers) {
                 return Err(field_error(
