@@ -283,7 +283,7 @@ export interface ConversionInput {
 export interface ConversionOp {
   index: number;
   name: string;
-  kind: 'quantize' | 'repack' | 'convert' | 'q8_0' | 'copy';
+  kind: 'quantize' | 'repack' | 'convert' | 'q8_0' | 'copy' | 'constant';
   inputs: Array<{ file: number; offset: number; length: number }>;
   inputLength: number;
   outputOffset: number;

@@ -1,7 +1,7 @@
 // Hugging Face model folders converted by the CLI and run by llama.cpp itself
-// (node-llama-cpp, its prebuilt CPU binary, never built). For each architecture (BitNet
-// twice: ternary weights stored as floats, and packed as microsoft/bitnet-b1.58-2B-4T
-// ships them) a seeded folder with a real byte-level BPE tokenizer (the `tokenizers`
+// (node-llama-cpp, its prebuilt CPU binary, never built). For each architecture (Llama
+// also with Llama 3.1's RoPE scaling; BitNet twice: ternary weights stored as floats, and
+// packed as microsoft/bitnet-b1.58-2B-4T ships them) a seeded folder with a real byte-level BPE tokenizer (the `tokenizers`
 // package) is converted to F16, TQ2_0 and TQ1_0, and llama.cpp must:
 // - tokenize a fixed set of strings to exactly the ids `tokenizers` gives;
 // - for F16, give last-position log-probabilities within 0.02 of a numpy forward pass
@@ -18,7 +18,14 @@ import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 import { cliOk, FIXTURES, inspectJson, python, tempDir } from './fixtures/cli.mjs';
 
-const ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'BitNetForCausalLM', 'BitNetForCausalLM-packed'];
+const ARCHITECTURES = [
+  'LlamaForCausalLM',
+  'LlamaForCausalLM-llama3',
+  'MistralForCausalLM',
+  'Qwen2ForCausalLM',
+  'BitNetForCausalLM',
+  'BitNetForCausalLM-packed',
+];
 /** F16 against the numpy model: only float rounding differs. */
 const F16_MAX_LOGP_DIFF = 0.02;
 const F16_MAX_KL = 1e-5;

@@ -299,3 +299,38 @@ fn packed_bitnet_weights_convert_losslessly() {
     };
     assert_eq!(field, "quantization_config.linear_class");
 }
+
+/// Llama 3.1's RoPE scaling: llama.cpp reads the per-frequency factors from
+/// `rope_freqs.weight`, which the converter computes and writes (F32, head_dim / 2
+/// values) ahead of the model's tensors, as llama.cpp's converter does.
+#[test]
+fn llama3_rope_scaling_writes_rope_freqs() {
+    let mut value = config_json("LlamaForCausalLM");
+    value["rope_scaling"] = serde_json::json!({
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64
+    });
+    let config = ModelConfig::parse(value.to_string().as_bytes()).unwrap();
+    let factors = config.rope_freq_factors().unwrap();
+    assert_eq!(factors.len() as u64, HEAD_DIM / 2);
+    assert!(factors.contains(&1.0) && factors.contains(&8.0), "{factors:?}");
+    let tokenizer_json = tokenizer_json();
+    let files = TokenizerFiles { tokenizer_json: Some(tokenizer_json.as_bytes()), ..Default::default() };
+    let tokenizer = tokenizer_metadata(&files, &config).unwrap();
+    let model = ModelFolder { config, name: "tiny".into(), tokenizer };
+    let input = safetensors_file(None, &model_tensors());
+    let plan =
+        plan_conversion(&[header(&input)], &PlanOptions { model: Some(model), ..PlanOptions::default() }).unwrap();
+    let first = &plan.ops[0];
+    assert_eq!((first.name.as_str(), first.kind.name(), first.out_type), ("rope_freqs.weight", "constant", DType::F32));
+    assert!(first.inputs.is_empty());
+    let out = run(&plan, &[&input]).unwrap();
+    assert_eq!(float_values(&out, "rope_freqs.weight"), factors);
+    // Without scaling there is no such tensor.
+    let plan = plan_conversion(
+        &[header(&input)],
+        &PlanOptions { model: Some(folder("LlamaForCausalLM")), ..PlanOptions::default() },
+    )
+    .unwrap();
+    assert!(plan.ops.iter().all(|op| op.name != "rope_freqs.weight"));
+}

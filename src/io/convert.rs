@@ -162,6 +162,7 @@ fn produce<'a>(op: &PlanOp, input: &'a [u8], measure: bool, first_index: usize) 
     let mut scales = None;
     let bytes = match op.kind {
         OpKind::Copy => input.to_vec(),
+        OpKind::Constant => encode_float(op.out_type, &op.values, 0)?,
         OpKind::Convert => {
             let values = decode(op, input, first_index)?;
             let bytes = encode_float(op.out_type, &values, first_index)?;

@@ -164,10 +164,12 @@ pub enum OpKind {
     Q8_0,
     /// The bytes as they are; the caller may copy them in chunks without converting.
     Copy,
+    /// Values the converter computes (Llama 3.1's `rope_freqs.weight`), from no input.
+    Constant,
 }
 
 impl OpKind {
-    /// `quantize`, `repack`, `convert`, `q8_0` or `copy`.
+    /// `quantize`, `repack`, `convert`, `q8_0`, `copy` or `constant`.
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Quantize => "quantize",
@@ -175,6 +177,7 @@ impl OpKind {
             OpKind::Convert => "convert",
             OpKind::Q8_0 => "q8_0",
             OpKind::Copy => "copy",
+            OpKind::Constant => "constant",
         }
     }
 }
@@ -222,6 +225,9 @@ pub struct PlanOp {
     /// [`crate::io::convert_tensor`], even when it is a copy: a byte copy would keep the
     /// input's row order.
     pub row_order: Option<RopeRowOrder>,
+    /// The values a [`OpKind::Constant`] op writes (as its `out_type`); empty for the
+    /// others.
+    pub values: Vec<f32>,
 }
 
 impl PlanOp {
@@ -573,6 +579,7 @@ pub fn plan_conversion(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<Con
                 scope: opts.scope,
                 backend: opts.backend,
                 row_order: None,
+                values: Vec::new(),
             });
         }
     }

@@ -4,7 +4,8 @@
 use super::arch::{Architecture, TensorName};
 use super::config::{field_error, ModelConfig};
 use crate::error::Result;
-use crate::io::plan::PlanOp;
+use crate::io::plan::{OpKind, PlanOp};
+use crate::io::DType;
 use crate::io::GgufValue;
 
 /// A model folder to convert to a runnable GGUF: its config, name and tokenizer keys.
@@ -151,6 +152,29 @@ pub(crate) fn apply(model: &ModelFolder, ops: &mut Vec<PlanOp>) -> Result<Vec<(S
             "model.embed_tokens.weight",
             "missing: the model has no token embedding",
         ));
+    }
+    if let Some(factors) = config.rope_freq_factors() {
+        // llama.cpp reads Llama 3.1's RoPE frequency factors from this tensor, which its
+        // own converter computes from config.json and writes first.
+        if let Some(first) = kept.first() {
+            let op = PlanOp {
+                name: "rope_freqs.weight".into(),
+                kind: OpKind::Constant,
+                inputs: Vec::new(),
+                in_type: DType::F32,
+                out_type: DType::F32,
+                shape: vec![factors.len() as u64],
+                output_offset: 0,
+                output_length: 4 * factors.len() as u64,
+                fallback_reason: None,
+                scale_name: None,
+                scale_dtype: None,
+                row_order: None,
+                values: factors,
+                ..first.clone()
+            };
+            kept.insert(0, op);
+        }
     }
     *ops = kept;
     let mut metadata = vec![
