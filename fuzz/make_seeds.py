@@ -114,6 +114,22 @@ def plan_seeds(files):
             yield bytes(o) + f
 
 
+def folder_seeds():
+    """The model folders of tests/malformed/folders, as the model_folder target reads them."""
+    root = os.path.join(HERE, "..", "tests", "malformed", "folders")
+    for name in sorted(os.listdir(root)):
+        d = os.path.join(root, name)
+
+        def part(file):
+            p = os.path.join(d, file)
+            data = open(p, "rb").read() if os.path.exists(p) else b""
+            return struct.pack("<H", len(data)) + data
+
+        weights = os.path.join(d, "model.safetensors")
+        yield b"".join(part(f) for f in ("config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")) + (
+            open(weights, "rb").read() if os.path.exists(weights) else b"")
+
+
 def main():
     st, gg = list(st_files()), list(gguf_files())
     write("safetensors_header", reader_seeds(st, malformed(".safetensors")))
@@ -121,6 +137,7 @@ def main():
     shards = [bytes((0x84, 0, 0x80, 0)) + struct.pack("<I", len(st[0])) + st[0] + st[1],
               bytes((0x80, 0, 0, 0)) + struct.pack("<I", len(st[3])) + st[3] + st[2]]
     write("plan_convert", list(plan_seeds(st + gg)) + shards)
+    write("model_folder", folder_seeds())
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 // with the manifest's words, and the CLI exits non-zero with one line and leaves no
 // output. Then the same wasm instance survives 1,000 bad calls of each kind.
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { loadBuild } from 'ternary-quant';
 import { assertFailed, cli, repoRoot, tempDir } from './fixtures/cli.mjs';
 
 const corpus = join(repoRoot(), 'tests', 'malformed');
-const { cases } = JSON.parse(readFileSync(join(corpus, 'manifest.json'), 'utf8'));
+const { cases, folders } = JSON.parse(readFileSync(join(corpus, 'manifest.json'), 'utf8'));
 
 function planOptions(c) {
   const output = c.output ?? 'gguf';
@@ -95,6 +95,40 @@ describe('the malformed-file corpus', () => {
         const inspected = cli(['inspect', join(corpus, 'files', c.file)]);
         assertFailed(inspected);
       }
+    }
+  });
+});
+
+describe('the malformed model folders', () => {
+  test('CLI: every folder exits non-zero with one line naming the file (and field), and leaves no output', (t) => {
+    assert.ok(folders.length >= 12, `${folders.length} folders`);
+    const dir = tempDir(t, 'tq-malformed-folder-');
+    for (const f of folders) {
+      const out = join(dir, `${f.dir}.gguf`);
+      const r = cli(['convert', join(corpus, 'folders', f.dir), out, '--quiet']);
+      assertFailed(r, undefined, out);
+      for (const words of f.contains) assert.ok(r.stderr.includes(words), `${f.dir}: '${r.stderr.trim()}' lacks '${words}'`);
+    }
+  });
+
+  test('JS API: folder and plan cases are one-line Errors from planConversion with the model option', async () => {
+    const api = await loadBuild({ simd: true, modelFiles: true });
+    const read = (d, file) => (existsSync(join(d, file)) ? new Uint8Array(readFileSync(join(d, file))) : undefined);
+    for (const f of folders.filter((x) => x.stage !== 'open')) {
+      const d = join(corpus, 'folders', f.dir);
+      const weights = read(d, 'model.safetensors');
+      const model = { config: read(d, 'config.json') };
+      for (const [key, file] of [['tokenizerJson', 'tokenizer.json'], ['tokenizerModel', 'tokenizer.model']]) {
+        if (read(d, file)) model[key] = read(d, file);
+      }
+      assert.throws(
+        () => api.planConversion([{ prefix: weights, fileSize: weights.length }], { model }),
+        (e) => {
+          assert.ok(e instanceof Error && e.name !== 'RuntimeError' && !e.message.includes('\n'), `${f.dir}: ${e}`);
+          for (const words of f.contains) assert.ok(e.message.includes(words), `${f.dir}: '${e.message}' lacks '${words}'`);
+          return true;
+        },
+      );
     }
   });
 });

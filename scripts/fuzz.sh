@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the model-file readers, the conversion plan and the quantize API with
+# Fuzzes the model-file readers, the conversion plan, model folders and the quantize API with
 # cargo-fuzz (libFuzzer), one target at a time.
 #
 #   scripts/fuzz.sh                      # every target, 10M runs or 1 hour each
@@ -17,7 +17,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-TARGETS_ALL=(safetensors_header gguf_reader plan_convert quantize_api)
+TARGETS_ALL=(safetensors_header gguf_reader plan_convert quantize_api model_folder)
 RUNS=10000000
 SECONDS_PER_TARGET=3600
 RSS_MB=2048
@@ -51,6 +51,7 @@ dict_of() {
     safetensors_header) echo "$FUZZ/dict/safetensors.dict" ;;
     gguf_reader) echo "$FUZZ/dict/gguf.dict" ;;
     plan_convert) echo "$FUZZ/dict/plan_convert.dict" ;;
+    model_folder) echo "$FUZZ/dict/model_folder.dict" ;;
     *) echo "" ;;
   esac
 }

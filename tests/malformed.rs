@@ -11,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use ternary_quant::io::hf::{ModelFolder, TokenizerFiles};
 use ternary_quant::io::{convert_tensor, plan_conversion, read_model, ModelHeader, OutputFormat, PlanOptions};
 use ternary_quant::layout::TernaryLayout;
 use ternary_quant::Error;
@@ -18,6 +19,17 @@ use ternary_quant::Error;
 #[derive(Deserialize, Debug)]
 struct Manifest {
     cases: Vec<Case>,
+    folders: Vec<FolderCase>,
+}
+
+/// A broken Hugging Face model folder (`folders/<dir>`).
+#[derive(Deserialize, Debug)]
+struct FolderCase {
+    dir: String,
+    what: String,
+    category: String,
+    stage: String,
+    contains: Vec<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -190,4 +202,67 @@ fn every_prefix_of_every_corpus_file_reads_without_panic() {
             assert!(result.is_ok(), "{} cut at {cut} panics", case.file);
         }
     }
+}
+
+/// A folder case as the converter meets it: config.json and the tokenizer files read
+/// into a [`ModelFolder`], then the conversion of model.safetensors planned with it.
+/// Returns the stage and message of the first error.
+fn run_folder(dir: &Path) -> Option<(&'static str, Error)> {
+    let read = |file: &str| std::fs::read(dir.join(file)).ok();
+    let config = read("config.json")?;
+    let weights = read("model.safetensors")?;
+    let (tokenizer_json, tokenizer_model) = (read("tokenizer.json"), read("tokenizer.model"));
+    let files = TokenizerFiles {
+        tokenizer_json: tokenizer_json.as_deref(),
+        tokenizer_model: tokenizer_model.as_deref(),
+        ..Default::default()
+    };
+    let model = match ModelFolder::from_files(None, &config, files) {
+        Ok(m) => m,
+        Err(e) => return Some(("folder", e)),
+    };
+    let header = read_model(&weights, weights.len() as u64).expect("the folder's weights read");
+    match plan_conversion(&[header], &PlanOptions { model: Some(model), ..PlanOptions::default() }) {
+        Ok(_) => None,
+        Err(e) => Some(("plan", e)),
+    }
+}
+
+/// Every folder case that fails in the engine (at `folder` or `plan`) gives a one-line
+/// `Error::ModelFolder` naming the file and the field, without a panic; `open` cases
+/// (files the caller cannot find) lack what they say. The CLI runs every case
+/// (pkg-tests/malformed.test.mjs).
+#[test]
+fn every_corpus_folder_gives_its_error() {
+    let manifest = manifest();
+    assert!(manifest.folders.len() >= 12, "{} folder cases", manifest.folders.len());
+    let mut failures = Vec::new();
+    for case in &manifest.folders {
+        let dir = corpus_dir().join("folders").join(&case.dir);
+        assert!(dir.is_dir() && !case.category.is_empty(), "{}", case.dir);
+        let outcome = match catch_unwind(AssertUnwindSafe(|| run_folder(&dir))) {
+            Ok(o) => o,
+            Err(_) => {
+                failures.push(format!("{}: panicked", case.dir));
+                continue;
+            }
+        };
+        match (case.stage.as_str(), outcome) {
+            ("open", None) => {}
+            ("open", Some((stage, e))) => failures.push(format!("{}: an open case failed at {stage}: {e}", case.dir)),
+            (want, Some((stage, e))) => {
+                let message = e.to_string();
+                if stage != want || !matches!(e.root(), Error::ModelFolder { .. }) || message.contains('\n') {
+                    failures.push(format!(
+                        "{} ({}): expected a ModelFolder error at {want}, got {stage}: {message}",
+                        case.dir, case.what
+                    ));
+                } else if let Some(missing) = case.contains.iter().find(|c| !message.contains(c.as_str())) {
+                    failures.push(format!("{}: the message lacks {missing:?}: {message}", case.dir));
+                }
+            }
+            (want, None) => failures.push(format!("{}: expected an error at {want}, got none", case.dir)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

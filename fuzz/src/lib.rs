@@ -8,6 +8,7 @@ use ternary_quant::io::{
     convert_tensor, plan_conversion, read_model, ConversionPlan, DType, Format, ModelHeader, OutputFormat, PlanOptions,
     ScaleSemantics,
 };
+use ternary_quant::io::hf::{ModelFolder, TokenizerFiles};
 use ternary_quant::layout::TernaryLayout;
 use ternary_quant::{Backend, Error, Result, ScaleRule, Scope};
 
@@ -266,6 +267,55 @@ pub fn plan_and_convert(files: &[&[u8]], ctl: [u8; 4]) {
         if let Some((_, short)) = input.split_last() {
             let e = convert_tensor(op, short, false).expect_err("a short input converts");
             assert!(matches!(e.root(), Error::ByteLength { .. }), "short input: {e}");
+        }
+    }
+}
+
+/// The `model_folder` target: see its input format there. A folder that does not read
+/// must give a one-line error naming a file; one that reads must plan (or refuse) its
+/// weights without a panic, every op of the plan must convert from its planned input,
+/// and the output must carry the architecture.
+pub fn model_folder(data: &[u8]) {
+    let mut rest = data;
+    let mut files: [Option<&[u8]>; 4] = [None; 4];
+    for file in &mut files {
+        let Some((&len, after)) = rest.split_first_chunk::<2>() else { return };
+        let (bytes, after) = after.split_at((u16::from_le_bytes(len) as usize).min(after.len()));
+        *file = (!bytes.is_empty()).then_some(bytes);
+        rest = after;
+    }
+    let [config, tokenizer_json, tokenizer_model, tokenizer_config_json] = files;
+    let Some(config) = config else { return };
+    let tokenizer = TokenizerFiles { tokenizer_json, tokenizer_model, tokenizer_config_json, ..Default::default() };
+    let model = match ModelFolder::from_files(None, config, tokenizer) {
+        Ok(model) => model,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(!message.contains('\n'), "a multi-line error: {message}");
+            assert!(matches!(e, Error::ModelFolder { .. }), "not a model-folder error: {e:?}");
+            return;
+        }
+    };
+    let Ok(header) = read_model(rest, rest.len() as u64) else { return };
+    let opts = PlanOptions { model: Some(model), ..PlanOptions::default() };
+    let plan = match plan_conversion(std::slice::from_ref(&header), &opts) {
+        Ok(plan) => plan,
+        Err(e) => {
+            assert!(!e.to_string().contains('\n'), "a multi-line error: {e}");
+            return;
+        }
+    };
+    check_plan(&plan, std::slice::from_ref(&header), &opts);
+    for op in &plan.ops {
+        if op.input_length() > MAX_CONVERT_BYTES || op.element_count() > MAX_CONVERT_VALUES {
+            continue;
+        }
+        let mut input = Vec::new();
+        for r in &op.inputs {
+            input.extend_from_slice(&rest[r.offset as usize..(r.offset + r.length) as usize]);
+        }
+        if let Ok(c) = convert_tensor(op, &input, false) {
+            assert_eq!(c.bytes.len() as u64, op.output_length, "op {:?}: converted length", op.name);
         }
     }
 }

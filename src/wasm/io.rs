@@ -283,7 +283,6 @@ fn model_folder(value: &JsValue) -> Result<io::hf::ModelFolder, JsError> {
         o.value(key).map(|v| bytes_of(&v, &format!("options.model.{key}"))).transpose()
     };
     let config_json = file("config")?.ok_or_else(|| JsError::new("options.model.config (config.json) is missing"))?;
-    let config = io::hf::ModelConfig::parse(&config_json).map_err(js_error)?;
     let (tokenizer_json, tokenizer_model) = (file("tokenizerJson")?, file("tokenizerModel")?);
     let (tokenizer_config_json, generation_config_json) = (file("tokenizerConfig")?, file("generationConfig")?);
     let added_tokens_json = file("addedTokens")?;
@@ -292,12 +291,10 @@ fn model_folder(value: &JsValue) -> Result<io::hf::ModelFolder, JsError> {
         tokenizer_model: tokenizer_model.as_deref(),
         tokenizer_config_json: tokenizer_config_json.as_deref(),
         added_tokens_json: added_tokens_json.as_deref(),
-        config_json: Some(&config_json),
+        config_json: None,
         generation_config_json: generation_config_json.as_deref(),
     };
-    let tokenizer = io::hf::tokenizer_metadata(&files, &config).map_err(js_error)?;
-    let name = o.string("name")?.unwrap_or_else(|| config.architecture.gguf_name().to_string());
-    Ok(io::hf::ModelFolder { config, name, tokenizer })
+    io::hf::ModelFolder::from_files(o.string("name")?, &config_json, files).map_err(js_error)
 }
 const INPUT_KEYS: &[&str] = &["prefix", "fileSize", "name"];
 

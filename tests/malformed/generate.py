@@ -11,6 +11,7 @@ it must give. See README.md for the manifest's format.
 import json
 import math
 import os
+import shutil
 import struct
 import sys
 
@@ -357,10 +358,120 @@ case("gguf_i2_s_inf_scale.gguf", Gguf([], [("w", [256, 4], GGML_I2_S, bytes(BAD_
      ["tensor 'w'", "non-finite value inf at index 0 of I2_S scale"], stage="convert", tensor="w")
 
 
+# ------------------------------------------------------------------ model folders
+
+FOLDERS = os.path.join(HERE, "folders")
+folders = []
+
+FOLDER_CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64, "rms_norm_eps": 1e-5,
+    "vocab_size": 8, "tie_word_embeddings": False,
+}
+FOLDER_TOKENIZER = {
+    "added_tokens": [{"id": 0, "content": "<s>", "special": True}],
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False},
+    "model": {"type": "BPE", "vocab": {"<s>": 0, "a": 1, "b": 2, "ab": 3, "c": 4, "d": 5, "cd": 6, "e": 7},
+              "merges": ["a b", "c d"]},
+}
+
+
+def folder_weights(kv_rows=4, extra=()):
+    """A 1-layer LLaMA of hidden size 8 (2 heads of 4, 1 KV head) in F32."""
+    shapes = [
+        ("model.embed_tokens.weight", [8, 8]),
+        ("model.layers.0.input_layernorm.weight", [8]),
+        ("model.layers.0.self_attn.q_proj.weight", [8, 8]),
+        ("model.layers.0.self_attn.k_proj.weight", [kv_rows, 8]),
+        ("model.layers.0.self_attn.v_proj.weight", [kv_rows, 8]),
+        ("model.layers.0.self_attn.o_proj.weight", [8, 8]),
+        ("model.layers.0.post_attention_layernorm.weight", [8]),
+        ("model.layers.0.mlp.gate_proj.weight", [16, 8]),
+        ("model.layers.0.mlp.up_proj.weight", [16, 8]),
+        ("model.layers.0.mlp.down_proj.weight", [8, 16]),
+        ("model.norm.weight", [8]),
+        ("lm_head.weight", [8, 8]),
+    ] + list(extra)
+    tensors = []
+    for i, (name, shape) in enumerate(shapes):
+        n = math.prod(shape)
+        tensors.append((name, "F32", shape, f32_bytes(values(n, 100 + i))))
+    return safetensors(tensors, {"format": "pt"})
+
+
+def json_bytes(value):
+    return (json.dumps(value, indent=1) + "\n").encode()
+
+
+def folder(name, what, category, stage, contains, files=None, drop=(), config=None, tokenizer=None):
+    """Adds one model folder: the valid one with `files` replaced or added and `drop`
+    left out. `stage` is where the error occurs: open (finding the folder's files),
+    folder (reading config.json and the tokenizer) or plan (against the tensors)."""
+    content = {
+        "config.json": json_bytes(FOLDER_CONFIG if config is None else config),
+        "tokenizer.json": json_bytes(FOLDER_TOKENIZER if tokenizer is None else tokenizer),
+        "model.safetensors": folder_weights(),
+    }
+    content.update(files or {})
+    for file in drop:
+        del content[file]
+    entry = {"dir": name, "what": what, "category": category, "stage": stage,
+             "contains": contains if isinstance(contains, list) else [contains]}
+    assert not any(e["dir"] == name for e, _ in folders), name
+    folders.append((entry, content))
+
+
+def without(d, key):
+    return {k: v for k, v in d.items() if k != key}
+
+
+folder("no_config", "no config.json", "missing file", "open", ["config.json: no such file"], drop=["config.json"])
+folder("no_weights", "no model.safetensors nor an index", "missing file", "open",
+       ["no model.safetensors or model.safetensors.index.json"], drop=["model.safetensors"])
+folder("missing_shard", "an index naming a shard that is not there", "missing file", "open",
+       ["model-00002-of-00002.safetensors: no such file"], drop=["model.safetensors"], files={
+           "model.safetensors.index.json": json_bytes({"metadata": {}, "weight_map": {
+               "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+               "lm_head.weight": "model-00002-of-00002.safetensors"}}),
+           "model-00001-of-00002.safetensors": folder_weights(),
+       })
+folder("config_syntax", "config.json cut in the middle", "syntax", "folder", ["config.json: (file): "],
+       files={"config.json": json_bytes(FOLDER_CONFIG)[:40]})
+folder("config_not_object", "config.json is a JSON array", "syntax", "folder",
+       ["config.json: (file): is not a JSON object"], files={"config.json": b"[1, 2, 3]\n"})
+folder("config_missing_field", "config.json without hidden_size", "fields", "folder",
+       ["config.json: hidden_size: "], config=without(FOLDER_CONFIG, "hidden_size"))
+folder("config_bad_value", "num_attention_heads is a string", "fields", "folder",
+       ["config.json: num_attention_heads: "], config={**FOLDER_CONFIG, "num_attention_heads": "two"})
+folder("config_unknown_architecture", "an architecture the converter does not know", "architecture", "folder",
+       ["config.json: architectures: GPTNeoXForCausalLM is not supported (supported: LlamaForCausalLM"],
+       config={**FOLDER_CONFIG, "architectures": ["GPTNeoXForCausalLM"]})
+folder("config_contradicts_shapes", "two KV heads in config.json, one in the tensors", "shape", "plan",
+       ["config.json: num_key_value_heads: ", "model.layers.0.self_attn.k_proj.weight"],
+       config={**FOLDER_CONFIG, "num_key_value_heads": 2})
+folder("config_too_few_layers", "config.json says one layer, the tensors have a second", "shape", "plan",
+       ["config.json: num_hidden_layers: 1 contradicts tensor model.layers.1.input_layernorm.weight"],
+       files={"model.safetensors": folder_weights(extra=[("model.layers.1.input_layernorm.weight", [8])])})
+folder("unknown_tensor", "a tensor the architecture does not have", "names", "plan",
+       ["model.safetensors: model.vision_tower.proj.weight: not a tensor of llama"],
+       files={"model.safetensors": folder_weights(extra=[("model.vision_tower.proj.weight", [8, 8])])})
+folder("tokenizer_syntax", "tokenizer.json is not JSON", "syntax", "folder", ["tokenizer.json: (file): "],
+       files={"tokenizer.json": b"{ model: BPE }\n"})
+folder("tokenizer_unsupported_model", "a WordPiece tokenizer, which llama.cpp's llama does not run", "tokenizer",
+       "folder", ["tokenizer.json: model.type: "],
+       tokenizer={**FOLDER_TOKENIZER, "model": {"type": "WordPiece", "vocab": {"a": 0}}})
+folder("no_tokenizer", "neither tokenizer.json nor tokenizer.model", "missing file", "folder",
+       ["tokenizer.json: (file): missing: the folder needs tokenizer.json or tokenizer.model"],
+       drop=["tokenizer.json"])
+folder("tokenizer_model_garbage", "a tokenizer.model that is not a SentencePiece model", "syntax", "folder",
+       ["tokenizer.model: "], files={"tokenizer.model": b"\x0a\xff\xff\xff\xff\x0f garbage"})
+
+
 def main():
     check = "--check" in sys.argv[1:]
     manifest = {"about": "Malformed model files and the error each must give; see README.md.",
-                "cases": [entry for entry, _ in cases]}
+                "cases": [entry for entry, _ in cases],
+                "folders": [entry for entry, _ in folders]}
     text = json.dumps(manifest, indent=1, ensure_ascii=True) + "\n"
     wanted = {entry["file"]: data for entry, data in cases}
     if check:
@@ -370,9 +481,16 @@ def main():
         with open(os.path.join(HERE, "manifest.json")) as f:
             if f.read() != text:
                 bad.append("manifest.json")
+        for entry, content in folders:
+            d = os.path.join(FOLDERS, entry["dir"])
+            present = sorted(os.listdir(d)) if os.path.isdir(d) else []
+            if present != sorted(content) or any(open(os.path.join(d, f), "rb").read() != b for f, b in content.items()):
+                bad.append(f"folders/{entry['dir']}")
+        if os.path.isdir(FOLDERS):
+            extra += sorted(set(os.listdir(FOLDERS)) - {e["dir"] for e, _ in folders})
         if bad or extra:
             sys.exit(f"out of date: {bad}; not in the manifest: {extra} (run tests/malformed/generate.py)")
-        print(f"{len(cases)} files up to date")
+        print(f"{len(cases)} files and {len(folders)} folders up to date")
         return
     os.makedirs(FILES, exist_ok=True)
     for name in os.listdir(FILES):
@@ -381,9 +499,16 @@ def main():
     for name, data in wanted.items():
         with open(os.path.join(FILES, name), "wb") as f:
             f.write(data)
+    shutil.rmtree(FOLDERS, ignore_errors=True)
+    for entry, content in folders:
+        d = os.path.join(FOLDERS, entry["dir"])
+        os.makedirs(d)
+        for name, data in content.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
     with open(os.path.join(HERE, "manifest.json"), "w") as f:
         f.write(text)
-    print(f"wrote {len(cases)} files")
+    print(f"wrote {len(cases)} files and {len(folders)} folders")
 
 
 if __name__ == "__main__":

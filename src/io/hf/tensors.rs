@@ -3,6 +3,7 @@
 
 use super::arch::{Architecture, TensorName};
 use super::config::{field_error, ModelConfig};
+use super::tokenizer::{tokenizer_metadata, TokenizerFiles};
 use crate::error::Result;
 use crate::io::plan::{OpKind, PlanOp};
 use crate::io::DType;
@@ -16,6 +17,19 @@ pub struct ModelFolder {
     pub name: String,
     /// The `tokenizer.*` keys ([`super::tokenizer_metadata`]).
     pub tokenizer: Vec<(String, GgufValue)>,
+}
+
+impl ModelFolder {
+    /// A model folder from the bytes of its `config.json` and tokenizer files (`files`'s
+    /// own `config_json` is set to it); `name` is `general.name`, by default the
+    /// architecture's GGUF name. Errors name the file and the field.
+    pub fn from_files(name: Option<String>, config_json: &[u8], files: TokenizerFiles<'_>) -> Result<ModelFolder> {
+        let config = ModelConfig::parse(config_json)?;
+        let files = TokenizerFiles { config_json: Some(config_json), ..files };
+        let tokenizer = tokenizer_metadata(&files, &config)?;
+        let name = name.unwrap_or_else(|| config.architecture.gguf_name().to_string());
+        Ok(ModelFolder { config, name, tokenizer })
+    }
 }
 
 /// The row order llama.cpp's "normal" RoPE needs of a Q or K projection written by
