@@ -91,16 +91,6 @@ export async function openInput(path, name = basename(path)) {
  * (every shard it names, in the index's order). Returns { inputs, index } where
  * `index` holds the index JSON bytes (or null).
  */
-/** The files of a Hugging Face model folder the converter reads besides the weights. */
-const FOLDER_FILES = {
-  config: 'config.json',
-  tokenizerJson: 'tokenizer.json',
-  tokenizerModel: 'tokenizer.model',
-  tokenizerConfig: 'tokenizer_config.json',
-  generationConfig: 'generation_config.json',
-  addedTokens: 'added_tokens.json',
-};
-
 /** Reads a file of a model folder, or null when the folder has none. */
 async function readOptional(dir, file) {
   try {
@@ -119,11 +109,11 @@ async function readOptional(dir, file) {
  */
 async function openFolder(api, dir) {
   const model = { name: basename(resolve(dir)) };
-  for (const [key, file] of Object.entries(FOLDER_FILES)) {
+  for (const { key, file, required } of api.folderFiles()) {
     const bytes = await readOptional(dir, file);
     if (bytes !== null) model[key] = bytes;
+    else if (required) throw new UserError(`${resolve(dir, file)}: no such file; a model folder needs ${file}`);
   }
-  if (model.config === undefined) throw new UserError(`${resolve(dir, 'config.json')}: no such file; a model folder needs config.json`);
   const index = resolve(dir, 'model.safetensors.index.json');
   const single = resolve(dir, 'model.safetensors');
   let opened;

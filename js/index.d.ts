@@ -200,6 +200,7 @@ export interface BuildApi {
   formats: typeof formats;
   planConversion: typeof planConversion;
   decodeFloats: typeof decodeFloats;
+  folderFiles: typeof folderFiles;
   QuantizationEngine: typeof QuantizationEngine;
 }
 export function loadBuild(options: { simd: boolean; modelFiles?: boolean }): Promise<BuildApi>;
@@ -390,5 +391,11 @@ export function formats(): ReadonlyArray<FormatInfo>;
 export function inspectModel(prefix: Uint8Array, fileSize: number): ModelInfo | NeedBytes;
 export function parseSafetensorsIndex(json: Uint8Array): { files: string[]; weightMap: Record<string, string> };
 export function planConversion(inputs: ConversionInput[], options?: ConversionOptions): ConversionPlan | NeedBytes;
+/**
+ * The files of a Hugging Face model folder that planConversion's `model` option takes,
+ * by key (config.json, required, first); the weights are model.safetensors or the
+ * shards of model.safetensors.index.json. Needs the model-file build.
+ */
+export function folderFiles(): Array<{ key: keyof ModelFolderFiles; file: string; required: boolean }>;
 /** The values of F32, F16 or BF16 little-endian bytes (needs the model-file build). */
 export function decodeFloats(dtype: 'F32' | 'F16' | 'BF16', bytes: Uint8Array): Float32Array;

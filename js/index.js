@@ -458,6 +458,10 @@ function formatsIn(build) {
   return formatTables.get(build);
 }
 
+function folderFilesIn(build) {
+  return modelFileBindings(build, 'folderFiles').folderFiles();
+}
+
 function parseSafetensorsIndexIn(build, json) {
   const b = modelFileBindings(build, 'parseSafetensorsIndex');
   checkBytes('index', json);
@@ -599,6 +603,11 @@ export function planConversion(inputs, options) {
 }
 
 /** See the type declarations. */
+export function folderFiles() {
+  return folderFilesIn(bindings());
+}
+
+/** See the type declarations. */
 export function decodeFloats(dtype, bytes) {
   return decodeFloatsIn(bindings(), dtype, bytes);
 }
@@ -623,6 +632,7 @@ export async function loadBuild({ simd, modelFiles = false }) {
     inspectModel: (prefix, fileSize) => inspectModelIn(build, prefix, fileSize),
     parseSafetensorsIndex: (json) => parseSafetensorsIndexIn(build, json),
     formats: () => formatsIn(build),
+    folderFiles: () => folderFilesIn(build),
     planConversion: (inputs, options) => planConversionIn(build, inputs, options),
     decodeFloats: (dtype, bytes) => decodeFloatsIn(build, dtype, bytes),
     QuantizationEngine: class extends QuantizationEngine {

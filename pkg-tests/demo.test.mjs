@@ -4,6 +4,7 @@
 //    weights are drawn again here with the PRNG that www/synth.js documents);
 // 2. a generated .safetensors file is uploaded, listed and converted tensor by tensor;
 // 3. the downloaded GGUF parses, and equals a conversion done here in Node byte for byte;
+//    a Hugging Face model folder, chosen as a folder, downloads as the GGUF the CLI writes;
 // 4. a bad file and an unsupported dtype get clear messages;
 // 5. screenshots (1280x800 and a 400 px wide window) go to test-output/.
 // Any console error or warning, page error, failed request, HTTP error or request to
@@ -20,6 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CHROMIUM, launchChromium, startServer } from './fixtures/browser.mjs';
+import { cliOk, FIXTURES, python } from './fixtures/cli.mjs';
 
 const REPO = resolve(process.env.TQ_REPO_ROOT ?? join(dirname(fileURLToPath(import.meta.url)), '..'));
 const SITE = join(REPO, 'target', 'www');
@@ -394,6 +396,34 @@ test('the converted GGUF, uploaded again, is re-packed to TQ1_0 and to bitnet-hf
     assert.equal(info.format, output === 'gguf' ? 'gguf' : 'safetensors');
   }
   await page.selectOption('#preset', 'bitnet');
+  noProblems();
+});
+
+test('a Hugging Face model folder, chosen as a folder, downloads as the runnable GGUF the CLI writes', async () => {
+  const dir = join(TMP, 'hf');
+  const r = spawnSync(python(), [join(FIXTURES, 'hf_folder.py'), dir, 'LlamaForCausalLM'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const folder = join(dir, 'model');
+  await page.selectOption('#preset', 'bitnet');
+  await page.setInputFiles('#folder', folder);
+  await page.waitForFunction(() => window.demo.model?.summary.name === 'model' || window.demo.errors.length > 0);
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  assert.match(await page.textContent('#model-summary'), /^model: model folder, 21 tensors/);
+  const conversions = await page.evaluate(() => window.demo.conversions);
+  await page.click('#convert');
+  await page.waitForFunction((n) => window.demo.conversions > n || window.demo.errors.length > 0, conversions, { timeout: 30_000 });
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  assert.equal(download.suggestedFilename(), 'model.tq2_0.gguf');
+  const saved = join(TMP, 'model.tq2_0.gguf');
+  await download.saveAs(saved);
+  const got = new Uint8Array(readFileSync(saved));
+  const byCli = join(TMP, 'model-cli.gguf');
+  cliOk(['convert', folder, byCli, '--quiet']);
+  assert.ok(Buffer.from(got).equals(readFileSync(byCli)), 'the download equals the CLI conversion of the folder');
+  const info = io.inspectModel(got, got.length);
+  assert.equal(info.metadata['general.architecture'], 'llama');
+  assert.equal(info.tensors.find((t) => t.name === 'blk.0.attn_q.weight').dtype, 'TQ2_0');
   noProblems();
 });
 

@@ -139,6 +139,7 @@ function lockControls(locked) {
   $('run').disabled = locked || !demo.ready;
   $('convert').disabled = locked || !demo.model || !!demo.model.plan.error;
   $('file').disabled = locked;
+  $('folder').disabled = locked;
   $('stop').hidden = !(locked && currentRequest === 'convert');
   for (const b of document.querySelectorAll('#tensor-table button')) b.disabled = locked;
 }
@@ -494,11 +495,13 @@ function drawTimings(r) {
 
 // ------------------------------------------------------------------ model files
 
-async function openFile(file) {
-  if (!file) return;
+/** Opens one model file, or the files of a Hugging Face model folder. */
+async function openFiles(files) {
+  if (files.length === 0) return;
   if (!demo.ready) return showMessage('The WebAssembly module is still loading; try again in a moment.');
   currentRequest = 'open';
-  const r = await run('open', { file, options: options() }, `Opening ${file.name}`);
+  const what = files.length === 1 ? files[0].name : `a model folder (${files.length} files)`;
+  const r = await run('open', { files, options: options() }, `Opening ${what}`);
   if (!r) return;
   demo.model = { summary: r.summary, plan: r.plan };
   demo.converted = null;
@@ -657,10 +660,31 @@ async function convert() {
 
 $('convert').addEventListener('click', convert);
 $('stop').addEventListener('click', () => worker.postMessage({ type: 'cancel' }));
-$('file').addEventListener('change', (e) => {
-  openFile(e.target.files[0]);
-  e.target.value = '';
-});
+for (const id of ['file', 'folder']) {
+  $(id).addEventListener('change', (e) => {
+    openFiles([...e.target.files]);
+    e.target.value = '';
+  });
+}
+
+/** The files of a dropped folder (its top level: where config.json and the weights are). */
+function filesOfDirectory(entry) {
+  return new Promise((resolve, reject) => {
+    const reader = entry.createReader();
+    const entries = [];
+    const more = () =>
+      reader.readEntries((batch) => {
+        if (batch.length === 0) {
+          const files = entries.filter((e) => e.isFile);
+          Promise.all(files.map((f) => new Promise((ok, fail) => f.file(ok, fail)))).then(resolve, reject);
+        } else {
+          entries.push(...batch);
+          more();
+        }
+      }, reject);
+    more();
+  });
+}
 
 // Dropping anywhere on the page opens the file (and never navigates away).
 const drop = $('drop');
@@ -674,7 +698,8 @@ window.addEventListener('dragleave', (e) => {
 window.addEventListener('drop', (e) => {
   e.preventDefault();
   drop.classList.remove('over');
-  const files = [...(e.dataTransfer?.files ?? [])];
-  if (files.length > 1) showMessage('Drop one file at a time (sharded models: convert each shard on its own, or use the CLI).');
-  else openFile(files[0]);
+  const entries = [...(e.dataTransfer?.items ?? [])].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  const folder = entries.length === 1 && entries[0].isDirectory ? entries[0] : null;
+  if (folder) filesOfDirectory(folder).then(openFiles, (err) => showMessage(`Could not read the folder ${folder.name}: ${err.message}`));
+  else openFiles([...(e.dataTransfer?.files ?? [])]);
 });

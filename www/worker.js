@@ -4,7 +4,8 @@
 //
 // Requests (from app.js), each with an id that the answers repeat:
 //   { type: 'synthetic', id, spec, options }   draw weights (synth.js) and analyse them
-//   { type: 'open', id, file, options }        read a model header, plan its conversion
+//   { type: 'open', id, files, options }       read a model file's header (or the files of
+//                                              a model folder), plan its conversion
 //   { type: 'plan', id, options }              plan the open file again (options changed)
 //   { type: 'tensor', id, index, options }     analyse one tensor of the open file
 //   { type: 'convert', id, options }           convert the open file, tensor by tensor
@@ -23,7 +24,9 @@ const MAX_TENSOR_BYTES = 2 ** 30; // the largest tensor convertTensor is given (
 let info = null; // { backend }
 let scalarApi = null;
 let ioApi = null;
-let model = null; // { file, prefix, info }
+// The open model: its weight files with their headers (one, or a folder's shards), the
+// tensors of all of them, and for a folder the files planConversion's `model` takes.
+let model = null; // { name, inputs: [{ file, prefix }], tensors, folder, index }
 let cancelled = false;
 let queue = Promise.resolve();
 
@@ -265,42 +268,108 @@ async function readBytes(file, ranges) {
   return new Uint8Array(await new Blob(parts).arrayBuffer());
 }
 
+/** The parts of the open model's files that an op's input ranges cover. */
+function slices(ranges) {
+  return ranges.map((r) => model.inputs[r.file].file.slice(r.offset, r.offset + r.length));
+}
+
+/** The bytes of an op's input ranges, concatenated. */
+async function readRanges(ranges) {
+  return new Uint8Array(await new Blob(slices(ranges)).arrayBuffer());
+}
+
 function describeReadError(file, e) {
   return `Could not read "${file.name}": it is not a .safetensors or .gguf file this demo can read (${e.message}).`;
 }
 
 /** Reads the header (only) of a model file, growing the prefix as inspectModel asks. */
-async function openModel(id, file, options) {
-  ioApi ??= await loadBuild({ simd: simdSupported(), modelFiles: true });
-  progress(id, 0.1, 'Reading the header');
+async function readHeader(id, file) {
   let length = Math.min(file.size, FIRST_READ);
   let prefix = await readBytes(file, [{ offset: 0, length }]);
-  let inspected;
   for (;;) {
+    let inspected;
     try {
       inspected = ioApi.inspectModel(prefix, file.size);
     } catch (e) {
       throw new Error(describeReadError(file, e));
     }
-    if (inspected.needBytes === undefined) break;
+    if (inspected.needBytes === undefined) return { prefix, info: inspected };
     if (inspected.needBytes > file.size || inspected.needBytes <= length) {
       throw new Error(`Could not read "${file.name}": its header claims ${inspected.needBytes} bytes, but the file has ${file.size}.`);
     }
     length = inspected.needBytes;
-    progress(id, 0.3, `Reading the header (${length} bytes)`);
+    progress(id, 0.3, `Reading the header of ${file.name} (${length} bytes)`);
     prefix = await readBytes(file, [{ offset: 0, length }]);
   }
-  model = { file, prefix, info: inspected };
-  const m = inspected.metadata ?? {};
+}
+
+/**
+ * The weights and other files of a Hugging Face model folder (its files, dropped or
+ * chosen): config.json and the tokenizer files the engine asks for, and
+ * model.safetensors or the shards model.safetensors.index.json names.
+ */
+async function folderOf(files) {
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const name = (files[0].webkitRelativePath || '').split('/')[0] || 'model';
+  const folder = { name };
+  for (const { key, file, required } of ioApi.folderFiles()) {
+    const f = byName.get(file);
+    if (f) folder[key] = new Uint8Array(await f.arrayBuffer());
+    else if (required) throw new Error(`A model folder needs ${file}; it is not among the ${files.length} files given.`);
+  }
+  const indexFile = byName.get('model.safetensors.index.json');
+  let index = null;
+  let weights;
+  if (indexFile) {
+    index = new Uint8Array(await indexFile.arrayBuffer());
+    let shards;
+    try {
+      shards = ioApi.parseSafetensorsIndex(index).files;
+    } catch (e) {
+      throw new Error(`model.safetensors.index.json: ${e.message}`);
+    }
+    weights = shards.map((shard) => {
+      const f = byName.get(shard);
+      if (!f) throw new Error(`model.safetensors.index.json names ${shard}, which is not among the files given.`);
+      return f;
+    });
+  } else if (byName.has('model.safetensors')) {
+    weights = [byName.get('model.safetensors')];
+  } else {
+    throw new Error('A model folder needs model.safetensors, or model.safetensors.index.json and its shards.');
+  }
+  return { name, folder, index, weights };
+}
+
+/**
+ * Opens a model: one .safetensors or .gguf file, or the files of a model folder. Only
+ * headers are read.
+ */
+async function openModel(id, files, options) {
+  ioApi ??= await loadBuild({ simd: simdSupported(), modelFiles: true });
+  progress(id, 0.1, 'Reading the header');
+  // One file is a model file; several are the files of a model folder.
+  const single = files.length === 1;
+  const { name, folder, index, weights } = single ? { name: files[0].name, folder: null, index: null, weights: files } : await folderOf(files);
+  const inputs = [];
+  const tensors = [];
+  for (const [i, file] of weights.entries()) {
+    const { prefix, info: header } = await readHeader(id, file);
+    inputs.push({ file, prefix, info: header });
+    tensors.push(...header.tensors.map((t) => ({ ...t, input: i })));
+  }
+  model = { name, inputs, tensors, folder, index };
+  const first = inputs[0].info;
+  const m = first.metadata ?? {};
   const summary = {
-    name: file.name,
-    size: file.size,
-    format: inspected.format,
-    version: inspected.version,
+    name,
+    size: weights.reduce((n, f) => n + f.size, 0),
+    format: folder ? 'model folder' : first.format,
+    version: first.version,
     architecture: typeof m['general.architecture'] === 'string' ? m['general.architecture'] : null,
     metadataKeys: Object.keys(m).length,
-    tensors: inspected.tensors,
-    totalBytes: inspected.totalBytes,
+    tensors,
+    totalBytes: inputs.reduce((n, input) => n + input.info.totalBytes, 0),
   };
   return { summary, plan: planSummary(options) };
 }
@@ -320,7 +389,9 @@ function planOptions(options) {
 
 function makePlan(options) {
   if (!model) throw new Error('No model file is open.');
-  const p = ioApi.planConversion([{ prefix: model.prefix, fileSize: model.file.size }], planOptions(options));
+  const inputs = model.inputs.map(({ file, prefix }) => ({ prefix, fileSize: file.size, name: file.name }));
+  const extra = { ...(model.folder ? { model: model.folder } : {}), ...(model.index ? { index: model.index } : {}) };
+  const p = ioApi.planConversion(inputs, { ...planOptions(options), ...extra });
   // The prefix holds the whole header (inspectModel asked for it), so this cannot happen.
   if (p.needBytes !== undefined) throw new Error(`The plan needs the first ${p.needBytes} bytes of the file, more than its header.`);
   return p;
@@ -361,15 +432,15 @@ function outputName(inputName, options) {
 const PIECE_BYTES = 16 * 2 ** 20;
 
 /** Converts a large op a piece at a time (plan.chunkedOp): its outputs go to `parts`. */
-async function convertInPieces(plan, op, file, parts) {
+async function convertInPieces(plan, op, parts) {
   let chunked = plan.chunkedOp(op.index, true);
   try {
     const piece = chunked.chunkBytes(PIECE_BYTES);
-    const start = op.inputs[0].offset;
+    const { file, offset } = op.inputs[0];
     for (let done = 0; done < op.inputLength; done += piece) {
       if (cancelled) throw new Error('Conversion stopped.');
       const n = Math.min(piece, op.inputLength - done);
-      const input = await readBytes(file, [{ offset: start + done, length: n }]);
+      const input = await readRanges([{ file, offset: offset + done, length: n }]);
       parts.push(new Blob([chunked.convert(input)]));
       await breathe();
     }
@@ -388,7 +459,6 @@ async function convertInPieces(plan, op, file, parts) {
  */
 async function convertModel(id, options) {
   const plan = makePlan(options);
-  const { file } = model;
   try {
     const ops = plan.ops().sort((a, b) => a.outputOffset - b.outputOffset);
     // convertTensor holds a whole tensor, its output and work space in 4 GiB of wasm
@@ -414,11 +484,11 @@ async function convertModel(id, options) {
       const t0 = now();
       let stats = null;
       if (op.copiesBytes) {
-        parts.push(new Blob(op.inputs.map((r) => file.slice(r.offset, r.offset + r.length))));
+        parts.push(new Blob(slices(op.inputs)));
       } else if (op.chunkable && op.inputLength > PIECE_BYTES) {
-        stats = await convertInPieces(plan, op, file, parts);
+        stats = await convertInPieces(plan, op, parts);
       } else {
-        const input = await readBytes(file, op.inputs);
+        const input = await readRanges(op.inputs);
         if (cancelled) throw new Error('Conversion stopped.');
         const r = plan.convertTensor(op.index, input, true);
         stats = r.stats;
@@ -449,10 +519,10 @@ async function convertModel(id, options) {
     return {
       rows,
       output: plan.output,
-      inputSize: file.size,
+      inputSize: model.inputs.reduce((n, input) => n + input.file.size, 0),
       outputSize: plan.outputSize,
       ms: now() - started,
-      fileName: outputName(file.name, options),
+      fileName: outputName(model.name, options),
       plan: planSummary(options),
       blob,
     };
@@ -464,7 +534,7 @@ async function convertModel(id, options) {
 /** Decodes an F32, F16 or BF16 tensor of the open file to f32 for the analysis views. */
 async function analyseTensor(id, index, options) {
   if (!model) throw new Error('No model file is open.');
-  const t = model.info.tensors[index];
+  const t = model.tensors[index];
   if (!t) throw new Error(`No tensor ${index} in this file.`);
   if (!['F32', 'F16', 'BF16'].includes(t.dtype)) {
     throw new Error(`${t.name} is ${t.dtype}; the views decode F32, F16 and BF16 tensors only.`);
@@ -474,7 +544,7 @@ async function analyseTensor(id, index, options) {
   const cols = t.shape.slice(1).reduce((a, b) => a * b, 1);
   if (rows * cols > 2 ** 26) throw new Error(`${t.name} has ${rows * cols} values; the views take at most ${2 ** 26}.`);
   progress(id, 0.05, `Reading ${t.name}`);
-  const raw = await readBytes(model.file, [{ offset: t.offset, length: t.byteLength }]);
+  const raw = await readBytes(model.inputs[t.input].file, [{ offset: t.offset, length: t.byteLength }]);
   const data = ioApi.decodeFloats(t.dtype, raw);
   return analyse(id, data, rows, cols, options, { kind: 'tensor', name: t.name, dtype: t.dtype, shape: t.shape });
 }
@@ -493,7 +563,7 @@ async function handle(msg) {
       post({ type: 'analysis', id, result: r });
     } else if (msg.type === 'open') {
       model = null;
-      const r = await openModel(id, msg.file, msg.options);
+      const r = await openModel(id, msg.files, msg.options);
       post({ type: 'model', id, ...r });
     } else if (msg.type === 'plan') {
       post({ type: 'plan', id, plan: planSummary(msg.options) });

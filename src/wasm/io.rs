@@ -273,12 +273,36 @@ pub fn parse_safetensors_index(json: &[u8]) -> Result<JsValue, JsError> {
 
 const PLAN_KEYS: &[&str] =
     &["output", "layout", "rule", "scope", "blockSize", "forceTernary", "forceKeep", "bitnetScale", "index", "model"];
-const MODEL_KEYS: &[&str] =
-    &["name", "config", "tokenizerJson", "tokenizerModel", "tokenizerConfig", "generationConfig", "addedTokens"];
+/// The files of a Hugging Face model folder that the converter reads besides the
+/// weights, by their key in the `model` option: config.json (required) first.
+const FOLDER_FILES: [(&str, &str); 6] = [
+    ("config", "config.json"),
+    ("tokenizerJson", "tokenizer.json"),
+    ("tokenizerModel", "tokenizer.model"),
+    ("tokenizerConfig", "tokenizer_config.json"),
+    ("generationConfig", "generation_config.json"),
+    ("addedTokens", "added_tokens.json"),
+];
+
+/// The files of a model folder that the `model` option of `planConversion` takes, as
+/// `[{ key, file, required }]`: what the CLI and the demo read from a folder.
+#[wasm_bindgen(js_name = folderFiles)]
+pub fn folder_files() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct FolderFile {
+        key: &'static str,
+        file: &'static str,
+        required: bool,
+    }
+    let files: Vec<FolderFile> =
+        FOLDER_FILES.iter().map(|&(key, file)| FolderFile { key, file, required: key == "config" }).collect();
+    to_js(&files)
+}
 
 /// The `model` option: a Hugging Face model folder's files, as bytes.
 fn model_folder(value: &JsValue) -> Result<io::hf::ModelFolder, JsError> {
-    let o = Options::read(value, "options.model", MODEL_KEYS)?;
+    let keys: Vec<&str> = std::iter::once("name").chain(FOLDER_FILES.iter().map(|&(key, _)| key)).collect();
+    let o = Options::read(value, "options.model", &keys)?;
     let file = |key: &str| -> Result<Option<Vec<u8>>, JsError> {
         o.value(key).map(|v| bytes_of(&v, &format!("options.model.{key}"))).transpose()
     };
