@@ -79,17 +79,17 @@ else
 fi
 
 # --- Python venv for the oracle (gguf-py is the byte-exact reference) ----------
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import gguf, numpy, safetensors, tokenizers' 2>/dev/null; then
-    log "python venv .venv-oracle (gguf numpy safetensors tokenizers): present"
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import gguf, numpy, safetensors, sentencepiece, tokenizers' 2>/dev/null; then
+    log "python venv .venv-oracle (gguf numpy safetensors sentencepiece tokenizers): present"
 else
-    log "python venv .venv-oracle: installing gguf numpy safetensors tokenizers"
+    log "python venv .venv-oracle: installing gguf numpy safetensors sentencepiece tokenizers"
     have python3 || die "python3 not found"
     # (Re)create the venv unless it has a working pip (a failed ensurepip leaves none).
     if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
         python3 -m venv --clear "$VENV"
     fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input gguf numpy safetensors tokenizers
-    "$VENV/bin/python" -c 'import gguf, numpy, safetensors, tokenizers'
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input gguf numpy safetensors sentencepiece tokenizers
+    "$VENV/bin/python" -c 'import gguf, numpy, safetensors, sentencepiece, tokenizers'
 fi
 
 # --- npm dependencies at the repository root (once there is a package.json) ----
