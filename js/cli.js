@@ -12,6 +12,7 @@ import {
   loadBuild,
   parseSafetensorsIndex,
   planConversion,
+  quantizeTernary,
   simdSupported,
 } from './index.js';
 import {
@@ -743,8 +744,13 @@ async function bench(args) {
   if (positional.length > 0) fail(`bench takes no paths, got '${positional[0]}' (see ternary-quant bench --help)`);
   const rows = opts.rows === undefined ? 1024 : positiveInteger('--rows', opts.rows);
   const cols = opts.cols === undefined ? 4096 : positiveInteger('--cols', opts.cols);
-  if (cols % 256 !== 0) fail(`--cols must be a multiple of 256, got ${cols}`);
   await init();
+  // The engine says which row lengths the benchmark's TQ2_0 takes.
+  try {
+    quantizeTernary(new Float32Array(cols), 1, cols).free();
+  } catch (e) {
+    fail(`--cols ${cols}: ${e.message}`);
+  }
   const variants = simdSupported() ? [true, false] : [false];
   let seed = 1;
   const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Times the CLI converting a ~90 MB F32 safetensors model to GGUF TQ2_0, with
-# /usr/bin/time -v: input MB/s over the whole command (process start to exit, wasm load
-# and fsync included) and peak RSS, against the bars of DESIGN section 10 (>= 300 MB/s
-# of input; peak RSS <= 2x the largest tensor + 64 MB).
+# Times the CLI converting a model to GGUF TQ2_0, with /usr/bin/time -v: input MB/s
+# over the whole command (process start to exit, wasm load and fsync included) and peak
+# RSS, against the bars of DESIGN section 10 (>= 300 MB/s of input; peak RSS <= 2x the
+# largest tensor + 64 MB).
 #
-# Usage: scripts/bench-convert.sh [RUNS]      (default 7 runs per configuration)
+# Usage: scripts/bench-convert.sh [RUNS]        a ~90 MB F32 safetensors file (default 7 runs)
+#        scripts/bench-convert.sh --1b [RUNS]   a 1.26 B-parameter Hugging Face model folder
+#                                               (TinyLlama-1.1B's shape, 2.5 GB of BF16, a
+#                                               32,000-token tokenizer.json; default 3 runs)
 # The machine may be busy with other work, so every configuration runs RUNS times and
 # the best, median and worst are printed. The input is read once first, so that runs
 # measure the conversion, not the disk.
@@ -13,24 +16,53 @@ LOG_NAME=bench-convert
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-runs=${1:-7}
+size=small
+if [ "${1:-}" = "--1b" ]; then
+    size=1b
+    shift
+fi
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package 'time')"
 [ -f pkg/package.json ] || die "pkg/ is not built; run scripts/build.sh"
 
 dir=target/bench
-model=$dir/model.safetensors
-out=$dir/model-tq2_0.gguf
 mkdir -p "$dir"
-# 768 hidden, 2048 intermediate, 2 layers, 5120-token vocabulary: 88 MB of F32.
-args=(--hidden 768 --inter 2048 --layers 2 --vocab 5120)
-if [ ! -f "$model" ] || [ "$(cat "$model.args" 2>/dev/null)" != "${args[*]}" ]; then
-    node pkg-tests/fixtures/make-model.mjs "$model" "${args[@]}"
-    echo "${args[*]}" >"$model.args"
+if [ "$size" = small ]; then
+    runs=${1:-7}
+    model=$dir/model.safetensors
+    weights=$model
+    out=$dir/model-tq2_0.gguf
+    # 768 hidden, 2048 intermediate, 2 layers, 5120-token vocabulary: 88 MB of F32.
+    args=(--hidden 768 --inter 2048 --layers 2 --vocab 5120)
+else
+    runs=${1:-3}
+    model=$dir/folder-1b
+    weights=$model/model.safetensors
+    out=$dir/folder-1b-tq2_0.gguf
+    args=(--hidden 2048 --inter 5632 --layers 22 --vocab 32000 --dtype BF16 --fill uniform)
+    mkdir -p "$model"
+    # config.json of that shape, and a byte-level BPE tokenizer.json of 32,000 tokens.
+    node -e '
+      const fs = require("fs");
+      const [dir] = process.argv.slice(1);
+      const config = { architectures: ["LlamaForCausalLM"], hidden_size: 2048, intermediate_size: 5632,
+        num_hidden_layers: 22, num_attention_heads: 32, num_key_value_heads: 32, max_position_embeddings: 2048,
+        rms_norm_eps: 1e-5, rope_theta: 10000, vocab_size: 32000, tie_word_embeddings: false };
+      fs.writeFileSync(`${dir}/config.json`, JSON.stringify(config, null, 1));
+      const vocab = { "<s>": 0, "</s>": 1 };
+      for (let i = 2; i < 32000; i++) vocab[`t${i}`] = i;
+      const tokenizer = { added_tokens: [{ id: 0, content: "<s>", special: true }, { id: 1, content: "</s>", special: true }],
+        pre_tokenizer: { type: "ByteLevel", add_prefix_space: false }, model: { type: "BPE", vocab, merges: [] } };
+      fs.writeFileSync(`${dir}/tokenizer.json`, JSON.stringify(tokenizer));
+    ' "$model"
 fi
-cat "$model" >/dev/null
+if [ ! -f "$weights" ] || [ "$(cat "$weights.args" 2>/dev/null)" != "${args[*]}" ]; then
+    node pkg-tests/fixtures/make-model.mjs "$weights" "${args[@]}"
+    echo "${args[*]}" >"$weights.args"
+fi
+cat "$weights" >/dev/null
 
-bytes=$(file_size "$model")
-largest=$(node pkg/cli.js inspect "$model" --json | node -e '
+bytes=$(file_size "$weights")
+largest=$(node pkg/cli.js inspect "$weights" --json | node -e '
   let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () =>
     process.stdout.write(String(Math.max(...JSON.parse(s).tensors.map((t) => t.byteLength)))));')
 rss_bar_kb=$(((2 * largest + 64 * 1000 * 1000) / 1024))

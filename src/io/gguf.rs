@@ -37,64 +37,40 @@ fn malformed(reason: impl Into<String>) -> Error {
     Error::Malformed { format: FORMAT, reason: reason.into() }
 }
 
-/// A metadata value type, with its GGUF id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum GgufType {
-    U8 = 0,
-    I8 = 1,
-    U16 = 2,
-    I16 = 3,
-    U32 = 4,
-    I32 = 5,
-    F32 = 6,
-    Bool = 7,
-    String = 8,
-    Array = 9,
-    U64 = 10,
-    I64 = 11,
-    F64 = 12,
+/// Declares [`GgufType`] from one table: each variant with its GGUF id and gguf-py's name.
+macro_rules! gguf_types {
+    ($($variant:ident = $id:literal $name:literal),* $(,)?) => {
+        /// A metadata value type, with its GGUF id.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u32)]
+        pub enum GgufType {
+            $($variant = $id),*
+        }
+
+        impl GgufType {
+            /// Every type, in id order (ids are 0, 1, 2, ...).
+            const ALL: [GgufType; [$($id),*].len()] = [$(Self::$variant),*];
+
+            /// gguf-py's name of the type (`UINT8`, ..., `STRING`, `ARRAY`, `FLOAT64`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),*
+                }
+            }
+        }
+    };
+}
+
+gguf_types! {
+    U8 = 0 "UINT8", I8 = 1 "INT8", U16 = 2 "UINT16", I16 = 3 "INT16", U32 = 4 "UINT32",
+    I32 = 5 "INT32", F32 = 6 "FLOAT32", Bool = 7 "BOOL", String = 8 "STRING", Array = 9 "ARRAY",
+    U64 = 10 "UINT64", I64 = 11 "INT64", F64 = 12 "FLOAT64",
 }
 
 impl GgufType {
-    const ALL: [GgufType; 13] = [
-        Self::U8,
-        Self::I8,
-        Self::U16,
-        Self::I16,
-        Self::U32,
-        Self::I32,
-        Self::F32,
-        Self::Bool,
-        Self::String,
-        Self::Array,
-        Self::U64,
-        Self::I64,
-        Self::F64,
-    ];
-
     /// The type of a GGUF value type id.
     pub fn from_id(id: u32) -> Option<GgufType> {
         Self::ALL.get(id as usize).copied()
-    }
-
-    /// gguf-py's name of the type (`UINT8`, ..., `STRING`, `ARRAY`, `FLOAT64`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::U8 => "UINT8",
-            Self::I8 => "INT8",
-            Self::U16 => "UINT16",
-            Self::I16 => "INT16",
-            Self::U32 => "UINT32",
-            Self::I32 => "INT32",
-            Self::F32 => "FLOAT32",
-            Self::Bool => "BOOL",
-            Self::String => "STRING",
-            Self::Array => "ARRAY",
-            Self::U64 => "UINT64",
-            Self::I64 => "INT64",
-            Self::F64 => "FLOAT64",
-        }
     }
 
     /// Fewest bytes a value of this type takes (a string's length, an array's header).
@@ -379,6 +355,16 @@ impl<'a> Cursor<'a> {
     }
 
     /// A length-prefixed UTF-8 string.
+    /// A string not in `seen` yet (a metadata key or tensor name), added to it.
+    fn unique_text(&mut self, seen: &mut HashSet<String>, what: &str) -> Result<String> {
+        let at = self.pos;
+        let text = self.text(what)?;
+        if !seen.insert(text.clone()) {
+            return Err(malformed(format!("duplicate {what} \"{text}\" at offset {at}")));
+        }
+        Ok(text)
+    }
+
     fn text(&mut self, what: &str) -> Result<String> {
         let at = self.pos;
         let bytes = self.bytes(what)?;
@@ -497,11 +483,7 @@ pub fn read_gguf(prefix: &[u8], file_size: u64) -> Result<ModelHeader> {
     let mut metadata = Vec::with_capacity(kv_count as usize);
     let mut keys = HashSet::new();
     for _ in 0..kv_count {
-        let at = c.pos;
-        let key = c.text("metadata key")?;
-        if !keys.insert(key.clone()) {
-            return Err(malformed(format!("duplicate metadata key \"{key}\" at offset {at}")));
-        }
+        let key = c.unique_text(&mut keys, "metadata key")?;
         let type_at = c.pos;
         let id = c.u32("metadata type")?;
         let kind = GgufType::from_id(id)
@@ -532,11 +514,7 @@ pub fn read_gguf(prefix: &[u8], file_size: u64) -> Result<ModelHeader> {
     let mut raw = Vec::with_capacity(tensor_count as usize);
     let mut names = HashSet::new();
     for _ in 0..tensor_count {
-        let at = c.pos;
-        let name = c.text("tensor name")?;
-        if !names.insert(name.clone()) {
-            return Err(malformed(format!("duplicate tensor name \"{name}\" at offset {at}")));
-        }
+        let name = c.unique_text(&mut names, "tensor name")?;
         let n_dims = c.u32("n_dims")?;
         if n_dims > MAX_DIMS {
             return Err(malformed(format!("tensor \"{name}\" has {n_dims} dimensions (at most {MAX_DIMS})")));
@@ -677,6 +655,15 @@ pub fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[GgufTensorOut], a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_types_are_listed_in_id_order() {
+        for (id, t) in GgufType::ALL.iter().enumerate() {
+            assert_eq!((*t as u32, GgufType::from_id(id as u32)), (id as u32, Some(*t)));
+        }
+        assert_eq!(GgufType::from_id(13), None);
+        assert_eq!((GgufType::Array.name(), GgufType::F64.name()), ("ARRAY", "FLOAT64"));
+    }
 
     /// A GGUF of a few bytes may carry general.alignment = 2^31 (its padding need not be
     /// in the file); converting it is refused instead of writing 2 GiB of padding.

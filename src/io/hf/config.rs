@@ -35,17 +35,29 @@ pub enum RopeScaling {
 /// The hyperparameters llama.cpp needs, read from `config.json`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// From `architectures`.
     pub architecture: Architecture,
+    /// Rows of the token embedding (`vocab_size`).
     pub vocab_size: u64,
+    /// `hidden_size`: the embedding length.
     pub hidden_size: u64,
+    /// `intermediate_size`: the feed-forward length.
     pub intermediate_size: u64,
+    /// `num_hidden_layers`.
     pub layers: u64,
+    /// `num_attention_heads`.
     pub heads: u64,
+    /// `num_key_value_heads` (grouped-query attention), else `heads`.
     pub kv_heads: u64,
+    /// `head_dim`, else `hidden_size / heads`.
     pub head_dim: u64,
+    /// `max_position_embeddings`.
     pub context_length: u64,
+    /// `rms_norm_eps`.
     pub rms_norm_eps: f32,
+    /// `rope_theta` (10,000 when absent).
     pub rope_theta: f32,
+    /// `rope_scaling`.
     pub rope_scaling: RopeScaling,
     /// The output projection is the token embedding (no `lm_head.weight` is needed).
     pub tied_embeddings: bool,
