@@ -34,8 +34,6 @@ echo "pack-and-test: packed $(basename "$tarball") ($(stat -c %s "$tarball") byt
 project="$tmp/project"
 mkdir -p "$project"
 HF_GGUF_VERSION=0.4.6
-# llama.cpp for the model-folder tests, pinned exactly.
-NODE_LLAMA_CPP_VERSION=3.21.1
 devdep() { node -e 'const p = require(process.argv[1]); process.stdout.write(p.devDependencies[process.argv[2]])' "$root/package.json" "$1"; }
 (
   cd "$project"
@@ -52,13 +50,13 @@ devdep() { node -e 'const p = require(process.argv[1]); process.stdout.write(p.d
 # llama.cpp, through node-llama-cpp's prebuilt CPU binary, in a folder of its own: its
 # optional GPU builds are left out (--omit=optional), which in the test project would
 # also drop esbuild's platform binary.
+# Its exact versions are pkg-tests/llama/package.json's dev dependencies.
 llama_dir="$tmp/llama"
 mkdir -p "$llama_dir"
+cp "$root/pkg-tests/llama/package.json" "$llama_dir/"
 (
   cd "$llama_dir"
-  npm init -y >/dev/null
-  npm install --no-audit --no-fund --prefer-offline --loglevel=error --omit=optional \
-    "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" "@node-llama-cpp/linux-x64@$NODE_LLAMA_CPP_VERSION"
+  npm install --no-audit --no-fund --prefer-offline --loglevel=error --omit=optional
 )
 export TQ_LLAMA_DIR=$llama_dir
 

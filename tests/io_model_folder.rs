@@ -199,7 +199,12 @@ fn a_config_that_contradicts_the_tensors_is_named() {
 }
 
 fn bitnet_folder(config: serde_json::Value) -> ModelFolder {
-    let mut value = config_json("BitNetForCausalLM");
+    folder_with("BitNetForCausalLM", config)
+}
+
+/// A folder of `arch` whose config.json also has the fields of `config`.
+fn folder_with(arch: &str, config: serde_json::Value) -> ModelFolder {
+    let mut value = config_json(arch);
     value.as_object_mut().unwrap().extend(config.as_object().unwrap().clone());
     let config = ModelConfig::parse(value.to_string().as_bytes()).unwrap();
     let tokenizer_json = tokenizer_json();
@@ -242,8 +247,9 @@ fn bitnet_sub_norms_keys_and_the_tied_output() {
 }
 
 /// Packed BitNet weights (U8 + `weight_scale`, as microsoft/bitnet-b1.58-2B-4T ships
-/// them) convert to TQ2_0 and TQ1_0 with their codes and scale kept exactly; the scale's
-/// meaning comes from config.json's `quantization_config.linear_class`.
+/// them, and Falcon3-1.58bit and Llama3-8B-1.58 as LlamaForCausalLM) convert to TQ2_0
+/// and TQ1_0 with their codes and scale kept exactly; the scale's meaning comes from
+/// config.json's `quantization_config.linear_class`.
 #[test]
 fn packed_bitnet_weights_convert_losslessly() {
     use ternary_quant::{Scope, TernaryLayout, TernaryTensor};
@@ -258,16 +264,28 @@ fn packed_bitnet_weights_convert_losslessly() {
         &[1.0],
     )
     .unwrap();
-    let mut tensors: Vec<T> =
-        bitnet_tensors().into_iter().filter(|t| !t.name.contains("up_proj") && t.name != "lm_head.weight").collect();
-    tensors.push(t("model.layers.0.mlp.up_proj.weight", "U8", &[INTER / 4, HIDDEN], packed.bytes.clone()));
-    tensors.push(t("model.layers.0.mlp.up_proj.weight_scale", "BF16", &[1], bf16_bytes(&[4.0])));
-    let input = safetensors_file(None, &tensors);
-    for (class, scale) in [("autobitlinear", 4.0f32), ("bitlinear", 0.25)] {
-        let model = bitnet_folder(serde_json::json!({
-            "tie_word_embeddings": true,
-            "quantization_config": { "quant_method": "bitnet", "linear_class": class, "quantization_mode": "offline" }
-        }));
+    // The folder's tensors, the up projection packed (BitNet's with its sub-norms).
+    let input_of = |arch: &str| {
+        let all = if arch == "BitNetForCausalLM" { bitnet_tensors() } else { model_tensors() };
+        let mut tensors: Vec<T> =
+            all.into_iter().filter(|t| !t.name.contains("up_proj") && t.name != "lm_head.weight").collect();
+        tensors.push(t("model.layers.0.mlp.up_proj.weight", "U8", &[INTER / 4, HIDDEN], packed.bytes.clone()));
+        tensors.push(t("model.layers.0.mlp.up_proj.weight_scale", "BF16", &[1], bf16_bytes(&[4.0])));
+        safetensors_file(None, &tensors)
+    };
+    for (arch, class, scale) in [
+        ("BitNetForCausalLM", "autobitlinear", 4.0f32),
+        ("BitNetForCausalLM", "bitlinear", 0.25),
+        ("LlamaForCausalLM", "bitlinear", 0.25),
+    ] {
+        let model = folder_with(
+            arch,
+            serde_json::json!({
+                "tie_word_embeddings": true,
+                "quantization_config": { "quant_method": "bitnet", "linear_class": class, "quantization_mode": "offline" }
+            }),
+        );
+        let input = input_of(arch);
         for layout in [TernaryLayout::Tq2_0, TernaryLayout::Tq1_0] {
             let opts = PlanOptions { model: Some(model.clone()), layout, ..PlanOptions::default() };
             let plan = plan_conversion(&[header(&input)], &opts).unwrap();
@@ -279,8 +297,8 @@ fn packed_bitnet_weights_convert_losslessly() {
             let got =
                 TernaryTensor::from_bytes(bytes, INTER as usize, HIDDEN as usize, layout, Scope::Block(256), None)
                     .unwrap();
-            assert_eq!(got.codes(), codes, "{class} {layout}");
-            assert!(got.scales.iter().all(|&s| s == scale), "{class} {layout}: {:?}", &got.scales[..2]);
+            assert_eq!(got.codes(), codes, "{arch} {class} {layout}");
+            assert!(got.scales.iter().all(|&s| s == scale), "{arch} {class} {layout}: {:?}", &got.scales[..2]);
         }
     }
     let (field, _) = match ModelConfig::parse(
