@@ -70,7 +70,7 @@ Options:
                             .safetensors)
   --layout L                ternary layout: tq2_0 (default), tq1_0 or i2_s for GGUF;
                             bitnet-hf for safetensors
-  --rule R                  scale rule: absmean (default), absmax, median, twn
+  --rule R                  scale rule: absmean (default), absmax, median, twn, optimal
   --scope S                 one scale per: tensor (default), row, block
   --block-size N            values per scale with --scope block (default 256)
   --include RE              also ternarise tensors whose name matches the JavaScript

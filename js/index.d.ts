@@ -1,7 +1,7 @@
 // Types of the ternary-quant package entry.
 
 export type TernaryLayoutName = 'tq2_0' | 'tq1_0' | 'bitnet-hf' | 'i2_s' | 'codes';
-export type ScaleRuleName = 'absmean' | 'absmax' | 'median' | 'twn';
+export type ScaleRuleName = 'absmean' | 'absmax' | 'median' | 'twn' | 'optimal';
 export type ScopeName = 'tensor' | 'row' | 'block';
 export type Int8LayoutName = 'plain' | 'q8_0' | 'q8_k';
 export type PresetName = 'bitnet' | 'compact' | 'lossless' | 'accurate';

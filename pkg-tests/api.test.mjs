@@ -35,7 +35,7 @@ before(async () => {
   await init();
 });
 
-const RULES = ['absmean', 'absmax', 'median', 'twn'];
+const RULES = ['absmean', 'absmax', 'median', 'twn', 'optimal'];
 
 /** Every valid layout x rule x scope, with a shape that layout can store. */
 function validCombinations() {

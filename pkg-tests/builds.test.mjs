@@ -78,7 +78,7 @@ function sameTernary(data, rows, cols, opts, what) {
 }
 
 describe('SIMD128 build == scalar build', () => {
-  const rules = ['absmean', 'absmax', 'median', 'twn'];
+  const rules = ['absmean', 'absmax', 'median', 'twn', 'optimal'];
 
   test('TQ2_0 and TQ1_0: every rule and scope', () => {
     for (const [rows, cols] of [

@@ -215,6 +215,20 @@ export function scopeScale(x, rule) {
       const scale = count === 0 ? 0 : fr(foldLanes(lanes) / count);
       return { scale, code: (v) => (v > t) - (v < -t) };
     }
+    case 'optimal': {
+      // The k largest |x| (k at the end of a run of equal values) maximising S_k^2 / k.
+      const a = Float32Array.from(x, Math.abs).sort().reverse();
+      let [sum, bestScore, bestK, bestSum] = [0, 0, 0, 0];
+      for (let i = 0; i < a.length; i++) {
+        sum += a[i];
+        if (i + 1 < a.length && a[i + 1] === a[i]) continue;
+        const score = (sum * sum) / (i + 1);
+        if (score > bestScore) [bestScore, bestK, bestSum] = [score, i + 1, sum];
+      }
+      if (bestK === 0) return zero;
+      const t = bestK < a.length ? a[bestK] : 0;
+      return { scale: fr(bestSum / bestK), code: (v) => (v > t) - (v < -t) };
+    }
     default:
       throw new Error(`model: unknown rule ${rule}`);
   }

@@ -222,3 +222,120 @@ fn the_first_bad_value_is_named_for_every_rule_scope_and_backend() {
         }
     }
 }
+
+/// The least squared error over codes in {-1, 0, 1}^n with the best real scale for
+/// them, by trying every code vector: sum x^2 - (sum q x)^2 / (sum q^2).
+fn brute_force_error(x: &[f32]) -> f64 {
+    let n = x.len();
+    let total: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let mut best = total;
+    for mut code in 0..3usize.pow(n as u32) {
+        let (mut dot, mut count) = (0f64, 0f64);
+        for &v in x {
+            let q = (code % 3) as f64 - 1.0;
+            code /= 3;
+            dot += q * f64::from(v);
+            count += q * q;
+        }
+        if count > 0.0 {
+            best = best.min(total - dot * dot / count);
+        }
+    }
+    best
+}
+
+fn squared_error(x: &[f32], approx: &[f32]) -> f64 {
+    x.iter().zip(approx).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum()
+}
+
+/// The optimal rule reaches the least error of all 3^n code vectors (with a real scale)
+/// on small inputs: random values, runs of equal magnitudes, zeros and sign mixes.
+#[test]
+fn optimal_rule_matches_brute_force() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut cases = 0;
+    for n in 1..=8usize {
+        for _ in 0..60 {
+            let x: Vec<f32> = (0..n)
+                .map(|_| {
+                    let r = next();
+                    match r % 4 {
+                        // Few distinct magnitudes: long runs of ties.
+                        0 => [0.0f32, 0.5, 1.0, 2.0][(r >> 8) as usize % 4] * if r & 0x100 != 0 { -1.0 } else { 1.0 },
+                        _ => ((r >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0) as f32,
+                    }
+                })
+                .collect();
+            let t = quantize_ternary(&x, 1, n, &opts(TernaryLayout::Codes, ScaleRule::Optimal, Scope::Tensor)).unwrap();
+            let got = squared_error(&x, &t.dequantize());
+            let want = brute_force_error(&x);
+            assert!(got <= want * (1.0 + 1e-6) + 1e-12, "{x:?}: optimal rule {got}, brute force {want}");
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 480);
+}
+
+/// With the scale stored as f16 (TQ2_0, one per block), the stored d is the best f16 for
+/// the chosen codes (no neighbouring f16 value gives less error), and the rule beats
+/// absmean's error on Gaussian weights by the margin the exact optimum gives.
+#[test]
+fn optimal_rule_with_f16_scales_and_its_gain() {
+    // Gaussian weights (Box-Muller on xorshift64).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let w: Vec<f32> = (0..1 << 16)
+        .map(|_| {
+            let (u1, u2) = (uniform(), uniform());
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * 0.05) as f32
+        })
+        .collect();
+    let t = quantize_ternary(&w, 256, 256, &opts(TernaryLayout::Tq2_0, ScaleRule::Optimal, Scope::Block(256))).unwrap();
+    let codes = t.codes();
+    for (b, (&d, (x, q))) in t.scales.iter().zip(w.chunks(256).zip(codes.chunks(256))).enumerate() {
+        let err = |s: f32| -> f64 {
+            x.iter().zip(q).map(|(&v, &c)| (f64::from(v) - f64::from(c) * f64::from(s)).powi(2)).sum()
+        };
+        let h = half::f16::from_f32(d);
+        assert_eq!(h.to_f32(), d, "block {b}: the stored scale is an f16");
+        for neighbour in [half::f16::from_bits(h.to_bits() + 1), half::f16::from_bits(h.to_bits() - 1)] {
+            assert!(err(d) <= err(neighbour.to_f32()), "block {b}: f16 {} beats the stored {d}", neighbour);
+        }
+    }
+    let snr = |rule| {
+        let t = quantize_ternary(&w, 256, 256, &opts(TernaryLayout::Codes, rule, Scope::Tensor)).unwrap();
+        error_stats(&w, &t.dequantize(), Backend::Scalar).unwrap().snr_db
+    };
+    let (optimal, absmean) = (snr(ScaleRule::Optimal), snr(ScaleRule::AbsMean));
+    assert!(optimal - absmean >= 1.3, "Gaussian, tensor scope: optimal {optimal:.2} dB, absmean {absmean:.2} dB");
+}
+
+/// Weights that are already ternary (codes times one scale) come back exactly: the
+/// codes, and the scale where the layout stores it exactly.
+#[test]
+fn optimal_rule_is_lossless_on_ternary_weights() {
+    let codes: Vec<i8> = (0..1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 30) as i8 % 3 - 1).collect();
+    let w: Vec<f32> = codes.iter().map(|&c| f32::from(c) * 0.0625).collect();
+    for (layout, scope) in [
+        (TernaryLayout::Codes, Scope::Tensor),
+        (TernaryLayout::Tq2_0, Scope::Block(256)),
+        (TernaryLayout::Tq1_0, Scope::Row),
+        (TernaryLayout::BitnetHf, Scope::Tensor),
+        (TernaryLayout::I2S, Scope::Tensor),
+    ] {
+        let t = quantize_ternary(&w, 4, 256, &opts(layout, ScaleRule::Optimal, scope)).unwrap();
+        assert_eq!(t.codes(), codes, "{layout} {scope:?}");
+        assert_eq!(t.dequantize(), w, "{layout} {scope:?}");
+    }
+}

@@ -23,11 +23,14 @@ pub enum ScaleRule {
     Median,
     /// Ternary weight networks: threshold 0.7 mean|w|, scale the mean of |w| above it.
     Twn,
+    /// The least squared error over {-s, 0, +s}: the k largest |w| take sign(w) and
+    /// share s = (their sum) / k, for the k that maximises (their sum)^2 / k.
+    Optimal,
 }
 
 impl ScaleRule {
     /// Every rule.
-    pub const ALL: [ScaleRule; 4] = [Self::AbsMean, Self::AbsMax, Self::Median, Self::Twn];
+    pub const ALL: [ScaleRule; 5] = [Self::AbsMean, Self::AbsMax, Self::Median, Self::Twn, Self::Optimal];
 
     /// The JS/CLI name.
     pub fn name(self) -> &'static str {
@@ -36,6 +39,7 @@ impl ScaleRule {
             Self::AbsMax => "absmax",
             Self::Median => "median",
             Self::Twn => "twn",
+            Self::Optimal => "optimal",
         }
     }
 
@@ -72,9 +76,68 @@ fn abs_median(x: &[f32]) -> f32 {
     }
 }
 
+/// The scale and threshold that minimise sum (x - q s)^2 over s and q in {-1, 0, 1}^n.
+///
+/// For a given s the best codes are q = sign(x) where |x| > s / 2, so the nonzero codes
+/// go to the largest |x|: with a_1 >= a_2 >= ... the sorted |x| and S_k = a_1 + ... + a_k,
+/// taking the k largest leaves the error sum x^2 - S_k^2 / k at s = S_k / k, and the best
+/// k maximises S_k^2 / k. Within a run of equal |x| that objective is convex in how many
+/// of the run are taken, so its maximum over the run is at one of its ends: only the ends
+/// of runs are candidates, which makes the codes a threshold (|x| greater than the
+/// largest value left out), the same for every backend. Sums are in f64.
+fn optimal_scale(x: &[f32]) -> ScopeScale {
+    let a = magnitudes_descending(x);
+    let (mut sum, mut best_score, mut best_k, mut best_sum) = (0f64, 0f64, 0usize, 0f64);
+    for (i, &v) in a.iter().enumerate() {
+        sum += f64::from(v);
+        let k = i + 1;
+        if a.get(k) == Some(&v) {
+            continue; // not the end of a run of equal values
+        }
+        let score = sum * sum / k as f64;
+        if score > best_score {
+            (best_score, best_k, best_sum) = (score, k, sum);
+        }
+    }
+    if best_k == 0 {
+        return ScopeScale::ZERO;
+    }
+    let threshold = a.get(best_k).copied().unwrap_or(0.0);
+    ScopeScale { scale: (best_sum / best_k as f64) as f32, code: CodeRule::Threshold { threshold } }
+}
+
+/// |x| in decreasing order. An LSD radix sort of the bits of |x| (which order as the
+/// values do, every one finite and non-negative): linear time, and a few hundred bytes
+/// of code where a comparison sort would add kilobytes to the `.wasm`.
+fn magnitudes_descending(x: &[f32]) -> Vec<f32> {
+    let mut keys: Vec<u32> = x.iter().map(|v| v.to_bits() & 0x7fff_ffff).collect();
+    let mut spare = vec![0u32; keys.len()];
+    for shift in [0, 8, 16, 24] {
+        let mut counts = [0usize; 256];
+        for &k in &keys {
+            counts[(k >> shift) as usize & 0xff] += 1;
+        }
+        if counts.contains(&keys.len()) {
+            continue; // every key has this digit: the pass would not move anything
+        }
+        let mut at = 0;
+        for c in counts.iter_mut() {
+            (*c, at) = (at, at + *c);
+        }
+        for &k in &keys {
+            let digit = (k >> shift) as usize & 0xff;
+            spare[counts[digit]] = k;
+            counts[digit] += 1;
+        }
+        std::mem::swap(&mut keys, &mut spare);
+    }
+    keys.iter().rev().map(|&k| f32::from_bits(k)).collect()
+}
+
 /// The scale and code rule of one scope of finite values.
 pub fn scope_scale(k: &Kernels, x: &[f32], rule: ScaleRule) -> ScopeScale {
     match rule {
+        ScaleRule::Optimal => optimal_scale(x),
         ScaleRule::AbsMean | ScaleRule::Twn => scale_from_abs_sum(k, x, rule, (k.abs_sum)(x)),
         ScaleRule::AbsMax => {
             let d = (k.abs_max)(x);
@@ -120,7 +183,7 @@ fn tensor_scale(k: &Kernels, data: &[f32], rule: ScaleRule) -> Result<ScopeScale
             }
             Ok(scale_from_abs_sum(k, data, rule, sum))
         }
-        ScaleRule::AbsMax | ScaleRule::Median => {
+        ScaleRule::AbsMax | ScaleRule::Median | ScaleRule::Optimal => {
             check_finite(k, data, 0, "weights")?;
             Ok(scope_scale(k, data, rule))
         }
