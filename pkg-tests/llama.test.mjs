@@ -102,6 +102,14 @@ for (const arch of ARCHITECTURES) {
     cliOk(['convert', folder, files.f16, '--exclude', '.*', '--quiet']);
     cliOk(['convert', folder, files.tq2_0, '--quiet']);
     cliOk(['convert', folder, files.tq1_0, '--layout', 'tq1_0', '--quiet']);
+    if (arch === ARCHITECTURES[0]) {
+      // Two threads, with a report, write the same file.
+      const threaded = join(dir, 'threads.gguf');
+      cliOk(['convert', folder, threaded, '--threads', '2', '--report', join(dir, 'report.json'), '--quiet']);
+      assert.ok(readFileSync(threaded).equals(readFileSync(files.tq2_0)), '--threads 2 writes the same bytes');
+      const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
+      assert.ok(report.tensors.some((t) => t.name === 'blk.0.attn_q.weight' && Number.isFinite(t.snrDb)), 'the report names GGUF tensors');
+    }
 
     const f16 = await runModel(files.f16, expected);
     assert.deepEqual(f16.mismatches, [], 'llama.cpp tokenizes as tokenizers does');
