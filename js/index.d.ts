@@ -4,7 +4,7 @@ export type TernaryLayoutName = 'tq2_0' | 'tq1_0' | 'bitnet-hf' | 'i2_s' | 'code
 export type ScaleRuleName = 'absmean' | 'absmax' | 'median' | 'twn' | 'optimal';
 export type ScopeName = 'tensor' | 'row' | 'block';
 export type Int8LayoutName = 'plain' | 'q8_0' | 'q8_k';
-export type PresetName = 'bitnet' | 'compact' | 'lossless' | 'accurate';
+export type PresetName = 'bitnet' | 'compact' | 'lossless' | 'accurate' | 'best';
 
 export interface InitOptions {
   /** false forces the scalar build; true requires SIMD128. Default: feature-detected. */

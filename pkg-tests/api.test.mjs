@@ -97,13 +97,14 @@ describe('init and backend', () => {
   });
 
   test('presets', () => {
-    assert.deepEqual(Object.keys(presets).sort(), ['accurate', 'bitnet', 'compact', 'lossless']);
+    assert.deepEqual(Object.keys(presets).sort(), ['accurate', 'best', 'bitnet', 'compact', 'lossless']);
     assert.ok(Object.isFrozen(presets));
     const pick = (p) => ({ layout: p.layout, rule: p.rule, scope: p.scope, blockSize: p.blockSize });
     assert.deepEqual(pick(presets.bitnet), { layout: 'tq2_0', rule: 'absmean', scope: 'tensor', blockSize: undefined });
     assert.deepEqual(pick(presets.compact), { layout: 'tq1_0', rule: 'absmean', scope: 'tensor', blockSize: undefined });
     assert.deepEqual(pick(presets.lossless), { layout: 'tq2_0', rule: 'absmax', scope: 'block', blockSize: 256 });
     assert.deepEqual(pick(presets.accurate), { layout: 'tq2_0', rule: 'absmean', scope: 'row', blockSize: undefined });
+    assert.deepEqual(pick(presets.best), { layout: 'tq2_0', rule: 'optimal', scope: 'block', blockSize: 256 });
     for (const [name, p] of Object.entries(presets)) {
       assert.equal(p.name, name);
       assert.equal(typeof p.description, 'string');

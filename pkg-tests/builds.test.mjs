@@ -166,7 +166,7 @@ describe('SIMD128 build == scalar build', () => {
 
   test('presets, engine and batch', () => {
     const w = normal(4 * 512, 99, 0.1);
-    for (const preset of ['bitnet', 'compact', 'lossless', 'accurate']) sameTernary(w, 4, 512, { preset }, preset);
+    for (const preset of ['bitnet', 'compact', 'lossless', 'accurate', 'best']) sameTernary(w, 4, 512, { preset }, preset);
     const ea = new simd.QuantizationEngine({ preset: 'accurate' });
     const eb = new scalar.QuantizationEngine({ preset: 'accurate' });
     const ma = ea.quantizeAndMeasure(w, 4, 512);

@@ -23,7 +23,7 @@ pub struct Preset {
 }
 
 /// The presets, in the order the docs list them.
-pub const PRESETS: [Preset; 4] = [
+pub const PRESETS: [Preset; 5] = [
     Preset {
         name: "bitnet",
         description: "BitNet b1.58: absmean scale per tensor, TQ2_0",
@@ -51,6 +51,13 @@ pub const PRESETS: [Preset; 4] = [
         layout: TernaryLayout::Tq2_0,
         rule: ScaleRule::AbsMean,
         scope: Scope::Row,
+    },
+    Preset {
+        name: "best",
+        description: "least squared error per 256-block (the optimal rule), TQ2_0: for weights not trained ternary",
+        layout: TernaryLayout::Tq2_0,
+        rule: ScaleRule::Optimal,
+        scope: Scope::Block(QK_K),
     },
 ];
 

@@ -22,6 +22,10 @@ fn presets_are_what_the_docs_say() {
     assert_eq!((p("compact").layout, p("compact").rule), (TernaryLayout::Tq1_0, ScaleRule::AbsMean));
     assert_eq!((p("lossless").rule, p("lossless").scope), (ScaleRule::AbsMax, Scope::Block(256)));
     assert_eq!((p("accurate").rule, p("accurate").scope), (ScaleRule::AbsMean, Scope::Row));
+    assert_eq!(
+        (p("best").layout, p("best").rule, p("best").scope),
+        (TernaryLayout::Tq2_0, ScaleRule::Optimal, Scope::Block(256))
+    );
 }
 
 #[test]

@@ -425,7 +425,7 @@ fn invalid_options() {
     for s in [Scope::Tensor, Scope::Row, Scope::Block(64)] {
         assert_eq!(Scope::from_name(s.name(), 64).unwrap(), s);
     }
-    for p in ["bitnet", "compact", "lossless", "accurate"] {
+    for p in ["bitnet", "compact", "lossless", "accurate", "best"] {
         assert_eq!(Preset::by_name(p).unwrap().name, p);
     }
 }
