@@ -86,12 +86,27 @@ fn abs_median(x: &[f32]) -> f32 {
 /// of runs are candidates, which makes the codes a threshold (|x| greater than the
 /// largest value left out), the same for every backend. Sums are in f64.
 fn optimal_scale(x: &[f32]) -> ScopeScale {
-    let a = magnitudes_descending(x);
+    // Scopes of a block or a short row sort on the stack; longer ones in two vectors.
+    const STACK: usize = 512;
+    if x.len() <= STACK {
+        let (mut keys, mut spare) = ([0u32; STACK], [0u32; STACK]);
+        optimal_of_sorted(sort_magnitudes(x, &mut keys[..x.len()], &mut spare[..x.len()]))
+    } else {
+        let (mut keys, mut spare) = (vec![0u32; x.len()], vec![0u32; x.len()]);
+        optimal_of_sorted(sort_magnitudes(x, &mut keys, &mut spare))
+    }
+}
+
+/// [`optimal_scale`] from the bits of |x| in increasing order.
+fn optimal_of_sorted(ascending: &[u32]) -> ScopeScale {
+    let n = ascending.len();
+    let a = |i: usize| f32::from_bits(ascending[n - 1 - i]);
     let (mut sum, mut best_score, mut best_k, mut best_sum) = (0f64, 0f64, 0usize, 0f64);
-    for (i, &v) in a.iter().enumerate() {
+    for i in 0..n {
+        let v = a(i);
         sum += f64::from(v);
         let k = i + 1;
-        if a.get(k) == Some(&v) {
+        if k < n && a(k) == v {
             continue; // not the end of a run of equal values
         }
         let score = sum * sum / k as f64;
@@ -102,36 +117,39 @@ fn optimal_scale(x: &[f32]) -> ScopeScale {
     if best_k == 0 {
         return ScopeScale::ZERO;
     }
-    let threshold = a.get(best_k).copied().unwrap_or(0.0);
+    let threshold = if best_k < n { a(best_k) } else { 0.0 };
     ScopeScale { scale: (best_sum / best_k as f64) as f32, code: CodeRule::Threshold { threshold } }
 }
 
-/// |x| in decreasing order. An LSD radix sort of the bits of |x| (which order as the
-/// values do, every one finite and non-negative): linear time, and a few hundred bytes
-/// of code where a comparison sort would add kilobytes to the `.wasm`.
-fn magnitudes_descending(x: &[f32]) -> Vec<f32> {
-    let mut keys: Vec<u32> = x.iter().map(|v| v.to_bits() & 0x7fff_ffff).collect();
-    let mut spare = vec![0u32; keys.len()];
+/// The bits of |x| in increasing order (which is the order of the values: every one is
+/// finite and non-negative), by an LSD radix sort in `keys` and `spare` (each
+/// `x.len()` long): linear time, and a few hundred bytes of code where a comparison
+/// sort would add kilobytes to the `.wasm`. Returns the sorted one.
+fn sort_magnitudes<'a>(x: &[f32], keys: &'a mut [u32], spare: &'a mut [u32]) -> &'a [u32] {
+    for (k, v) in keys.iter_mut().zip(x) {
+        *k = v.to_bits() & 0x7fff_ffff;
+    }
+    let (mut from, mut to) = (keys, spare);
     for shift in [0, 8, 16, 24] {
         let mut counts = [0usize; 256];
-        for &k in &keys {
+        for &k in from.iter() {
             counts[(k >> shift) as usize & 0xff] += 1;
         }
-        if counts.contains(&keys.len()) {
+        if counts.contains(&from.len()) {
             continue; // every key has this digit: the pass would not move anything
         }
         let mut at = 0;
         for c in counts.iter_mut() {
             (*c, at) = (at, at + *c);
         }
-        for &k in &keys {
+        for &k in from.iter() {
             let digit = (k >> shift) as usize & 0xff;
-            spare[counts[digit]] = k;
+            to[counts[digit]] = k;
             counts[digit] += 1;
         }
-        std::mem::swap(&mut keys, &mut spare);
+        std::mem::swap(&mut from, &mut to);
     }
-    keys.iter().rev().map(|&k| f32::from_bits(k)).collect()
+    from
 }
 
 /// The scale and code rule of one scope of finite values.
