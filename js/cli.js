@@ -12,6 +12,7 @@ import {
   loadBuild,
   parseSafetensorsIndex,
   planConversion,
+  presets,
   quantizeTernary,
   simdSupported,
 } from './index.js';
@@ -70,6 +71,9 @@ Options:
                             .safetensors)
   --layout L                ternary layout: tq2_0 (default), tq1_0 or i2_s for GGUF;
                             bitnet-hf for safetensors
+  --preset P                bitnet (the default), compact, lossless, accurate or best
+                            (optimal per block: for weights not trained ternary): a
+                            layout, rule and scope; --layout, --rule and --scope override
   --rule R                  scale rule: absmean (default), absmax, median, twn, optimal
   --scope S                 one scale per: tensor (default), row, block
   --block-size N            values per scale with --scope block (default 256)
@@ -315,7 +319,7 @@ class Progress {
 // ------------------------------------------------------------------ convert
 
 const CONVERT_SPEC = {
-  values: ['--output', '--layout', '--rule', '--scope', '--block-size', '--include', '--exclude', '--report', '--threads'],
+  values: ['--output', '--preset', '--layout', '--rule', '--scope', '--block-size', '--include', '--exclude', '--report', '--threads'],
   repeat: ['--include', '--exclude'],
   flags: ['--quiet'],
 };
@@ -344,18 +348,21 @@ function convertOptions(args, layouts) {
   if (fromName !== null && fromName !== output) {
     fail(`--output ${output} does not match the name '${outPath}' (a ${fromName === 'gguf' ? '.gguf' : '.safetensors'} file)`);
   }
-  const layout = opts.layout ?? layouts[output][0];
+  const preset = opts.preset === undefined ? null : presets[oneOf('--preset', opts.preset, Object.keys(presets))];
+  const layout = opts.layout ?? preset?.layout ?? layouts[output][0];
   if (!layouts[output].includes(layout)) {
     const all = [...new Set(Object.values(layouts).flat())];
     if (!all.includes(layout)) oneOf('--layout', layout, all);
     fail(`--layout ${layout} cannot be written to ${output} (${output} takes ${layouts[output].join(', ')})`);
   }
-  const rule = oneOf('--rule', opts.rule ?? 'absmean', RULES);
-  const scope = oneOf('--scope', opts.scope ?? 'tensor', SCOPES);
+  const rule = oneOf('--rule', opts.rule ?? preset?.rule ?? 'absmean', RULES);
+  const scope = oneOf('--scope', opts.scope ?? preset?.scope ?? 'tensor', SCOPES);
   let blockSize;
   if (opts.blockSize !== undefined) {
     if (scope !== 'block') fail('--block-size applies to --scope block');
     blockSize = positiveInteger('--block-size', opts.blockSize);
+  } else if (scope === 'block' && preset?.scope === 'block') {
+    blockSize = preset.blockSize;
   }
   const threads = opts.threads === undefined ? 1 : positiveInteger('--threads', opts.threads, 256);
   return {

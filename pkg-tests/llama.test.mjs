@@ -151,3 +151,57 @@ for (const arch of ARCHITECTURES) {
     assert.ok(broken.kl > 10 * TERNARY_MAX_KL, `a corrupted file passed the check: ${JSON.stringify(broken)}`);
   });
 }
+
+/** Log-probabilities of the next token at every position of `ids` (llama.cpp, one pass). */
+async function allPositions(path, ids, vocab) {
+  const model = await llama.loadModel({ modelPath: path });
+  try {
+    const context = await model.createContext({ contextSize: 256, batchSize: 64, threads: 1 });
+    try {
+      const options = { temperature: 1, topK: 0, topP: 1, minP: 0 };
+      const out = await context.getSequence().controlledEvaluate(ids.map((id) => [id, { generateNext: { probabilities: true, options } }]));
+      return out.map((o) => Array.from({ length: vocab }, (_, i) => Math.log(Math.max(o.next.probabilities.get(i) ?? 0, 1e-30))));
+    } finally {
+      await context.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
+}
+
+// The same Llama folder (weights not trained ternary) in TQ2_0 by three rules, run by
+// llama.cpp against its F16 conversion: mean KL(F16 || rule) over every position of a
+// prompt, and how often the most likely next token agrees with F16's.
+test('llama.cpp: the optimal rule is closer to the F16 model than absmean', async (t) => {
+  const dir = tempDir(t, 'tq-rules-');
+  py([dir, 'LlamaForCausalLM']);
+  const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8'));
+  const folder = join(dir, 'model');
+  const ids = [...expected.promptIds, ...expected.strings.flatMap((s) => s.ids)].slice(0, 48);
+  const f16 = join(dir, 'f16.gguf');
+  cliOk(['convert', folder, f16, '--exclude', '.*', '--quiet']);
+  const reference = await allPositions(f16, ids, expected.vocab);
+  const argmax = (row) => row.reduce((best, v, i) => (v > row[best] ? i : best), 0);
+  const fit = {};
+  for (const [label, args] of [
+    ['absmean per tensor (bitnet)', ['--preset', 'bitnet']],
+    ['optimal per tensor', ['--rule', 'optimal']],
+    ['optimal per block (best)', ['--preset', 'best']],
+  ]) {
+    const path = join(dir, `${label.split(' ')[0]}-${args.at(-1)}.gguf`);
+    cliOk(['convert', folder, path, ...args, '--quiet']);
+    const rows = await allPositions(path, ids, expected.vocab);
+    let kl = 0;
+    let agree = 0;
+    rows.forEach((row, p) => {
+      kl += reference[p].reduce((sum, ref, i) => sum + Math.exp(ref) * (ref - row[i]), 0);
+      agree += argmax(row) === argmax(reference[p]);
+    });
+    fit[label] = { kl: kl / rows.length, top1: agree / rows.length };
+    t.diagnostic(`${label}: mean KL ${fit[label].kl.toFixed(4)}, top-1 agreement ${(100 * fit[label].top1).toFixed(1)}% over ${rows.length} positions`);
+  }
+  const absmean = fit['absmean per tensor (bitnet)'];
+  for (const label of ['optimal per tensor', 'optimal per block (best)']) {
+    assert.ok(fit[label].kl < absmean.kl, `${label}: KL ${fit[label].kl} against absmean's ${absmean.kl}`);
+  }
+});
