@@ -178,6 +178,17 @@ test('bitnet-hf safetensors output from the extension; --rule, --scope and --blo
   const gguf = join(dir, 'absmax-block.gguf');
   cliOk(['convert', input, gguf, '--rule', 'absmax', '--scope', 'block', '--block-size', '256', '--quiet']);
   assert.equal(dtypes(gguf)['model.layers.0.self_attn.q_proj.weight'], 'TQ2_0');
+
+  // A preset is its layout, rule and scope; an explicit option overrides it.
+  const best = join(dir, 'best.gguf');
+  cliOk(['convert', input, best, '--preset', 'best', '--quiet']);
+  const optimal = join(dir, 'optimal-block.gguf');
+  cliOk(['convert', input, optimal, '--rule', 'optimal', '--scope', 'block', '--quiet']);
+  assert.ok(readFileSync(best).equals(readFileSync(optimal)), '--preset best is optimal per 256-block in TQ2_0');
+  const compact = join(dir, 'compact.gguf');
+  cliOk(['convert', input, compact, '--preset', 'compact', '--rule', 'optimal', '--quiet']);
+  assert.equal(dtypes(compact)['model.layers.0.self_attn.q_proj.weight'], 'TQ1_0');
+  assertFailed(cli(['convert', input, join(dir, 'x.gguf'), '--preset', 'fast']), /--preset must be one of .*best.*'fast'/);
 });
 
 test('inspect: text table and --json agree with inspectModel', async (t) => {
@@ -321,7 +332,7 @@ test('failures: missing input, bad options, malformed files: one line, exit 1, n
   // [arguments, stderr pattern, output that must not exist]
   const cases = [
     [['convert', join(dir, 'missing.safetensors'), out], /missing\.safetensors: no such file/, out],
-    [['convert', input, out, '--rule', 'mean'], /--rule must be one of absmean, absmax, median, twn, got 'mean'/, out],
+    [['convert', input, out, '--rule', 'mean'], /--rule must be one of absmean, absmax, median, twn, optimal, got 'mean'/, out],
     [['convert', input, out, '--scope', 'layer'], /--scope must be one of/, out],
     [['convert', input, out, '--threads', '0'], /--threads must be an integer in 1\.\.256/, out],
     [['convert', input, out, '--layout', 'bitnet-hf'], /--layout bitnet-hf cannot be written to gguf/, out],
