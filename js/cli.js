@@ -14,6 +14,7 @@ import {
   planConversion,
   presets,
   quantizeTernary,
+  ternaryFitWarning,
   simdSupported,
 } from './index.js';
 import {
@@ -477,6 +478,7 @@ function tensorReport(op, result) {
     snrDb: figure('snrDb'),
     cosine: figure('cosine'),
     zeroFraction: figure('zeroFraction'),
+    ternaryFitDb: result.fit ?? null,
     ms: Math.round(result.ms * 1000) / 1000,
     fallbackReason: op.fallbackReason,
     ...(op.scaleName ? { scaleName: op.scaleName } : {}),
@@ -588,6 +590,7 @@ async function convert(args) {
   const results = threads > 1 ? await runWorkers(ctx, threads) : await runInline(ctx);
   const outputSize = plan.outputSize;
   const outputFormat = plan.output;
+  const trainedTernary = plan.trainedTernary;
   plan.free();
   await finishPartial(out, partial, o.outPath);
   state.done = true;
@@ -627,7 +630,14 @@ async function convert(args) {
       mbPerSecond: bytesIn / 1e6 / seconds,
     },
     fallbacks,
+    warnings: [],
   };
+  // Weights that were not trained ternary lose most of what they compute: say so.
+  const warning = trainedTernary ? undefined : ternaryFitWarning(results.map((r) => r.fit).filter((f) => f !== null));
+  if (warning) {
+    report.warnings.push(warning);
+    if (!o.quiet) console.error(`ternary-quant: warning: ${warning}`);
+  }
   if (o.reportPath !== undefined) {
     try {
       await writeFile(o.reportPath, `${toJson(report)}\n`);

@@ -297,7 +297,7 @@ export class OpRunner {
     }
   }
 
-  /** Converts op i piece by piece (see chunked); its statistics, or null. */
+  /** Converts op i piece by piece (see chunked): { stats (or null), fit (ternaryFitDb or null) }. */
   async convertChunked(i, op) {
     const input = this.inputs[op.inputs[0].file];
     let chunked;
@@ -327,21 +327,26 @@ export class OpRunner {
       }
       const finishing = chunked;
       chunked = null;
-      return finishing.finish();
+      const fit = finishing.ternaryFitDb ?? null;
+      return { stats: finishing.finish(), fit };
     } finally {
       chunked?.free();
     }
   }
 
-  /** Runs op `i`: { index, ms, stats } (stats null unless measuring or not applicable). */
+  /**
+   * Runs op `i`: { index, ms, stats, fit } (stats null unless measuring or not
+   * applicable; fit the op's ternaryFitDb, null unless ternarised from floats).
+   */
   async run(i) {
     const op = this.ops[i];
     const start = performance.now();
     let stats = null;
+    let fit = null;
     if (op.copiesBytes && op.inputs.length === 1) {
       await this.copy(op);
     } else if (this.chunked(op)) {
-      stats = await this.convertChunked(i, op);
+      ({ stats, fit } = await this.convertChunked(i, op));
     } else {
       let result;
       try {
@@ -352,9 +357,10 @@ export class OpRunner {
       }
       await writeFully(this.out, result.bytes, 0, result.bytes.length, op.outputOffset);
       stats = result.stats;
+      fit = result.ternaryFitDb ?? null;
       this.onBytes(op.inputLength);
     }
-    return { index: i, ms: performance.now() - start, stats };
+    return { index: i, ms: performance.now() - start, stats, fit };
   }
 
   /** Reads op i's input ranges into a JS buffer, and converts a copy of them in wasm. */

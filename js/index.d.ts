@@ -201,6 +201,7 @@ export interface BuildApi {
   planConversion: typeof planConversion;
   decodeFloats: typeof decodeFloats;
   folderFiles: typeof folderFiles;
+  ternaryFitWarning: typeof ternaryFitWarning;
   QuantizationEngine: typeof QuantizationEngine;
 }
 export function loadBuild(options: { simd: boolean; modelFiles?: boolean }): Promise<BuildApi>;
@@ -323,6 +324,12 @@ export interface TensorStats {
   zeroFraction: number | null;
 }
 
+export interface ConvertedTensor {
+  bytes: Uint8Array;
+  stats: TensorStats | null;
+  ternaryFitDb: number | null;
+}
+
 export class ConversionPlan {
   private constructor();
   readonly output: 'gguf' | 'bitnet-hf';
@@ -334,7 +341,12 @@ export class ConversionPlan {
   op(i: number): ConversionOp;
   ops(): ConversionOp[];
   /** Converts op i from its input ranges, concatenated. `bytes` is exactly outputLength. */
-  convertTensor(i: number, bytes: Uint8Array, measure?: boolean): { bytes: Uint8Array; stats: TensorStats | null };
+  /**
+   * `ternaryFitDb`: for a tensor ternarised from floats, the SNR of its values' best
+   * ternary fit (first 16,384 values): +Infinity when they are ternary already, about
+   * 4 to 8 dB when they were never trained ternary; null for other ops.
+   */
+  convertTensor(i: number, bytes: Uint8Array, measure?: boolean): ConvertedTensor;
   /**
    * A view of the plan's input buffer in wasm memory, exactly op i's input length. Fill
    * it at once, with no other call into the module until it is filled (memory growth
@@ -342,7 +354,9 @@ export class ConversionPlan {
    */
   inputBuffer(i: number): Uint8Array;
   /** Converts op i from the filled inputBuffer(i) view: the same result as convertTensor. */
-  convertBuffered(i: number, measure?: boolean): { bytes: Uint8Array; stats: TensorStats | null };
+  convertBuffered(i: number, measure?: boolean): ConvertedTensor;
+  /** The model folder says its weights were trained ternary (BitNet): a low ternaryFitDb is expected there. */
+  readonly trainedTernary: boolean;
   /** Op i converted a piece at a time; only for ops whose `chunkable` is true. */
   chunkedOp(i: number, measure?: boolean): ChunkedOp;
   free(): void;
@@ -360,6 +374,8 @@ export class ChunkedOp {
   chunkBytes(maxBytes: number): number;
   /** The output bytes of the next piece of input. */
   convert(bytes: Uint8Array): Uint8Array;
+  /** The op's ternaryFitDb (see ConversionPlan.convertTensor) once its first piece is converted, else null. */
+  readonly ternaryFitDb: number | null;
   /** The op's statistics (null unless measuring), once all its input was given. */
   finish(): TensorStats | null;
   free(): void;
@@ -396,6 +412,11 @@ export function planConversion(inputs: ConversionInput[], options?: ConversionOp
  * by key (config.json, required, first); the weights are model.safetensors or the
  * shards of model.safetensors.index.json. Needs the model-file build.
  */
+/**
+ * The one-line warning for a conversion whose ternarised tensors fit ternary values
+ * badly (their ternaryFitDb figures; the median under 20 dB), or undefined.
+ */
+export function ternaryFitWarning(fits: number[]): string | undefined;
 export function folderFiles(): Array<{ key: keyof ModelFolderFiles; file: string; required: boolean }>;
 /** The values of F32, F16 or BF16 little-endian bytes (needs the model-file build). */
 export function decodeFloats(dtype: 'F32' | 'F16' | 'BF16', bytes: Uint8Array): Float32Array;

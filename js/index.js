@@ -458,6 +458,12 @@ function formatsIn(build) {
   return formatTables.get(build);
 }
 
+function ternaryFitWarningIn(build, fits) {
+  const b = modelFileBindings(build, 'ternaryFitWarning');
+  if (!Array.isArray(fits) || fits.some((f) => typeof f !== 'number')) throw new TypeError('ternaryFitWarning: fits must be an array of numbers');
+  return b.ternaryFitWarning(Float64Array.from(fits));
+}
+
 function folderFilesIn(build) {
   return modelFileBindings(build, 'folderFiles').folderFiles();
 }
@@ -508,6 +514,8 @@ export class ConversionPlan {
   convertBuffered(i, measure = false) {
     return live(this, 'ConversionPlan').convertBuffered(i, measure);
   }
+  /** The model folder says its weights were trained ternary (BitNet). */
+  get trainedTernary() { return live(this, 'ConversionPlan').trainedTernary; }
   /** Op i converted a piece at a time (ops whose `chunkable` is true); see ChunkedOp. */
   chunkedOp(i, measure = false) {
     return new ChunkedOp(live(this, 'ConversionPlan').chunkedOp(i, measure), this[BUILD]);
@@ -532,6 +540,10 @@ export class ChunkedOp {
   /** Input bytes of a piece of at most maxBytes (at least the smallest piece). */
   chunkBytes(maxBytes) {
     return live(this, 'ChunkedOp').chunkBytes(maxBytes);
+  }
+  /** How ternary the op's values are (see convertTensor), once its first piece is converted. */
+  get ternaryFitDb() {
+    return live(this, 'ChunkedOp').ternaryFitDb ?? null;
   }
   /** The output bytes of the next piece of input. */
   convert(bytes) {
@@ -603,6 +615,11 @@ export function planConversion(inputs, options) {
 }
 
 /** See the type declarations. */
+export function ternaryFitWarning(fits) {
+  return ternaryFitWarningIn(bindings(), fits);
+}
+
+/** See the type declarations. */
 export function folderFiles() {
   return folderFilesIn(bindings());
 }
@@ -633,6 +650,7 @@ export async function loadBuild({ simd, modelFiles = false }) {
     parseSafetensorsIndex: (json) => parseSafetensorsIndexIn(build, json),
     formats: () => formatsIn(build),
     folderFiles: () => folderFilesIn(build),
+    ternaryFitWarning: (fits) => ternaryFitWarningIn(build, fits),
     planConversion: (inputs, options) => planConversionIn(build, inputs, options),
     decodeFloats: (dtype, bytes) => decodeFloatsIn(build, dtype, bytes),
     QuantizationEngine: class extends QuantizationEngine {

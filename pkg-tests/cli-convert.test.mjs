@@ -304,7 +304,8 @@ test('--include / --exclude select tensors by JavaScript RegExp; --exclude wins'
   // A pattern that matches nothing is a warning, not an error.
   const r = cli(['convert', input, join(dir, 'w.gguf'), '--exclude', 'no_such_tensor']);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stderr, /^ternary-quant: warning: --exclude 'no_such_tensor' matches no tensor\n$/);
+  // (The sample's random weights also get the far-from-ternary line.)
+  assert.match(r.stderr, /^ternary-quant: warning: --exclude 'no_such_tensor' matches no tensor\nternary-quant: warning: these weights are far from ternary [^\n]*\n$/);
 });
 
 test('progress: one plain line per tensor when not on a terminal; nothing with --quiet', (t) => {
@@ -312,7 +313,8 @@ test('progress: one plain line per tensor when not on a terminal; nothing with -
   const input = sampleModel(join(dir, 'model.safetensors'));
   const r = cli(['convert', input, join(dir, 'a.gguf')]);
   assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stderr, '');
+  // The sample's random weights are far from ternary: one warning line says so.
+  assert.match(r.stderr, /^ternary-quant: warning: these weights are far from ternary \(the median of \d+ ternarised tensors fits ternary values at \d+\.\d dB SNR; [^\n]*--preset best[^\n]*\n$/);
   const lines = r.stdout.split('\n').filter((l) => /^\[\s*\d+\/21\] /.test(l));
   assert.equal(lines.length, SAMPLE_TENSORS);
   assert.match(lines[0], /^\[ 1\/21\] model\.embed_tokens\.weight \[1000, 256\] F32 -> F16 {2}1\.02 MB -> 512 kB {2}[\d.]+ ms$/);
@@ -321,6 +323,29 @@ test('progress: one plain line per tensor when not on a terminal; nothing with -
   assert.equal(quiet.status, 0, quiet.stderr);
   assert.equal(quiet.stdout, '');
   assert.equal(quiet.stderr, '');
+});
+
+test('far from ternary: the report carries the warning and every ternarised tensor\'s fit; ternary weights get none', (t) => {
+  const dir = tempDir(t);
+  const input = sampleModel(join(dir, 'model.safetensors'));
+  const report = join(dir, 'report.json');
+  cliOk(['convert', input, join(dir, 'a.gguf'), '--quiet', '--report', report]);
+  const r = JSON.parse(readFileSync(report, 'utf8'));
+  assert.equal(r.warnings.length, 1);
+  assert.match(r.warnings[0], /far from ternary/);
+  const q = r.tensors.find((x) => x.name === 'model.layers.0.self_attn.q_proj.weight');
+  assert.ok(q.ternaryFitDb > 2 && q.ternaryFitDb < 10, `q_proj fits ternary at ${q.ternaryFitDb} dB`);
+  assert.equal(r.tensors.find((x) => x.name === 'model.embed_tokens.weight').ternaryFitDb, null, 'not ternarised');
+
+  // A model whose weights are ternary already (the GGUF just written, re-packed) has
+  // no float tensor to judge; one of codes times a scale as F32 fits at +inf.
+  const ternary = join(dir, 'ternary.safetensors');
+  const codes = Float32Array.from({ length: 256 * 256 }, (_, i) => ((i * 2654435761) >>> 30) % 3 - 1);
+  writeTensors(ternary, [{ name: 'model.layers.0.mlp.up_proj.weight', dtype: 'F32', shape: [256, 256], bytes: new Uint8Array(codes.buffer) }]);
+  const clean = cli(['convert', ternary, join(dir, 't.gguf'), '--report', report]);
+  assert.equal(clean.status, 0, clean.stderr);
+  assert.equal(clean.stderr, '');
+  assert.deepEqual(JSON.parse(readFileSync(report, 'utf8')).warnings, []);
 });
 
 test('failures: missing input, bad options, malformed files: one line, exit 1, nothing left', (t) => {

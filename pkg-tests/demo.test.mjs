@@ -413,6 +413,8 @@ test('a Hugging Face model folder, chosen as a folder, downloads as the runnable
   await page.click('#convert');
   await page.waitForFunction((n) => window.demo.conversions > n || window.demo.errors.length > 0, conversions, { timeout: 30_000 });
   assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  // Its random weights were never trained ternary: the page says so.
+  assert.match(await page.textContent('#model-notes'), /Warning: these weights are far from ternary/);
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
   assert.equal(download.suggestedFilename(), 'model.tq2_0.gguf');
   const saved = join(TMP, 'model.tq2_0.gguf');

@@ -104,7 +104,7 @@ test('before init() every call throws a clear error; init() then works', () => {
   `);
   for (const m of out.errors) assert.match(m ?? 'no error', /not initialised: await init\(\) first/);
   assert.equal(out.presetsBefore, 0);
-  assert.equal(out.presets, 4);
+  assert.equal(out.presets, 5);
   assert.ok(['simd128', 'scalar'].includes(out.info.backend));
   assert.equal(out.backend, out.info.backend);
 });

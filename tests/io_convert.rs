@@ -605,3 +605,35 @@ fn chunked_conversion_errors_name_the_tensor_and_the_index() {
     assert!(message.contains("and 0 bytes remain"), "{message}");
     chunked.finish().unwrap();
 }
+
+/// Ternarised tensors say how ternary their values are; a conversion whose median fit
+/// is low gets one warning line, one of weights that are ternary already does not.
+#[test]
+fn ternary_fit_and_the_far_from_ternary_warning() {
+    use ternary_quant::io::convert::{far_from_ternary, ternary_fit_db, FAR_FROM_TERNARY_DB, FIT_SAMPLE};
+    let ternary: Vec<f32> = values(4 * 512, 301).iter().map(|v| (v * 3.0).round().clamp(-1.0, 1.0) * 0.25).collect();
+    assert_eq!(ternary_fit_db(&ternary, Backend::best()).unwrap(), f64::INFINITY);
+    let smooth = values(4 * 512, 302);
+    let fit = ternary_fit_db(&smooth, Backend::best()).unwrap();
+    assert!(fit > 3.0 && fit < 10.0, "uniform values fit ternary at {fit} dB");
+
+    let file = safetensors_file(
+        None,
+        &[
+            t("a.weight", "F32", &[4, 512], f32_bytes(&smooth)),
+            t("b.weight", "F32", &[4, 512], f32_bytes(&ternary)),
+            t("c.norm", "F32", &[512], f32_bytes(&values(512, 303))),
+        ],
+    );
+    let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
+    let fits: Vec<Option<f64>> =
+        plan.ops.iter().map(|o| convert_tensor(o, &input_of(o, &[&file]), false).unwrap().ternary_fit_db).collect();
+    assert_eq!(fits, [Some(fit), Some(f64::INFINITY), None], "only ternarised tensors have a fit");
+
+    let warning = far_from_ternary(&[fit, fit, f64::INFINITY]).expect("a median under the bar warns");
+    assert!(warning.contains(&format!("{fit:.1} dB")) && warning.contains("--preset best") && !warning.contains('\n'));
+    assert_eq!(far_from_ternary(&[fit, f64::INFINITY, f64::INFINITY]), None);
+    assert_eq!(far_from_ternary(&[FAR_FROM_TERNARY_DB]), None);
+    assert_eq!(far_from_ternary(&[]), None);
+    const { assert!(FIT_SAMPLE >= 1 << 14) };
+}

@@ -234,6 +234,7 @@ fn bitnet_sub_norms_keys_and_the_tied_output() {
     assert!(names.contains(&"blk.0.attn_sub_norm.weight") && names.contains(&"blk.0.ffn_sub_norm.weight"));
     assert!(!names.contains(&"output.weight"), "{names:?}");
     assert!(plan.ops.iter().all(|op| op.row_order.is_none()), "bitnet's RoPE rotates halves, as transformers");
+    assert!(plan.trained_ternary, "a BitNet folder says its weights were trained ternary");
     let Metadata::Gguf(metadata) = &header(&run(&plan, &[&input]).unwrap()).metadata else { panic!() };
     let string = |s: &str| Some(GgufValue::String(s.as_bytes().to_vec()));
     assert_eq!(key(metadata, "general.architecture").cloned(), string("bitnet"));
@@ -344,6 +345,7 @@ fn llama3_rope_scaling_writes_rope_freqs() {
     assert!(first.inputs.is_empty());
     let out = run(&plan, &[&input]).unwrap();
     assert_eq!(float_values(&out, "rope_freqs.weight"), factors);
+    assert!(!plan.trained_ternary);
     // Without scaling there is no such tensor.
     let plan = plan_conversion(
         &[header(&input)],

@@ -548,6 +548,7 @@ function renderModel() {
 
   const notes = [];
   if (plan.error) notes.push(`Cannot convert with these options: ${plan.error}`);
+  if (converted?.warning) notes.push(`Warning: ${converted.warning}.`);
   const fallbacks = plan.error ? [] : plan.ops.filter((o) => o.fallbackReason);
   for (const o of fallbacks.slice(0, 4)) notes.push(`${o.name}: ${o.fallbackReason}${o.kind === 'copy' ? ' (copied unchanged)' : ''}.`);
   if (fallbacks.length > 4) notes.push(`…and ${fallbacks.length - 4} more tensors that are not ternarised (see the Out column).`);
@@ -646,7 +647,7 @@ async function convert() {
   const c = r.result;
   demo.conversions++;
   demo.model.plan = c.plan;
-  demo.converted = { rows: c.rows, outputSize: c.outputSize, inputSize: c.inputSize, ms: c.ms, fileName: c.fileName, output: c.output };
+  demo.converted = { rows: c.rows, outputSize: c.outputSize, inputSize: c.inputSize, ms: c.ms, fileName: c.fileName, output: c.output, warning: c.warning ?? null };
   renderModel();
   const a = $('download');
   if (a.href) URL.revokeObjectURL(a.href);

@@ -432,7 +432,7 @@ function outputName(inputName, options) {
 const PIECE_BYTES = 16 * 2 ** 20;
 
 /** Converts a large op a piece at a time (plan.chunkedOp): its outputs go to `parts`. */
-async function convertInPieces(plan, op, parts) {
+async function convertInPieces(plan, op, parts, fits) {
   let chunked = plan.chunkedOp(op.index, true);
   try {
     const piece = chunked.chunkBytes(PIECE_BYTES);
@@ -446,6 +446,7 @@ async function convertInPieces(plan, op, parts) {
     }
     const finishing = chunked;
     chunked = null;
+    if (finishing.ternaryFitDb !== null) fits.push(finishing.ternaryFitDb);
     return finishing.finish();
   } finally {
     chunked?.free();
@@ -475,6 +476,7 @@ async function convertModel(id, options) {
     const totalIn = ops.reduce((s, o) => s + o.inputLength, 0) || 1;
     let doneIn = 0;
     const rows = [];
+    const fits = []; // how ternary each ternarised tensor is, for the far-from-ternary warning
     const started = now();
     for (const op of ops) {
       if (cancelled) throw new Error('Conversion stopped.');
@@ -486,12 +488,13 @@ async function convertModel(id, options) {
       if (op.copiesBytes) {
         parts.push(new Blob(slices(op.inputs)));
       } else if (op.chunkable && op.inputLength > PIECE_BYTES) {
-        stats = await convertInPieces(plan, op, parts);
+        stats = await convertInPieces(plan, op, parts, fits);
       } else {
         const input = await readRanges(op.inputs);
         if (cancelled) throw new Error('Conversion stopped.');
         const r = plan.convertTensor(op.index, input, true);
         stats = r.stats;
+        if (r.ternaryFitDb !== null) fits.push(r.ternaryFitDb);
         parts.push(new Blob([r.bytes]));
         await breathe();
       }
@@ -523,6 +526,7 @@ async function convertModel(id, options) {
       outputSize: plan.outputSize,
       ms: now() - started,
       fileName: outputName(model.name, options),
+      warning: plan.trainedTernary ? null : (ioApi.ternaryFitWarning(fits) ?? null),
       plan: planSummary(options),
       blob,
     };

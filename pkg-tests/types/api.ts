@@ -4,7 +4,7 @@ import * as tq from 'ternary-quant';
 import type { BatchReport, ErrorStats, Int8Tensor, ModelInfo, NeedBytes, SizeEstimate, TensorStats, TernaryTensor } from 'ternary-quant';
 
 const { backend, ConversionPlan, errorStats, estimateModelSize, init, inspectModel, loadBuild, matVecF32 } = tq;
-const { decodeFloats, folderFiles, formats, memoryBytes, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
+const { decodeFloats, folderFiles, formats, memoryBytes, ternaryFitWarning, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
 const { quantizeInt8, quantizeTernary, simdSupported, ternaryMatVec } = tq;
 
 const info: { backend: 'simd128' | 'scalar'; modelFiles: boolean } = await init({ simd: simdSupported() });
@@ -91,7 +91,7 @@ if (planned instanceof ConversionPlan) {
   const header: Uint8Array = planned.header;
   for (const op of planned.ops()) {
     const input = new Uint8Array(op.inputLength);
-    const out: { bytes: Uint8Array; stats: TensorStats | null } = planned.convertTensor(op.index, input, true);
+    const out: { bytes: Uint8Array; stats: TensorStats | null; ternaryFitDb: number | null } = planned.convertTensor(op.index, input, true);
     const view: Uint8Array = planned.inputBuffer(op.index);
     view.set(input);
     const again = planned.convertBuffered(op.index);
@@ -100,14 +100,16 @@ if (planned instanceof ConversionPlan) {
       const chunked = planned.chunkedOp(op.index, true);
       const piece: number = chunked.chunkBytes(2 ** 21);
       const part: Uint8Array = chunked.convert(input.subarray(0, piece));
+      const fitDb: number | null = chunked.ternaryFitDb;
       const figures: TensorStats | null = chunked.finish();
     }
   }
-  const total: number = planned.outputSize + planned.opCount + planned.op(0).outputLength;
+  const total: number = planned.outputSize + planned.opCount + planned.op(0).outputLength + Number(planned.trainedTernary);
   planned.free();
 }
 
 const decoded: Float32Array = decodeFloats('F16', new Uint8Array(8));
+const warning: string | undefined = ternaryFitWarning([6.5, 7.2]);
 const configFile: string | undefined = folderFiles().find((f) => f.required && f.key === 'config')?.file;
 
-export { configFile, folder, decoded, tq2Bytes, name, bytes, scales, codes, stats, y, yRef, bits, layoutName, values, zeroPoints, aBytes, aBack, cache, report, tq1Bytes, storedAs, bitnetPreset, shardFiles };
+export { warning, configFile, folder, decoded, tq2Bytes, name, bytes, scales, codes, stats, y, yRef, bits, layoutName, values, zeroPoints, aBytes, aBack, cache, report, tq1Bytes, storedAs, bitnetPreset, shardFiles };

@@ -269,6 +269,10 @@ pub struct ConversionPlan {
     pub output_size: u64,
     /// One op per output tensor, in output order.
     pub ops: Vec<PlanOp>,
+    /// The model folder says its weights were trained ternary (a BitNet architecture,
+    /// or a BitNet `quantization_config`): its own forward pass ternarises them, so
+    /// converting them is faithful however far from ternary their stored values are.
+    pub trained_ternary: bool,
 }
 
 /// Whether a tensor is ternarised by default: 2-D, and no [`DEFAULT_KEEP`] pattern in
@@ -592,7 +596,11 @@ pub fn plan_conversion(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<Con
         OutputFormat::Gguf => layout_gguf(inputs, opts, model_metadata, &mut ops)?,
         OutputFormat::BitnetHf => layout_bitnet_hf(inputs, &mut ops)?,
     };
-    Ok(ConversionPlan { output: opts.output, header, output_size, ops })
+    let trained_ternary = opts
+        .model
+        .as_ref()
+        .is_some_and(|m| m.config.architecture == hf::Architecture::Bitnet || m.config.bitnet_scale.is_some());
+    Ok(ConversionPlan { output: opts.output, header, output_size, ops, trained_ternary })
 }
 
 /// Sets a key's value in place, or appends it.

@@ -491,7 +491,15 @@ fn converted_object(converted: &io::ConvertedTensor) -> Result<JsValue, JsError>
         None => JsValue::NULL,
     };
     set(&object, "stats", &stats)?;
+    set(&object, "ternaryFitDb", &converted.ternary_fit_db.map_or(JsValue::NULL, JsValue::from_f64))?;
     Ok(object.into())
+}
+
+/// The one-line warning for a conversion whose ternarised tensors fit ternary values
+/// badly (`ternaryFitDb` of each converted op), or undefined.
+#[wasm_bindgen(js_name = ternaryFitWarning)]
+pub fn ternary_fit_warning(fits: Vec<f64>) -> Option<String> {
+    io::convert::far_from_ternary(&fits)
 }
 
 #[wasm_bindgen]
@@ -512,6 +520,13 @@ impl ConversionPlan {
     #[wasm_bindgen(getter, js_name = outputSize)]
     pub fn output_size(&self) -> f64 {
         self.inner.output_size as f64
+    }
+
+    /// The model folder says its weights were trained ternary (BitNet): a low
+    /// `ternaryFitDb` is then expected, not a warning.
+    #[wasm_bindgen(getter, js_name = trainedTernary)]
+    pub fn trained_ternary(&self) -> bool {
+        self.inner.trained_ternary
     }
 
     /// Number of ops.
@@ -609,6 +624,13 @@ impl ChunkedOp {
     /// The output bytes of the next piece of input.
     pub fn convert(&mut self, bytes: &[u8]) -> Result<Vec<u8>, JsError> {
         self.inner.convert(bytes).map_err(js_error)
+    }
+
+    /// How ternary a tensor ternarised from floats is (see `convertTensor`), once its
+    /// first piece is converted; else null.
+    #[wasm_bindgen(getter, js_name = ternaryFitDb)]
+    pub fn ternary_fit_db(&self) -> Option<f64> {
+        self.inner.ternary_fit_db()
     }
 
     /// The op's statistics (null unless measuring), once all its input was given.
