@@ -478,6 +478,7 @@ function tensorReport(op, result) {
     snrDb: figure('snrDb'),
     cosine: figure('cosine'),
     zeroFraction: figure('zeroFraction'),
+    outputSnrDb: figure('outputSnrDb'),
     ternaryFitDb: result.fit ?? null,
     ms: Math.round(result.ms * 1000) / 1000,
     fallbackReason: op.fallbackReason,
@@ -494,6 +495,7 @@ function printReport(report, measured) {
     fmtBytes(t.bytesOut),
     fmtNum(t.bitsPerWeight, 2),
     fmtNum(t.snrDb, 1),
+    fmtNum(t.outputSnrDb, 1),
     fmtNum(t.cosine, 4),
     t.zeroFraction === null ? '-' : `${(t.zeroFraction * 100).toFixed(1)}%`,
     t.ms.toFixed(1),
@@ -506,14 +508,15 @@ function printReport(report, measured) {
     { title: 'bytes out', right: true },
     { title: 'bits/w', right: true },
     { title: 'snr dB', right: true },
+    { title: 'y=Wx dB', right: true },
     { title: 'cosine', right: true },
     { title: 'zeros', right: true },
     { title: 'ms', right: true },
   ];
   if (!measured) {
     // Without --report there are no error figures: drop their columns.
-    for (const r of rows) r.splice(6, 3);
-    columns.splice(6, 3);
+    for (const r of rows) r.splice(6, 4);
+    columns.splice(6, 4);
   }
   const t = report.totals;
   const lines = [

@@ -322,6 +322,8 @@ export interface TensorStats {
   snrDb: number | null;
   cosine: number | null;
   zeroFraction: number | null;
+  /** SNR of y = W x against the input's, for a fixed standard Gaussian probe x (matrices only). */
+  outputSnrDb: number | null;
 }
 
 export interface ConvertedTensor {

@@ -637,3 +637,42 @@ fn ternary_fit_and_the_far_from_ternary_warning() {
     assert_eq!(far_from_ternary(&[]), None);
     const { assert!(FIT_SAMPLE >= 1 << 14) };
 }
+
+/// The report's output error: the SNR of y = W x for the fixed Gaussian probe x, from
+/// the input's values and the output's, as a direct computation gives it; exact
+/// conversions give +inf, and vectors have none.
+#[test]
+fn output_error_on_the_probe() {
+    use ternary_quant::io::convert::probe_vector;
+    let (rows, cols) = (24, 512);
+    let w = values(rows * cols, 311);
+    let file = safetensors_file(
+        None,
+        &[
+            t("w.weight", "F32", &[rows as u64, cols as u64], f32_bytes(&w)),
+            t("n.norm", "F32", &[512], f32_bytes(&w[..512])),
+        ],
+    );
+    let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
+    let o = op(&plan, "w.weight");
+    let s = convert_tensor(o, &input_of(o, &[&file]), true).unwrap().stats.unwrap();
+    let q = quantize_ternary(&w, rows, cols, &TernaryOptions::default()).unwrap().dequantize();
+    let x = probe_vector(cols);
+    let (mut signal, mut noise) = (0f64, 0f64);
+    for r in 0..rows {
+        let dot = |m: &[f32]| (0..cols).map(|c| f64::from(m[r * cols + c]) * f64::from(x[c])).sum::<f64>();
+        let (y, yq) = (dot(&w), dot(&q));
+        signal += y * y;
+        noise += (y - yq) * (y - yq);
+    }
+    let want = 10.0 * (signal / noise).log10();
+    let got = s.output_snr_db.unwrap();
+    assert!((got - want).abs() < 1e-9 * want.abs(), "output SNR {got}, direct {want}");
+    assert!(got.is_finite() && got > 0.0);
+    let n = op(&plan, "n.norm");
+    let s = convert_tensor(n, &input_of(n, &[&file]), true).unwrap().stats.unwrap();
+    assert_eq!(s.output_snr_db, None, "a vector has no output error");
+    assert_eq!(x, probe_vector(cols), "the probe is fixed");
+    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / cols as f64;
+    assert!(mean.abs() < 0.2, "a standard Gaussian probe: mean {mean}");
+}

@@ -582,10 +582,12 @@ function renderModel() {
       cell(o.bitsPerWeight === undefined ? '–' : fmtBpw(o.bitsPerWeight));
       if (stats) {
         cell(fmt(stats.snrDb, 2));
+        cell(fmt(stats.outputSnrDb, 2), 'SNR of y = W x for a fixed standard Gaussian probe x: what the error does to the layer output');
         cell(fmt(stats.cosine, 4));
         cell(stats.zeroFraction != null ? fmtPct(stats.zeroFraction) : '–');
       } else {
         cell(st ? 'copied' : '').className = 'tag';
+        cell('');
         cell('');
         cell('');
       }
@@ -617,6 +619,7 @@ function renderModel() {
       fmtBytes(bytesIn),
       fmtBytes(bytesOut),
       fmtBpw((8 * bytesOut) / values),
+      '',
       '',
       '',
       '',

@@ -93,6 +93,10 @@ pub struct TensorStats {
     pub cosine: Option<f64>,
     /// Fraction of output values that are zero.
     pub zero_fraction: Option<f64>,
+    /// What the error does to a layer's output: the SNR of y = W x, the output against
+    /// the input's, for a probe x of seeded standard Gaussian values (the same for every
+    /// tensor of a row length); `None` for tensors that are not matrices.
+    pub output_snr_db: Option<f64>,
 }
 
 /// A reusable input buffer: 4-byte aligned, so that F32 input converts in place. It
@@ -529,6 +533,72 @@ struct Figures {
     scale_max: f64,
     scale_sum: f64,
     scale_count: u64,
+    probe: Option<Probe>,
+}
+
+/// y = W x of the input and of the output, for a matrix W, summed in f64 in value order.
+struct Probe {
+    x: Vec<f32>,
+    y_reference: Vec<f64>,
+    y_approx: Vec<f64>,
+}
+
+impl Probe {
+    /// For a `[rows, cols]` op (more dimensions fold into rows); `None` for vectors.
+    fn of(op: &PlanOp) -> Option<Probe> {
+        if op.shape.len() < 2 {
+            return None;
+        }
+        let cols = usize::try_from(*op.shape.last()?).ok().filter(|&c| c > 0)?;
+        let rows = usize::try_from(op.element_count()).ok()? / cols;
+        Some(Probe { x: probe_vector(cols), y_reference: vec![0.0; rows], y_approx: vec![0.0; rows] })
+    }
+
+    /// Adds values `first..` (in row-major order) of the input and of the output.
+    fn add(&mut self, first: u64, reference: &[f32], approx: &[f32]) {
+        let cols = self.x.len();
+        let (mut row, mut col) = ((first / cols as u64) as usize, (first % cols as u64) as usize);
+        for (&r, &a) in reference.iter().zip(approx) {
+            let x = f64::from(self.x[col]);
+            self.y_reference[row] += f64::from(r) * x;
+            self.y_approx[row] += f64::from(a) * x;
+            col += 1;
+            if col == cols {
+                (row, col) = (row + 1, 0);
+            }
+        }
+    }
+
+    fn snr_db(&self) -> f64 {
+        let (mut signal, mut noise) = (0f64, 0f64);
+        for (&r, &a) in self.y_reference.iter().zip(&self.y_approx) {
+            signal += r * r;
+            noise += (r - a) * (r - a);
+        }
+        if noise == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (signal / noise).log10()
+        }
+    }
+}
+
+/// The probe x of [`TensorStats::output_snr_db`] for rows of `n` values: standard
+/// Gaussian values from a fixed seed (xorshift64 and Box-Muller), the same every time.
+pub fn probe_vector(n: usize) -> Vec<f32> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (uniform(), uniform());
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect()
 }
 
 impl Figures {
@@ -542,6 +612,7 @@ impl Figures {
             scale_max: f64::NEG_INFINITY,
             scale_sum: 0.0,
             scale_count: 0,
+            probe: Probe::of(op),
         })
     }
 
@@ -576,9 +647,12 @@ impl Figures {
                         actual: values.len(),
                     });
                 }
-                for (r, a) in reference.chunks(MEASURE_CHUNK).zip(values.chunks(MEASURE_CHUNK)) {
+                for (i, (r, a)) in reference.chunks(MEASURE_CHUNK).zip(values.chunks(MEASURE_CHUNK)).enumerate() {
                     self.sums.add(r, a)?;
                     zeros += a.iter().filter(|&&v| v == 0.0).count();
+                    if let Some(p) = &mut self.probe {
+                        p.add(self.values + (i * MEASURE_CHUNK) as u64, r, a);
+                    }
                 }
             }
             &Approx::Output(blocks) => {
@@ -603,6 +677,9 @@ impl Figures {
                     blocks.decode(k, bytes, out, &mut f16_bits);
                     self.sums.add(chunk, out)?;
                     zeros += out.iter().filter(|&&v| v == 0.0).count();
+                    if let Some(p) = &mut self.probe {
+                        p.add(self.values + (i * MEASURE_CHUNK) as u64, chunk, out);
+                    }
                 }
             }
         }
@@ -630,6 +707,7 @@ impl Figures {
             snr_db: errors.map(|e| e.snr_db),
             cosine: errors.map(|e| e.cosine),
             zero_fraction: self.measured.then(|| self.zeros as f64 / self.values as f64),
+            output_snr_db: self.probe.as_ref().filter(|_| self.measured).map(Probe::snr_db),
         }
     }
 }
