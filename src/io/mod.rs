@@ -22,11 +22,13 @@
 pub mod convert;
 pub mod gguf;
 pub mod hf;
+pub mod imatrix;
 pub mod plan;
 pub mod safetensors;
 
 pub use convert::{convert_tensor, ChunkedConversion, ConvertedTensor, TensorStats};
 pub use gguf::{GgufArray, GgufType, GgufValue};
+pub use imatrix::{read_imatrix, ImportanceMatrix};
 pub use plan::{
     plan_conversion, ConversionPlan, InputRange, OpKind, OutputFormat, PlanOp, PlanOptions, ScaleSemantics,
 };
