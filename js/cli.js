@@ -14,13 +14,13 @@ import {
   planConversion,
   presets,
   quantizeTernary,
+  rules,
   ternaryFitWarning,
   simdSupported,
 } from './index.js';
 import {
   layoutsByOutput,
   OpRunner,
-  RULES,
   SCOPES,
   UserError,
   closeInputs,
@@ -356,7 +356,7 @@ function convertOptions(args, layouts) {
     if (!all.includes(layout)) oneOf('--layout', layout, all);
     fail(`--layout ${layout} cannot be written to ${output} (${output} takes ${layouts[output].join(', ')})`);
   }
-  const rule = oneOf('--rule', opts.rule ?? preset?.rule ?? 'absmean', RULES);
+  const rule = oneOf('--rule', opts.rule ?? preset?.rule ?? 'absmean', rules);
   const scope = oneOf('--scope', opts.scope ?? preset?.scope ?? 'tensor', SCOPES);
   let blockSize;
   if (opts.blockSize !== undefined) {

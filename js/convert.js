@@ -25,7 +25,6 @@ export function layoutsByOutput(formats) {
   }
   return byOutput;
 }
-export const RULES = ['absmean', 'absmax', 'median', 'twn', 'optimal'];
 export const SCOPES = ['tensor', 'row', 'block'];
 
 /** An error whose message is the whole reason (no stack needed). */

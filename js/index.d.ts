@@ -170,6 +170,8 @@ export function backend(): 'simd128' | 'scalar';
 /** Current size of the wasm linear memory in bytes (it grows, never shrinks). */
 export function memoryBytes(): number;
 export const presets: Readonly<Record<PresetName, Preset>>;
+/** The scale rules' names, in the engine's order (empty until init). */
+export const rules: ReadonlyArray<ScaleRuleName>;
 export function quantizeTernary(data: Float32Array, rows: number, cols: number, options?: TernaryOptions): TernaryTensor;
 export function quantizeInt8(data: Float32Array, rows: number, cols: number, options?: Int8Options): Int8Tensor;
 export function errorStats(original: Float32Array, reconstructed: Float32Array): ErrorStats;

@@ -31,6 +31,8 @@ const builds = new Map();
 
 /** Presets by name, filled by `init()`. */
 export const presets = {};
+/** The scale rules' names, in the engine's order (filled by init). */
+export const rules = [];
 
 /** Whether this JavaScript engine validates SIMD128 wasm. */
 export function simdSupported() {
@@ -95,6 +97,8 @@ export function init(options = {}) {
     defaultBuild = build;
     for (const p of build.glue.presetList()) presets[p.name] = Object.freeze(p);
     Object.freeze(presets);
+    rules.push(...build.glue.ruleList());
+    Object.freeze(rules);
     return { backend: build.glue.backend(), modelFiles: variant.startsWith('io-') };
   })();
   loading.catch(() => {

@@ -170,6 +170,7 @@ async function runSynthetic(spec, opts) {
       zeroFraction: r.zeroFraction,
       q8: r.q8,
       byLayout: r.sizes.byLayout,
+      byRule: r.byRule.map(({ rule, snrDb }) => ({ rule, snrDb })),
       scales: { count: r.scales.count, min: r.scales.min, max: r.scales.max },
       histogramTotal: r.histogram.original.reduce((a, b) => a + b, 0),
       timings: r.timings,
@@ -198,6 +199,14 @@ function nodeResult(spec, options) {
       zeroFraction: codes.filter((c) => c === 0).length / codes.length,
       q8,
       byLayout: tq.estimateModelSize([[spec.rows, spec.cols]], options).byLayout,
+      byRule: tq.rules.map((rule) => {
+        const other = tq.quantizeTernary(data, spec.rows, spec.cols, { ...options, rule });
+        try {
+          return { rule, snrDb: tq.errorStats(data, other.dequantize()).snrDb };
+        } finally {
+          other.free();
+        }
+      }),
       scales: { count: scales.length, min: Math.min(...scales), max: Math.max(...scales) },
     };
   } finally {
@@ -230,7 +239,7 @@ test('synthetic runs in the page equal the Node API for the same seed and option
     const what = `${c.spec.distribution} ${JSON.stringify(c.options)}`;
     assert.deepEqual(page_.options, c.options, `${what}: the options the page used`);
     assert.equal(page_.inputHash, node.inputHash, `${what}: the page drew other weights than the documented PRNG`);
-    for (const key of ['bytesHash', 'byteLength', 'bitsPerWeight', 'stats', 'zeroFraction', 'q8', 'byLayout', 'scales']) {
+    for (const key of ['bytesHash', 'byteLength', 'bitsPerWeight', 'stats', 'zeroFraction', 'q8', 'byLayout', 'byRule', 'scales']) {
       assert.deepEqual(page_[key], node[key], `${what}: ${key}`);
     }
     assert.equal(page_.histogramTotal, c.spec.rows * c.spec.cols);
@@ -246,6 +255,10 @@ test('synthetic runs in the page equal the Node API for the same seed and option
     assert.equal(page_.figures[2], node.stats.cosine.toFixed(4));
     assert.equal(page_.cosineCell, node.stats.cosine.toFixed(5));
     if (c.spec.distribution === 'ternary') assert.equal(node.stats.snrDb, Infinity, 'lossless on ternary weights');
+    // The per-rule chart: every rule, and the optimal one at least as good as any.
+    const snr = Object.fromEntries(page_.byRule.map((x) => [x.rule, x.snrDb]));
+    assert.deepEqual(Object.keys(snr), [...tq.rules]);
+    for (const rule of tq.rules) assert.ok(snr.optimal >= snr[rule] - 1e-9, `${what}: optimal ${snr.optimal} dB, ${rule} ${snr[rule]} dB`);
     if (i === 0) {
       const shot = join(OUTPUT, 'demo-1280x800.png');
       await page.screenshot({ path: shot });

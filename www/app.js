@@ -259,6 +259,7 @@ function showAnalysis(r) {
   $('fig-zeros').textContent = fmtPct(r.zeroFraction);
   drawHistogram(r);
   drawSizes(r);
+  drawRules(r);
   fillErrorTable(r);
   drawHeatmap('heat-weights', r.tile.weights, r.tile.rows, r.tile.cols);
   drawHeatmap('heat-error', r.tile.error, r.tile.rows, r.tile.cols);
@@ -306,6 +307,36 @@ function drawHistogram(r) {
   });
   const clipped = h.clipped ? ` ${grouped(h.clipped)} values beyond ±${Number(h.range.toPrecision(3))} are in the edge bins.` : '';
   $('hist-note').textContent = `${h.original.length} bins of ${Number(h.width.toPrecision(3))}. Dequantized values sit on −scale, 0 and +scale of each scope.${clipped}`;
+}
+
+/** SNR of every rule on the same weights, layout and scope; the chosen rule is the dark one. */
+function drawRules(r) {
+  const rules = r.byRule;
+  const chosen = rules.findIndex((x) => x.rule === r.options.rule);
+  const finite = rules.map((x) => (x.snrDb === Infinity ? null : x.snrDb)).filter((v) => v !== null);
+  const top = finite.length ? Math.max(...finite) : 1;
+  chart('chart-rules', {
+    type: 'bar',
+    data: {
+      labels: rules.map((x) => x.rule),
+      datasets: [{
+        data: rules.map((x) => (x.snrDb === Infinity ? top * 1.2 : x.snrDb)),
+        backgroundColor: rules.map((_, i) => (i === chosen ? COLORS.accent : COLORS.soft)),
+        barPercentage: 0.75,
+      }],
+    },
+    options: {
+      indexAxis: 'y',
+      layout: { padding: { right: 8 } },
+      scales: { x: { display: false, min: 0, max: top * 1.36 }, y: { grid: { display: false }, ticks: { font: { weight: 600 } } } },
+      plugins: { legend: { display: false }, tooltip: { callbacks: { label: (i) => `${fmt(rules[i.dataIndex].snrDb, 2)} dB` } } },
+    },
+    plugins: [barLabels((v, i) => `${rules[i].snrDb === Infinity ? '∞' : fmt(rules[i].snrDb, 2)} dB`)],
+  });
+  const best = rules.reduce((b, x) => (x.snrDb > b.snrDb ? x : b), rules[0]);
+  $('rules-note').textContent =
+    `SNR of the dequantized values, ${r.layout} with scope ${r.scope}, for each rule on these ${grouped(r.rows * r.cols)} weights. ` +
+    `Best here: ${best.rule} (${fmt(best.snrDb, 2)} dB).`;
 }
 
 /** Bars of real bytes per format; the chosen layout is the dark one. */
@@ -357,7 +388,7 @@ function barLabels(text) {
       ctx.font = `11px ${Chart.defaults.font.family}`;
       ctx.textBaseline = 'middle';
       c.getDatasetMeta(0).data.forEach((bar, i) => {
-        const label = text(c.data.datasets[0].data[i]);
+        const label = text(c.data.datasets[0].data[i], i);
         const width = ctx.measureText(label).width;
         // Outside the bar where it fits, else inside its end.
         if (bar.x + 5 + width <= c.chartArea.right) {

@@ -198,6 +198,19 @@ async function analyse(id, data, rows, cols, options, label) {
     } finally {
       a?.free();
     }
+    // The same weights under every rule, in the same layout and scope: what each costs.
+    progress(id, 0.35, 'Every rule');
+    await breathe();
+    const byRule = [];
+    for (const rule of defaultApi.rules) {
+      const r0 = now();
+      const other = defaultApi.quantizeTernary(data, rows, cols, { ...options, rule });
+      try {
+        byRule.push({ rule, snrDb: defaultApi.errorStats(data, other.dequantize()).snrDb, ms: now() - r0 });
+      } finally {
+        other.free();
+      }
+    }
     progress(id, 0.4, 'Histograms');
     await breathe();
     result = {
@@ -216,6 +229,7 @@ async function analyse(id, data, rows, cols, options, label) {
       zeroFraction: zeros / n,
       q8,
       sizes: { byLayout: sizes.byLayout, heldWhole, storedAs: sizes.storedAs, bytes: sizes.bytes },
+      byRule,
       quantizeMs,
       histogram: histograms(data, deq),
       scales: scaleSummary(scales),

@@ -55,7 +55,7 @@ const sizeByName: SizeEstimate = estimateModelSize({ q: [4096, 4096] });
 const tq1Bytes: number = size.byLayout.tq1_0 + size.byLayout.f16 + sizeByName.bytes;
 const storedAs: 'ternary' | 'q8_0' | 'f16' = size.storedAs[0];
 
-const bitnetPreset: string = presets.bitnet.layout + presets.accurate.rule;
+const bitnetPreset: string = presets.bitnet.layout + presets.accurate.rule + tq.rules.join();
 
 const scalar = await loadBuild({ simd: false });
 scalar.quantizeTernary(w, rows, cols).free();

@@ -343,6 +343,12 @@ pub fn estimate_model_size(shapes: Vec<f64>, options: JsValue) -> Result<JsValue
     to_js(&engine::estimate_model_size(&pairs, opts.layout, opts.scope).map_err(js_error)?)
 }
 
+/// The names of the scale rules, in the engine's order.
+#[wasm_bindgen(js_name = ruleList)]
+pub fn rule_list() -> Vec<String> {
+    crate::ScaleRule::ALL.iter().map(|r| r.name().to_string()).collect()
+}
+
 /// The presets as plain objects.
 #[wasm_bindgen(js_name = presetList)]
 pub fn preset_list() -> Result<JsValue, JsError> {
