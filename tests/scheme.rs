@@ -287,20 +287,8 @@ fn optimal_rule_matches_brute_force() {
 /// absmean's error on Gaussian weights by the margin the exact optimum gives.
 #[test]
 fn optimal_rule_with_f16_scales_and_its_gain() {
-    // Gaussian weights (Box-Muller on xorshift64).
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let w: Vec<f32> = (0..1 << 16)
-        .map(|_| {
-            let (u1, u2) = (uniform(), uniform());
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * 0.05) as f32
-        })
-        .collect();
+    // Gaussian weights.
+    let w: Vec<f32> = ternary_quant::scheme::metrics::gaussian_probe(1 << 16).iter().map(|v| v * 0.05).collect();
     let t = quantize_ternary(&w, 256, 256, &opts(TernaryLayout::Tq2_0, ScaleRule::Optimal, Scope::Block(256))).unwrap();
     let codes = t.codes();
     for (b, (&d, (x, q))) in t.scales.iter().zip(w.chunks(256).zip(codes.chunks(256))).enumerate() {

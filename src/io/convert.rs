@@ -12,7 +12,7 @@ use crate::kernels::{Backend, Kernels};
 use crate::layout::blocks::{as_blocks, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 use crate::layout::TernaryLayout;
 use crate::scheme::int8::{quantize_int8, Int8Layout, Int8Options};
-use crate::scheme::metrics::ErrorSums;
+use crate::scheme::metrics::{gaussian_probe, ErrorSums};
 use crate::scheme::ternary::{quantize_ternary, ScaleRule, TernaryOptions, TernaryTensor};
 use crate::Scope;
 
@@ -584,21 +584,9 @@ impl Probe {
 }
 
 /// The probe x of [`TensorStats::output_snr_db`] for rows of `n` values: standard
-/// Gaussian values from a fixed seed (xorshift64 and Box-Muller), the same every time.
+/// Gaussian values from a fixed seed ([`gaussian_probe`]), the same every time.
 pub fn probe_vector(n: usize) -> Vec<f32> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let (u1, u2) = (uniform(), uniform());
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect()
+    gaussian_probe(n)
 }
 
 impl Figures {
