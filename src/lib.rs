@@ -44,7 +44,7 @@ pub use kernels::Backend;
 pub use layout::{FormatInfo, FormatKind, OutputFormat, StorageFormat, TernaryLayout};
 pub use scheme::int8::{quantize_int8, Int8Layout, Int8Options, Int8Tensor};
 pub use scheme::metrics::{error_stats, ErrorStats};
-pub use scheme::ternary::{quantize_ternary, ScaleRule, TernaryOptions, TernaryTensor};
+pub use scheme::ternary::{quantize_ternary, quantize_ternary_weighted, ScaleRule, TernaryOptions, TernaryTensor};
 pub use scheme::Scope;
 
 #[cfg(target_arch = "wasm32")]

@@ -327,3 +327,73 @@ fn optimal_rule_is_lossless_on_ternary_weights() {
         assert_eq!(t.dequantize(), w, "{layout} {scope:?}");
     }
 }
+
+/// With importances, the optimal rule reaches the least importance-weighted error of
+/// all 3^n code vectors; uniform importances change nothing; absmean takes the weighted
+/// mean; bad importances are errors.
+#[test]
+fn weighted_optimal_rule_matches_brute_force() {
+    let mut state = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for n in 1..=7usize {
+        for _ in 0..50 {
+            let x: Vec<f32> =
+                (0..n).map(|_| ((next() >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0) as f32).collect();
+            let c: Vec<f32> = (0..n).map(|_| [0.0f32, 0.5, 1.0, 4.0][(next() >> 20) as usize % 4]).collect();
+            let t =
+                quantize_ternary_weighted(&x, 1, n, &opts(TernaryLayout::Codes, ScaleRule::Optimal, Scope::Tensor), &c)
+                    .unwrap();
+            let weighted = |approx: &[f32]| -> f64 {
+                x.iter()
+                    .zip(approx)
+                    .zip(&c)
+                    .map(|((&a, &b), &w)| f64::from(w) * (f64::from(a) - f64::from(b)).powi(2))
+                    .sum()
+            };
+            let got = weighted(&t.dequantize());
+            let total: f64 = x.iter().zip(&c).map(|(&a, &w)| f64::from(w) * f64::from(a).powi(2)).sum();
+            let mut want = total;
+            for mut code in 0..3usize.pow(n as u32) {
+                let (mut dot, mut count) = (0f64, 0f64);
+                for (&v, &w) in x.iter().zip(&c) {
+                    let q = (code % 3) as f64 - 1.0;
+                    code /= 3;
+                    dot += f64::from(w) * q * f64::from(v);
+                    count += f64::from(w) * q * q;
+                }
+                if count > 0.0 {
+                    want = want.min(total - dot * dot / count);
+                }
+            }
+            assert!(got <= want * (1.0 + 1e-6) + 1e-12, "{x:?} {c:?}: weighted optimal {got}, brute force {want}");
+        }
+    }
+    // Uniform importance: the unweighted optimal rule's bytes.
+    let w: Vec<f32> = ternary_quant::scheme::metrics::gaussian_probe(4 * 512);
+    for scope in [Scope::Tensor, Scope::Row, Scope::Block(256)] {
+        let o = opts(TernaryLayout::Tq2_0, ScaleRule::Optimal, scope);
+        let plain = quantize_ternary(&w, 4, 512, &o).unwrap();
+        let weighted = quantize_ternary_weighted(&w, 4, 512, &o, &[2.0; 512]).unwrap();
+        assert_eq!(weighted.codes(), plain.codes(), "{scope:?}");
+        assert_eq!(weighted.scales, plain.scales, "{scope:?}");
+    }
+    // Weighted absmean: the column-weighted mean of |w|.
+    let t = quantize_ternary_weighted(
+        &[1.0, -3.0],
+        1,
+        2,
+        &opts(TernaryLayout::Codes, ScaleRule::AbsMean, Scope::Tensor),
+        &[3.0, 1.0],
+    )
+    .unwrap();
+    assert_eq!(t.scales, [1.5]);
+    let o = opts(TernaryLayout::Codes, ScaleRule::Optimal, Scope::Tensor);
+    assert!(matches!(quantize_ternary_weighted(&[1.0, 2.0], 1, 2, &o, &[1.0]), Err(Error::ShapeMismatch { .. })));
+    let err = quantize_ternary_weighted(&[1.0, 2.0], 1, 2, &o, &[1.0, -1.0]).unwrap_err().to_string();
+    assert!(err.contains("importance") && err.contains("column 1 has -1"), "{err}");
+}

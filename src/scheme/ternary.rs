@@ -272,6 +272,136 @@ pub fn quantize_ternary(data: &[f32], rows: usize, cols: usize, opts: &TernaryOp
     })
 }
 
+/// [`quantize_ternary`] with an importance per column (llama.cpp's imatrix for this
+/// weight: the mean squared activation each input column sees). `optimal` then
+/// minimises sum c (w - q s)^2 with c the value's column importance, and `absmean`
+/// takes the importance-weighted mean of |w|; `absmax`, `median` and `twn` take no
+/// importance. Importances must be finite and not negative, one per column.
+pub fn quantize_ternary_weighted(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    opts: &TernaryOptions,
+    importance: &[f32],
+) -> Result<TernaryTensor> {
+    let k = opts
+        .backend
+        .kernels()
+        .ok_or_else(|| Error::Unsupported(format!("backend {} on this machine", opts.backend)))?;
+    check_shape(data, rows, cols, "weights")?;
+    opts.layout.check(rows, cols, opts.scope)?;
+    if importance.len() != cols {
+        return Err(Error::ShapeMismatch {
+            what: "importance (one per column)",
+            expected: cols,
+            actual: importance.len(),
+        });
+    }
+    if let Some((i, &c)) = importance.iter().enumerate().find(|(_, c)| !(c.is_finite() && **c >= 0.0)) {
+        return Err(Error::InvalidOption {
+            name: "importance",
+            reason: format!(
+                "column {i} has {}; importances are finite and not negative",
+                crate::error::option_value(c)
+            ),
+        });
+    }
+    let span = opts.scope.span(rows, cols);
+    let rule = opts.rule;
+    pack_scopes(k, data, rows, cols, opts.layout, opts.scope, |i, x| {
+        check_finite(k, x, i * span, "weights")?;
+        let weights = ColumnWeights { importance, first: (i * span) % cols };
+        Ok(match rule {
+            ScaleRule::Optimal => optimal_weighted(x, weights),
+            ScaleRule::AbsMean => absmean_weighted(x, weights),
+            ScaleRule::AbsMax | ScaleRule::Median | ScaleRule::Twn => scope_scale(k, x, rule),
+        })
+    })
+}
+
+/// The importance of each value of a scope: value i sits in column (first + i) mod cols.
+#[derive(Clone, Copy)]
+struct ColumnWeights<'a> {
+    importance: &'a [f32],
+    first: usize,
+}
+
+impl ColumnWeights<'_> {
+    fn at(&self, i: usize) -> f64 {
+        f64::from(self.importance[(self.first + i) % self.importance.len()])
+    }
+}
+
+/// The importance-weighted mean of |x| as the absmean scale; sums in value order.
+fn absmean_weighted(x: &[f32], w: ColumnWeights<'_>) -> ScopeScale {
+    let (mut sum, mut weight) = (0f64, 0f64);
+    for (i, &v) in x.iter().enumerate() {
+        sum += w.at(i) * f64::from(v.abs());
+        weight += w.at(i);
+    }
+    if sum == 0.0 {
+        return ScopeScale::ZERO;
+    }
+    let g = ((sum / weight) as f32).max(MIN_SCALE);
+    ScopeScale { scale: g, code: CodeRule::Scaled { inv: 1.0 / g } }
+}
+
+/// [`optimal_scale`] with importances: for a given s the best codes are still a
+/// threshold at s / 2 (the weight scales a value's two errors alike), so the nonzero
+/// codes go to the largest |x| and the best prefix maximises (sum c a)^2 / (sum c), with
+/// s = (sum c a) / (sum c); within a run of equal |x| the objective is convex in the
+/// weight taken, so run ends are still the only candidates.
+fn optimal_weighted(x: &[f32], w: ColumnWeights<'_>) -> ScopeScale {
+    // Keys: |x|'s bits above, the value's index below; sorted by the bits only.
+    let mut keys: Vec<u64> =
+        x.iter().enumerate().map(|(i, v)| (u64::from(v.to_bits() & 0x7fff_ffff) << 32) | i as u64).collect();
+    let mut spare = vec![0u64; keys.len()];
+    let (mut from, mut to) = (&mut keys[..], &mut spare[..]);
+    for shift in [32, 40, 48, 56] {
+        let mut counts = [0usize; 256];
+        for &k in from.iter() {
+            counts[(k >> shift) as usize & 0xff] += 1;
+        }
+        if counts.contains(&from.len()) {
+            continue;
+        }
+        let mut at = 0;
+        for c in counts.iter_mut() {
+            (*c, at) = (at, at + *c);
+        }
+        for &k in from.iter() {
+            let digit = (k >> shift) as usize & 0xff;
+            to[counts[digit]] = k;
+            counts[digit] += 1;
+        }
+        std::mem::swap(&mut from, &mut to);
+    }
+    let n = from.len();
+    let magnitude = |j: usize| f32::from_bits((from[n - 1 - j] >> 32) as u32);
+    let (mut sum, mut weight) = (0f64, 0f64);
+    let (mut best_score, mut best_k, mut best) = (0f64, 0usize, (0f64, 0f64));
+    for j in 0..n {
+        let a = magnitude(j);
+        let c = w.at((from[n - 1 - j] & 0xffff_ffff) as usize);
+        sum += c * f64::from(a);
+        weight += c;
+        if j + 1 < n && magnitude(j + 1) == a {
+            continue; // not the end of a run of equal values
+        }
+        if weight > 0.0 {
+            let score = sum * sum / weight;
+            if score > best_score {
+                (best_score, best_k, best) = (score, j + 1, (sum, weight));
+            }
+        }
+    }
+    if best_k == 0 {
+        return ScopeScale::ZERO;
+    }
+    let threshold = if best_k < n { magnitude(best_k) } else { 0.0 };
+    ScopeScale { scale: (best.0 / best.1) as f32, code: CodeRule::Threshold { threshold } }
+}
+
 /// Packs data scope by scope; `scale_of(i, x)` gives scope i's scale (or an error) just
 /// before its values are packed.
 fn pack_scopes(
