@@ -82,6 +82,9 @@ Options:
                             RegExp RE (repeatable)
   --exclude RE              keep tensors whose name matches RE as they are (repeatable;
                             wins over --include)
+  --imatrix FILE            a llama.cpp importance matrix (llama-imatrix's GGUF or .dat):
+                            the tensors it names weigh each column's error by it
+                            (optimal and absmean rules); the report says which
   --report FILE             write the per-tensor report (JSON) to FILE
   --threads N               convert on N worker threads (default 1), each with its own
                             wasm instance and buffers; the output is the same for any N
@@ -320,7 +323,7 @@ class Progress {
 // ------------------------------------------------------------------ convert
 
 const CONVERT_SPEC = {
-  values: ['--output', '--preset', '--layout', '--rule', '--scope', '--block-size', '--include', '--exclude', '--report', '--threads'],
+  values: ['--output', '--preset', '--layout', '--rule', '--scope', '--block-size', '--include', '--exclude', '--report', '--threads', '--imatrix'],
   repeat: ['--include', '--exclude'],
   flags: ['--quiet'],
 };
@@ -379,9 +382,20 @@ function convertOptions(args, layouts) {
     include: regexes('--include', opts.include),
     exclude: regexes('--exclude', opts.exclude),
     reportPath: opts.report,
+    imatrixPath: opts.imatrix,
     threads,
     quiet: opts.quiet === true,
   };
+}
+
+/** The bytes of an --imatrix file. */
+async function readImatrix(path) {
+  try {
+    const bytes = await readFile(path);
+    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  } catch (e) {
+    throw new UserError(e?.code === 'ENOENT' ? `${path}: no such file` : `${path}: ${e?.message ?? e}`);
+  }
 }
 
 /** Runs every op on this thread, in output order. */
@@ -480,6 +494,7 @@ function tensorReport(op, result) {
     zeroFraction: figure('zeroFraction'),
     outputSnrDb: figure('outputSnrDb'),
     ternaryFitDb: result.fit ?? null,
+    importance: op.importance === true,
     ms: Math.round(result.ms * 1000) / 1000,
     fallbackReason: op.fallbackReason,
     ...(op.scaleName ? { scaleName: op.scaleName } : {}),
@@ -566,6 +581,7 @@ async function convert(args) {
     forceKeep,
     ...(model.index ? { index: model.index } : {}),
     ...(model.folder ? { model: model.folder } : {}),
+    ...(o.imatrixPath !== undefined ? { imatrix: await readImatrix(o.imatrixPath) } : {}),
   };
   const prefixes = headers.map((h) => h.prefix);
   let plan;
@@ -616,6 +632,7 @@ async function convert(args) {
       blockSize: o.blockSize ?? null,
       include: o.includeSources,
       exclude: o.excludeSources,
+      imatrix: o.imatrixPath ?? null,
       threads,
     },
     backend: backend(),

@@ -257,6 +257,11 @@ export interface ConversionOptions {
   /** The sharded model's index json, to check each tensor is in its named shard. */
   index?: Uint8Array;
   /**
+   * A llama.cpp importance matrix file (GGUF or legacy .dat): tensors it names (GGUF
+   * names) weigh each column's error by it under the optimal and absmean rules.
+   */
+  imatrix?: Uint8Array;
+  /**
    * A Hugging Face model folder's files (their bytes): the GGUF then gets llama.cpp's
    * tensor names, model keys and tokenizer, so that llama.cpp runs it.
    */
@@ -304,6 +309,8 @@ export interface ConversionOp {
   rowOrder: number | null;
   /** The op converts in pieces through ConversionPlan.chunkedOp. */
   chunkable: boolean;
+  /** The importance matrix weighs this tensor's columns. */
+  importance: boolean;
 }
 
 export interface TensorStats {

@@ -136,7 +136,7 @@ test('convert the sample model to GGUF TQ2_0 with a report; inspect the output',
   assert.ok(totals.seconds > 0 && totals.mbPerSecond > 0);
   assert.equal(report.output.format, 'gguf');
   assert.equal(report.output.layout, 'tq2_0');
-  assert.deepEqual(report.options, { rule: 'absmean', scope: 'tensor', blockSize: null, include: [], exclude: [], threads: 1 });
+  assert.deepEqual(report.options, { rule: 'absmean', scope: 'tensor', blockSize: null, include: [], exclude: [], imatrix: null, threads: 1 });
 });
 
 test('the GGUF bytes of each layout equal the package quantizers on the same values', async (t) => {
@@ -479,4 +479,41 @@ test('SIGKILL leaves at most OUT.partial, never OUT; the next run overwrites it 
   cliOk(['convert', input, out, '--quiet']);
   assert.equal(sha256(out), sha256(reference));
   assert.deepEqual(tensorBytesOf(out).size, 39);
+});
+
+/** A legacy llama.cpp imatrix (.dat): entries of (name, calls, sums). */
+function legacyImatrix(entries) {
+  const parts = [Buffer.from(Int32Array.of(entries.length).buffer)];
+  for (const [name, calls, sums] of entries) {
+    const n = Buffer.from(name);
+    parts.push(Buffer.from(Int32Array.of(n.length).buffer), n, Buffer.from(Int32Array.of(calls, sums.length).buffer));
+    parts.push(Buffer.from(Float32Array.from(sums).buffer));
+  }
+  return Buffer.concat(parts);
+}
+
+test('--imatrix weighs the columns of the tensors it names; the report says which', (t) => {
+  const dir = tempDir(t);
+  const input = sampleModel(join(dir, 'model.safetensors'));
+  const q = 'model.layers.0.self_attn.q_proj.weight';
+  // Columns 0..127 matter 100 times more than the others.
+  const imatrix = join(dir, 'imatrix.dat');
+  writeFileSync(imatrix, legacyImatrix([[q, 10, Array.from({ length: 256 }, (_, i) => (i < 128 ? 1000 : 10))]]));
+  const plain = join(dir, 'plain.gguf');
+  const weighted = join(dir, 'weighted.gguf');
+  const report = join(dir, 'report.json');
+  cliOk(['convert', input, plain, '--preset', 'best', '--quiet']);
+  cliOk(['convert', input, weighted, '--preset', 'best', '--imatrix', imatrix, '--quiet', '--report', report]);
+  const r = JSON.parse(readFileSync(report, 'utf8'));
+  assert.equal(r.options.imatrix, imatrix);
+  assert.deepEqual(r.tensors.filter((x) => x.importance).map((x) => x.name), [q]);
+  const [a, b] = [tensorBytesOf(plain), tensorBytesOf(weighted)];
+  assert.ok(!a.get(q).equals(b.get(q)), 'the weighted tensor changes');
+  assert.ok(a.get('model.layers.0.self_attn.k_proj.weight').equals(b.get('model.layers.0.self_attn.k_proj.weight')), 'the others do not');
+
+  writeFileSync(imatrix, legacyImatrix([[q, 1, [1, 2, 3]]]));
+  assertFailed(cli(['convert', input, join(dir, 'x.gguf'), '--imatrix', imatrix]), /importance matrix has 3 values for tensor 'model\.layers\.0\.self_attn\.q_proj\.weight', which has rows of 256/, join(dir, 'x.gguf'));
+  writeFileSync(imatrix, 'not an imatrix');
+  assertFailed(cli(['convert', input, join(dir, 'x.gguf'), '--imatrix', imatrix]), /malformed imatrix/, join(dir, 'x.gguf'));
+  assertFailed(cli(['convert', input, join(dir, 'x.gguf'), '--imatrix', join(dir, 'none.dat')]), /none\.dat: no such file/, join(dir, 'x.gguf'));
 });

@@ -676,3 +676,40 @@ fn output_error_on_the_probe() {
     let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / cols as f64;
     assert!(mean.abs() < 0.2, "a standard Gaussian probe: mean {mean}");
 }
+
+/// A plan with an importance matrix weighs the tensors it names, and only those; an
+/// entry of the wrong length is an error naming the tensor.
+#[test]
+fn importance_matrices_weigh_the_tensors_they_name() {
+    use ternary_quant::io::ImportanceMatrix;
+    use ternary_quant::quantize_ternary_weighted;
+    let w = values(4 * 512, 401);
+    let file = safetensors_file(
+        None,
+        &[t("a.weight", "F32", &[4, 512], f32_bytes(&w)), t("b.weight", "F32", &[4, 512], f32_bytes(&w))],
+    );
+    let importance: Vec<f32> = (0..512).map(|i| if i < 100 { 50.0 } else { 1.0 }).collect();
+    let matrix = |values: Vec<f32>| ImportanceMatrix {
+        entries: [("a.weight".to_string(), values)].into_iter().collect(),
+        datasets: vec![],
+        chunk_count: None,
+        legacy: true,
+    };
+    let mut options = opts(OutputFormat::Gguf, TernaryLayout::Tq2_0, ScaleRule::Optimal, Scope::Block(256));
+    options.importance = Some(matrix(importance.clone()));
+    let plan = plan_conversion(&[header(&file)], &options).unwrap();
+    let (a, b) = (op(&plan, "a.weight"), op(&plan, "b.weight"));
+    assert_eq!((a.importance.as_deref(), b.importance.as_deref()), (Some(&importance[..]), None));
+    let topts = TernaryOptions {
+        layout: TernaryLayout::Tq2_0,
+        rule: ScaleRule::Optimal,
+        scope: Scope::Block(256),
+        backend: Backend::best(),
+    };
+    let want = quantize_ternary_weighted(&w, 4, 512, &topts, &importance).unwrap();
+    assert_eq!(convert_tensor(a, &input_of(a, &[&file]), false).unwrap().bytes, want.bytes);
+    assert_ne!(convert_tensor(b, &input_of(b, &[&file]), false).unwrap().bytes, want.bytes);
+    options.importance = Some(matrix(vec![1.0; 3]));
+    let err = plan_conversion(&[header(&file)], &options).unwrap_err().to_string();
+    assert!(err.contains("3 values for tensor 'a.weight', which has rows of 512"), "{err}");
+}

@@ -13,7 +13,7 @@ use crate::layout::blocks::{as_blocks, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0,
 use crate::layout::TernaryLayout;
 use crate::scheme::int8::{quantize_int8, Int8Layout, Int8Options};
 use crate::scheme::metrics::{gaussian_probe, ErrorSums};
-use crate::scheme::ternary::{quantize_ternary, ScaleRule, TernaryOptions, TernaryTensor};
+use crate::scheme::ternary::{quantize_ternary, quantize_ternary_weighted, ScaleRule, TernaryOptions, TernaryTensor};
 use crate::Scope;
 
 /// The output bytes of one op, and its statistics when asked for.
@@ -250,7 +250,10 @@ fn produce<'a>(op: &PlanOp, input: &'a [u8], measure: bool, first_index: usize) 
             let (rows, cols) = rows_cols(op)?;
             let layout = op.out_layout().ok_or_else(|| Error::Unsupported(format!("quantize to {}", op.out_type)))?;
             let opts = TernaryOptions { layout, rule: op.rule, scope: op.scope, backend: op.backend };
-            let t = quantize_ternary(&values, rows, cols, &opts)?;
+            let t = match &op.importance {
+                Some(importance) => quantize_ternary_weighted(&values, rows, cols, &opts, importance)?,
+                None => quantize_ternary(&values, rows, cols, &opts)?,
+            };
             if !values.is_empty() {
                 fit = Some(ternary_fit_db(&values[..values.len().min(FIT_SAMPLE)], op.backend)?);
             }

@@ -72,6 +72,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::gguf::{write_gguf, GgufTensorOut, GgufValue};
 use super::hf::{self, ModelFolder, RopeRowOrder};
+use super::imatrix::ImportanceMatrix;
 use super::{element_count, safetensors, DType, Format, Metadata, ModelHeader, TensorInfo};
 use crate::error::{index_by_name, one_of, Error, Result};
 use crate::layout::blocks::QK8_0;
@@ -132,6 +133,9 @@ pub struct PlanOptions {
     /// A Hugging Face model folder's config and tokenizer: the GGUF gets llama.cpp's
     /// tensor names and model keys, so that llama.cpp can run it.
     pub model: Option<ModelFolder>,
+    /// llama.cpp's importance matrix: tensors ternarised from floats whose (GGUF) name it
+    /// lists weigh each column's error by it (the `optimal` and `absmean` rules).
+    pub importance: Option<ImportanceMatrix>,
 }
 
 impl Default for PlanOptions {
@@ -147,6 +151,7 @@ impl Default for PlanOptions {
             bitnet_scale: None,
             backend: Backend::best(),
             model: None,
+            importance: None,
         }
     }
 }
@@ -228,6 +233,9 @@ pub struct PlanOp {
     /// The values a [`OpKind::Constant`] op writes (as its `out_type`); empty for the
     /// others.
     pub values: Vec<f32>,
+    /// For a tensor ternarised from floats: the importance of each column, from
+    /// [`PlanOptions::importance`].
+    pub importance: Option<Vec<f32>>,
 }
 
 impl PlanOp {
@@ -584,6 +592,7 @@ pub fn plan_conversion(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<Con
                 backend: opts.backend,
                 row_order: None,
                 values: Vec::new(),
+                importance: None,
             });
         }
     }
@@ -592,6 +601,20 @@ pub fn plan_conversion(inputs: &[ModelHeader], opts: &PlanOptions) -> Result<Con
         Some(model) => hf::tensors::apply(model, &mut ops)?,
         None => Vec::new(),
     };
+    if let Some(matrix) = &opts.importance {
+        for op in ops.iter_mut().filter(|op| op.kind == OpKind::Quantize) {
+            let Some(values) = matrix.entries.get(&op.name) else { continue };
+            let cols = op.shape.last().copied().unwrap_or(0);
+            if values.len() as u64 != cols {
+                return Err(Error::Unsupported(format!(
+                    "the importance matrix has {} values for tensor '{}', which has rows of {cols}",
+                    values.len(),
+                    op.name
+                )));
+            }
+            op.importance = Some(values.clone());
+        }
+    }
     let (header, output_size) = match opts.output {
         OutputFormat::Gguf => layout_gguf(inputs, opts, model_metadata, &mut ops)?,
         OutputFormat::BitnetHf => layout_bitnet_hf(inputs, &mut ops)?,

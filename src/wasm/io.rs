@@ -271,8 +271,19 @@ pub fn parse_safetensors_index(json: &[u8]) -> Result<JsValue, JsError> {
     to_js(&IndexView { files: &index.files, weight_map: WeightMap(&index.weight_map) })
 }
 
-const PLAN_KEYS: &[&str] =
-    &["output", "layout", "rule", "scope", "blockSize", "forceTernary", "forceKeep", "bitnetScale", "index", "model"];
+const PLAN_KEYS: &[&str] = &[
+    "output",
+    "layout",
+    "rule",
+    "scope",
+    "blockSize",
+    "forceTernary",
+    "forceKeep",
+    "bitnetScale",
+    "index",
+    "model",
+    "imatrix",
+];
 /// The files of a Hugging Face model folder that the converter reads besides the
 /// weights, by their key in the `model` option: config.json (required) first.
 const FOLDER_FILES: [(&str, &str); 6] = [
@@ -368,6 +379,10 @@ fn plan_options(options: &JsValue) -> Result<(PlanOptions, Option<Vec<u8>>), JsE
         bitnet_scale,
         backend: Backend::best(),
         model: o.value("model").map(|m| model_folder(&m)).transpose()?,
+        importance: o
+            .value("imatrix")
+            .map(|m| bytes_of(&m, "options.imatrix").and_then(|b| io::read_imatrix(&b).map_err(js_error)))
+            .transpose()?,
     };
     Ok((opts, index))
 }
@@ -450,6 +465,8 @@ struct OpView<'a> {
     row_order: Option<u64>,
     /// The op converts in pieces (`ConversionPlan.chunkedOp`).
     chunkable: bool,
+    /// The importance matrix weighs this tensor's columns.
+    importance: bool,
 }
 
 fn op_view(index: usize, op: &io::PlanOp) -> OpView<'_> {
@@ -470,6 +487,7 @@ fn op_view(index: usize, op: &io::PlanOp) -> OpView<'_> {
         copies_bytes: op.copies_bytes(),
         row_order: op.row_order.map(|o| o.heads),
         chunkable: io::ChunkedConversion::supports(op),
+        importance: op.importance.is_some(),
     }
 }
 

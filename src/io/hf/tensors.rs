@@ -185,6 +185,7 @@ pub(crate) fn apply(model: &ModelFolder, ops: &mut Vec<PlanOp>) -> Result<Vec<(S
                 scale_dtype: None,
                 row_order: None,
                 values: factors,
+                importance: None,
                 ..first.clone()
             };
             kept.insert(0, op);
