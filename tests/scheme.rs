@@ -223,6 +223,16 @@ fn the_first_bad_value_is_named_for_every_rule_scope_and_backend() {
     }
 }
 
+/// A xorshift64 stream from `seed`.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// The least squared error over codes in {-1, 0, 1}^n with the best real scale for
 /// them, by trying every code vector: sum x^2 - (sum q x)^2 / (sum q^2).
 fn brute_force_error(x: &[f32]) -> f64 {
@@ -252,13 +262,7 @@ fn squared_error(x: &[f32], approx: &[f32]) -> f64 {
 /// on small inputs: random values, runs of equal magnitudes, zeros and sign mixes.
 #[test]
 fn optimal_rule_matches_brute_force() {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let mut cases = 0;
     for n in 1..=8usize {
         for _ in 0..60 {
@@ -333,13 +337,7 @@ fn optimal_rule_is_lossless_on_ternary_weights() {
 /// mean; bad importances are errors.
 #[test]
 fn weighted_optimal_rule_matches_brute_force() {
-    let mut state = 0x1234_5678_9abc_def1u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x1234_5678_9abc_def1);
     for n in 1..=7usize {
         for _ in 0..50 {
             let x: Vec<f32> =

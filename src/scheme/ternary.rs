@@ -86,51 +86,65 @@ fn abs_median(x: &[f32]) -> f32 {
 /// of runs are candidates, which makes the codes a threshold (|x| greater than the
 /// largest value left out), the same for every backend. Sums are in f64.
 fn optimal_scale(x: &[f32]) -> ScopeScale {
+    optimal_with(x, |_| 1.0)
+}
+
+/// [`optimal_scale`] with weight `weight(i)` on value i's error (1 for every value gives
+/// exactly [`optimal_scale`]: the sums are then exact counts).
+fn optimal_with(x: &[f32], weight: impl Fn(usize) -> f64) -> ScopeScale {
     // Scopes of a block or a short row sort on the stack; longer ones in two vectors.
     const STACK: usize = 512;
     if x.len() <= STACK {
-        let (mut keys, mut spare) = ([0u32; STACK], [0u32; STACK]);
-        optimal_of_sorted(sort_magnitudes(x, &mut keys[..x.len()], &mut spare[..x.len()]))
+        let (mut keys, mut spare) = ([0u64; STACK], [0u64; STACK]);
+        optimal_of_sorted(sort_by_magnitude(x, &mut keys[..x.len()], &mut spare[..x.len()]), weight)
     } else {
-        let (mut keys, mut spare) = (vec![0u32; x.len()], vec![0u32; x.len()]);
-        optimal_of_sorted(sort_magnitudes(x, &mut keys, &mut spare))
+        let (mut keys, mut spare) = (vec![0u64; x.len()], vec![0u64; x.len()]);
+        optimal_of_sorted(sort_by_magnitude(x, &mut keys, &mut spare), weight)
     }
 }
 
-/// [`optimal_scale`] from the bits of |x| in increasing order.
-fn optimal_of_sorted(ascending: &[u32]) -> ScopeScale {
+/// The best prefix of values sorted by increasing |x| (keys of [`sort_by_magnitude`]),
+/// taken from the largest: it maximises (sum c a)^2 / (sum c) over the ends of runs of
+/// equal |x|, with c = `weight(index)`.
+fn optimal_of_sorted(ascending: &[u64], weight: impl Fn(usize) -> f64) -> ScopeScale {
     let n = ascending.len();
-    let a = |i: usize| f32::from_bits(ascending[n - 1 - i]);
-    let (mut sum, mut best_score, mut best_k, mut best_sum) = (0f64, 0f64, 0usize, 0f64);
-    for i in 0..n {
-        let v = a(i);
-        sum += f64::from(v);
-        let k = i + 1;
-        if k < n && a(k) == v {
+    let key = |j: usize| ascending[n - 1 - j];
+    let magnitude = |j: usize| f32::from_bits((key(j) >> 32) as u32);
+    let (mut sum, mut total) = (0f64, 0f64);
+    let (mut best_score, mut best_k, mut best) = (0f64, 0usize, (0f64, 0f64));
+    for j in 0..n {
+        let a = magnitude(j);
+        let c = weight((key(j) & 0xffff_ffff) as usize);
+        sum += c * f64::from(a);
+        total += c;
+        if j + 1 < n && magnitude(j + 1) == a {
             continue; // not the end of a run of equal values
         }
-        let score = sum * sum / k as f64;
-        if score > best_score {
-            (best_score, best_k, best_sum) = (score, k, sum);
+        if total > 0.0 {
+            let score = sum * sum / total;
+            if score > best_score {
+                (best_score, best_k, best) = (score, j + 1, (sum, total));
+            }
         }
     }
     if best_k == 0 {
         return ScopeScale::ZERO;
     }
-    let threshold = if best_k < n { a(best_k) } else { 0.0 };
-    ScopeScale { scale: (best_sum / best_k as f64) as f32, code: CodeRule::Threshold { threshold } }
+    let threshold = if best_k < n { magnitude(best_k) } else { 0.0 };
+    ScopeScale { scale: (best.0 / best.1) as f32, code: CodeRule::Threshold { threshold } }
 }
 
-/// The bits of |x| in increasing order (which is the order of the values: every one is
-/// finite and non-negative), by an LSD radix sort in `keys` and `spare` (each
-/// `x.len()` long): linear time, and a few hundred bytes of code where a comparison
-/// sort would add kilobytes to the `.wasm`. Returns the sorted one.
-fn sort_magnitudes<'a>(x: &[f32], keys: &'a mut [u32], spare: &'a mut [u32]) -> &'a [u32] {
-    for (k, v) in keys.iter_mut().zip(x) {
-        *k = v.to_bits() & 0x7fff_ffff;
+/// Keys of `x` in increasing order of |x|: the bits of |x| (which order as the values do,
+/// every one finite and non-negative) above, the value's index below. An LSD radix sort
+/// on the upper half, in `keys` and `spare` (each `x.len()` long): linear time, and a
+/// few hundred bytes of code where a comparison sort would add kilobytes to the
+/// `.wasm`. Returns the sorted one.
+fn sort_by_magnitude<'a>(x: &[f32], keys: &'a mut [u64], spare: &'a mut [u64]) -> &'a [u64] {
+    for (i, (k, v)) in keys.iter_mut().zip(x).enumerate() {
+        *k = (u64::from(v.to_bits() & 0x7fff_ffff) << 32) | i as u64;
     }
     let (mut from, mut to) = (keys, spare);
-    for shift in [0, 8, 16, 24] {
+    for shift in [32, 40, 48, 56] {
         let mut counts = [0usize; 256];
         for &k in from.iter() {
             counts[(k >> shift) as usize & 0xff] += 1;
@@ -248,18 +262,24 @@ pub struct TernaryTensor {
     pub scales: Vec<f32>,
 }
 
-/// Quantizes a row-major `rows x cols` tensor to ternary.
-///
-/// Row and block scopes are checked, measured and packed one scope at a time, while the
-/// scope is in cache: one pass over memory. The tensor scope needs its scale before the
-/// first code, so it reads the data twice.
-pub fn quantize_ternary(data: &[f32], rows: usize, cols: usize, opts: &TernaryOptions) -> Result<TernaryTensor> {
+/// The kernels of `opts.backend`, once the shape and the layout's needs are checked.
+fn checked_kernels(data: &[f32], rows: usize, cols: usize, opts: &TernaryOptions) -> Result<&'static Kernels> {
     let k = opts
         .backend
         .kernels()
         .ok_or_else(|| Error::Unsupported(format!("backend {} on this machine", opts.backend)))?;
     check_shape(data, rows, cols, "weights")?;
     opts.layout.check(rows, cols, opts.scope)?;
+    Ok(k)
+}
+
+/// Quantizes a row-major `rows x cols` tensor to ternary.
+///
+/// Row and block scopes are checked, measured and packed one scope at a time, while the
+/// scope is in cache: one pass over memory. The tensor scope needs its scale before the
+/// first code, so it reads the data twice.
+pub fn quantize_ternary(data: &[f32], rows: usize, cols: usize, opts: &TernaryOptions) -> Result<TernaryTensor> {
+    let k = checked_kernels(data, rows, cols, opts)?;
     let rule = opts.rule;
     if opts.scope == Scope::Tensor {
         let scale = tensor_scale(k, data, rule)?;
@@ -284,12 +304,7 @@ pub fn quantize_ternary_weighted(
     opts: &TernaryOptions,
     importance: &[f32],
 ) -> Result<TernaryTensor> {
-    let k = opts
-        .backend
-        .kernels()
-        .ok_or_else(|| Error::Unsupported(format!("backend {} on this machine", opts.backend)))?;
-    check_shape(data, rows, cols, "weights")?;
-    opts.layout.check(rows, cols, opts.scope)?;
+    let k = checked_kernels(data, rows, cols, opts)?;
     if importance.len() != cols {
         return Err(Error::ShapeMismatch {
             what: "importance (one per column)",
@@ -352,54 +367,7 @@ fn absmean_weighted(x: &[f32], w: ColumnWeights<'_>) -> ScopeScale {
 /// s = (sum c a) / (sum c); within a run of equal |x| the objective is convex in the
 /// weight taken, so run ends are still the only candidates.
 fn optimal_weighted(x: &[f32], w: ColumnWeights<'_>) -> ScopeScale {
-    // Keys: |x|'s bits above, the value's index below; sorted by the bits only.
-    let mut keys: Vec<u64> =
-        x.iter().enumerate().map(|(i, v)| (u64::from(v.to_bits() & 0x7fff_ffff) << 32) | i as u64).collect();
-    let mut spare = vec![0u64; keys.len()];
-    let (mut from, mut to) = (&mut keys[..], &mut spare[..]);
-    for shift in [32, 40, 48, 56] {
-        let mut counts = [0usize; 256];
-        for &k in from.iter() {
-            counts[(k >> shift) as usize & 0xff] += 1;
-        }
-        if counts.contains(&from.len()) {
-            continue;
-        }
-        let mut at = 0;
-        for c in counts.iter_mut() {
-            (*c, at) = (at, at + *c);
-        }
-        for &k in from.iter() {
-            let digit = (k >> shift) as usize & 0xff;
-            to[counts[digit]] = k;
-            counts[digit] += 1;
-        }
-        std::mem::swap(&mut from, &mut to);
-    }
-    let n = from.len();
-    let magnitude = |j: usize| f32::from_bits((from[n - 1 - j] >> 32) as u32);
-    let (mut sum, mut weight) = (0f64, 0f64);
-    let (mut best_score, mut best_k, mut best) = (0f64, 0usize, (0f64, 0f64));
-    for j in 0..n {
-        let a = magnitude(j);
-        let c = w.at((from[n - 1 - j] & 0xffff_ffff) as usize);
-        sum += c * f64::from(a);
-        weight += c;
-        if j + 1 < n && magnitude(j + 1) == a {
-            continue; // not the end of a run of equal values
-        }
-        if weight > 0.0 {
-            let score = sum * sum / weight;
-            if score > best_score {
-                (best_score, best_k, best) = (score, j + 1, (sum, weight));
-            }
-        }
-    }
-    if best_k == 0 {
-        return ScopeScale::ZERO;
-    }
-    let threshold = if best_k < n { magnitude(best_k) } else { 0.0 };
-    ScopeScale { scale: (best.0 / best.1) as f32, code: CodeRule::Threshold { threshold } }
+    optimal_with(x, |i| w.at(i))
 }
 
 /// Packs data scope by scope; `scale_of(i, x)` gives scope i's scale (or an error) just
