@@ -1,7 +1,8 @@
 // Hugging Face model folders converted by the CLI and run by llama.cpp itself
 // (node-llama-cpp, its prebuilt CPU binary, never built). For each architecture (Llama
-// also with Llama 3.1's RoPE scaling, and with a SentencePiece tokenizer.model trained
-// by the `sentencepiece` package with Llama 2's settings; BitNet twice: ternary weights stored as floats, and
+// also with Llama 3.1's RoPE scaling, and with SentencePiece tokenizer.model files
+// trained by the `sentencepiece` package, BPE with Llama 2's settings and Unigram;
+// BitNet twice: ternary weights stored as floats, and
 // packed as microsoft/bitnet-b1.58-2B-4T ships them) a seeded folder with a real byte-level BPE tokenizer (the `tokenizers`
 // package) is converted to F16, TQ2_0 and TQ1_0, and llama.cpp must:
 // - tokenize a fixed set of strings to exactly the ids `tokenizers` gives;
@@ -23,6 +24,7 @@ const ARCHITECTURES = [
   'LlamaForCausalLM',
   'LlamaForCausalLM-llama3',
   'LlamaForCausalLM-spm',
+  'LlamaForCausalLM-unigram',
   'MistralForCausalLM',
   'Qwen2ForCausalLM',
   'BitNetForCausalLM',
