@@ -331,7 +331,7 @@ export interface TensorStats {
   snrDb: number | null;
   cosine: number | null;
   zeroFraction: number | null;
-  /** SNR of y = W x against the input's, for a fixed standard Gaussian probe x (matrices only). */
+  /** SNR of y = W x against the input's (first 1,024 rows), for a fixed standard Gaussian probe x (matrices only). */
   outputSnrDb: number | null;
 }
 
@@ -354,7 +354,7 @@ export class ConversionPlan {
   /** Converts op i from its input ranges, concatenated. `bytes` is exactly outputLength. */
   /**
    * `ternaryFitDb`: for a tensor ternarised from floats, the SNR of its values' best
-   * ternary fit (first 16,384 values): +Infinity when they are ternary already, about
+   * ternary fit (first 4,096 values): +Infinity when they are ternary already, about
    * 4 to 8 dB when they were never trained ternary; null for other ops.
    */
   convertTensor(i: number, bytes: Uint8Array, measure?: boolean): ConvertedTensor;

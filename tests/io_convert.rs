@@ -610,7 +610,7 @@ fn chunked_conversion_errors_name_the_tensor_and_the_index() {
 /// is low gets one warning line, one of weights that are ternary already does not.
 #[test]
 fn ternary_fit_and_the_far_from_ternary_warning() {
-    use ternary_quant::io::convert::{far_from_ternary, ternary_fit_db, FAR_FROM_TERNARY_DB, FIT_SAMPLE};
+    use ternary_quant::io::convert::{far_from_ternary, ternary_fit_db, FAR_FROM_TERNARY_DB};
     let ternary: Vec<f32> = values(4 * 512, 301).iter().map(|v| (v * 3.0).round().clamp(-1.0, 1.0) * 0.25).collect();
     assert_eq!(ternary_fit_db(&ternary, Backend::best()).unwrap(), f64::INFINITY);
     let smooth = values(4 * 512, 302);
@@ -635,7 +635,6 @@ fn ternary_fit_and_the_far_from_ternary_warning() {
     assert_eq!(far_from_ternary(&[fit, f64::INFINITY, f64::INFINITY]), None);
     assert_eq!(far_from_ternary(&[FAR_FROM_TERNARY_DB]), None);
     assert_eq!(far_from_ternary(&[]), None);
-    const { assert!(FIT_SAMPLE >= 1 << 14) };
 }
 
 /// The report's output error: the SNR of y = W x for the fixed Gaussian probe x, from

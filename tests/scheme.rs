@@ -380,6 +380,18 @@ fn weighted_optimal_rule_matches_brute_force() {
         assert_eq!(weighted.codes(), plain.codes(), "{scope:?}");
         assert_eq!(weighted.scales, plain.scales, "{scope:?}");
     }
+    // Every backend gives the scalar bytes, for both weighted rules and every scope.
+    let importance: Vec<f32> = (0..512).map(|i| (i % 7) as f32 * 0.5).collect();
+    for rule in [ScaleRule::Optimal, ScaleRule::AbsMean] {
+        for scope in [Scope::Tensor, Scope::Row, Scope::Block(256)] {
+            let o = |backend| TernaryOptions { layout: TernaryLayout::Tq2_0, rule, scope, backend };
+            let want = quantize_ternary_weighted(&w, 4, 512, &o(Backend::Scalar), &importance).unwrap();
+            for backend in Backend::supported() {
+                let got = quantize_ternary_weighted(&w, 4, 512, &o(backend), &importance).unwrap();
+                assert_eq!((&got.bytes, &got.scales), (&want.bytes, &want.scales), "{backend} {rule:?} {scope:?}");
+            }
+        }
+    }
     // Weighted absmean: the column-weighted mean of |w|.
     let t = quantize_ternary_weighted(
         &[1.0, -3.0],
