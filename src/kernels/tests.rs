@@ -268,6 +268,18 @@ fn check<T: Same + ?Sized>(what: &str, backend: Backend, case: &dyn Debug, want:
     }
 }
 
+/// Runs kernel `$name` of the spec and of backend table `$k` on copies of `$init`, the
+/// output after `$args`, and checks that both leave the same values.
+macro_rules! check_kernel {
+    ($name:ident, $b:expr, $k:expr, $case:expr, $init:expr, ($($arg:expr),*)) => {{
+        let init = $init;
+        let (mut want, mut got) = (init.clone(), init);
+        scalar::$name($($arg,)* &mut want);
+        ($k.$name)($($arg,)* &mut got);
+        check(stringify!($name), $b, $case, &want[..], &got[..]);
+    }};
+}
+
 /// Every supported backend but the spec itself.
 fn backends() -> Vec<(Backend, &'static Kernels)> {
     Backend::supported()
@@ -285,6 +297,14 @@ fn each_case(seed: u64, mut case: impl FnMut(&mut Rng, Backend, &'static Kernels
             case(&mut rng, b, k);
         }
     }
+}
+
+/// As [`each_case`], with a length `n` (`rng.len()`) as each case's first draw.
+fn each_len_case(seed: u64, mut case: impl FnMut(&mut Rng, Backend, &'static Kernels, usize)) {
+    each_case(seed, |rng, b, k| {
+        let n = rng.len();
+        case(rng, b, k, n)
+    });
 }
 
 fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
@@ -327,8 +347,7 @@ fn ternary_data(rng: &mut Rng, n: usize) -> (Vec<f32>, usize, CodeRule) {
 
 #[test]
 fn first_non_finite() {
-    each_case(1, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(1, |rng, b, k, n| {
         let gen = Gen::random(rng, true);
         let (mut data, off) = gen.buffer(rng, n);
         if n > 0 && rng.chance(0.7) {
@@ -345,8 +364,7 @@ fn first_non_finite() {
 
 #[test]
 fn reductions() {
-    each_case(2, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(2, |rng, b, k, n| {
         let gen = Gen::random(rng, false);
         let (data, off) = gen.buffer(rng, n);
         let x = &data[off..off + n];
@@ -372,16 +390,12 @@ fn reductions() {
 
 #[test]
 fn ternary_codes() {
-    each_case(3, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(3, |rng, b, k, n| {
         let (data, off, rule) = ternary_data(rng, n);
         let x = &data[off..off + n];
         let out_len = if rng.chance(0.8) { n } else { rng.len() };
         let init: Vec<i8> = random_bytes(rng, out_len).into_iter().map(|v| v as i8).collect();
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::ternary_codes(x, rule, &mut want);
-        (k.ternary_codes)(x, rule, &mut got);
-        check("ternary_codes", b, &(n, off, rule), &want[..], &got[..]);
+        check_kernel!(ternary_codes, b, k, &(n, off, rule), init, (x, rule));
     });
 }
 
@@ -501,27 +515,15 @@ fn unpack_and_dequantize_tq() {
 
         let w2 = tq2_blocks(rng, off + count);
         let init: Vec<i8> = random_bytes(rng, out_len).into_iter().map(|v| v as i8).collect();
-        let (mut want, mut got) = (init.clone(), init.clone());
-        scalar::unpack_tq2_0(&w2[off..], &mut want);
-        (k.unpack_tq2_0)(&w2[off..], &mut got);
-        check("unpack_tq2_0", b, &case, &want[..], &got[..]);
+        check_kernel!(unpack_tq2_0, b, k, &case, init.clone(), (&w2[off..]));
 
         let w1 = tq1_blocks(rng, off + count);
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::unpack_tq1_0(&w1[off..], &mut want);
-        (k.unpack_tq1_0)(&w1[off..], &mut got);
-        check("unpack_tq1_0", b, &case, &want[..], &got[..]);
+        check_kernel!(unpack_tq1_0, b, k, &case, init, (&w1[off..]));
 
         let init = Gen::random(rng, false).values(rng, out_len);
-        let (mut want, mut got) = (init.clone(), init.clone());
-        scalar::dequantize_tq2_0(&w2[off..], &mut want);
-        (k.dequantize_tq2_0)(&w2[off..], &mut got);
-        check("dequantize_tq2_0", b, &case, &want[..], &got[..]);
+        check_kernel!(dequantize_tq2_0, b, k, &case, init.clone(), (&w2[off..]));
 
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::dequantize_tq1_0(&w1[off..], &mut want);
-        (k.dequantize_tq1_0)(&w1[off..], &mut got);
-        check("dequantize_tq1_0", b, &case, &want[..], &got[..]);
+        check_kernel!(dequantize_tq1_0, b, k, &case, init, (&w1[off..]));
     });
 }
 
@@ -533,43 +535,32 @@ fn pack_and_unpack_i2_s() {
         let x = &data[off..off + n];
         let out_len = out_blocks(rng, blocks) * 32 + if rng.chance(0.2) { rng.below(32) } else { 0 };
         let init = random_bytes(rng, out_len);
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::pack_i2_s(x, rule, &mut want);
-        (k.pack_i2_s)(x, rule, &mut got);
-        check("pack_i2_s", b, &(n, off, rule), &want[..], &got[..]);
+        check_kernel!(pack_i2_s, b, k, &(n, off, rule), init, (x, rule));
 
         // Any byte pattern unpacks the same way, code 3 included.
         let bytes_off = rng.below(3);
         let bytes = random_bytes(rng, bytes_off + out_len);
         let codes_len = out_blocks(rng, blocks) * 128 + if rng.chance(0.2) { rng.below(128) } else { 0 };
         let init: Vec<i8> = random_bytes(rng, codes_len).into_iter().map(|v| v as i8).collect();
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::unpack_i2_s(&bytes[bytes_off..], &mut want);
-        (k.unpack_i2_s)(&bytes[bytes_off..], &mut got);
-        check("unpack_i2_s", b, &(out_len, bytes_off, codes_len), &want[..], &got[..]);
+        check_kernel!(unpack_i2_s, b, k, &(out_len, bytes_off, codes_len), init, (&bytes[bytes_off..]));
     });
 }
 
 #[test]
 fn pack_bitnet_hf_row() {
-    each_case(7, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(7, |rng, b, k, n| {
         let count = rng.below(5);
         let (data, off, rule) = ternary_data(rng, (n + 70) * count);
         let sources: Vec<&[f32]> =
             (0..count).map(|i| &data[off + i * (n + 70)..off + i * (n + 70) + n + rng.below(70)]).collect();
         let init = random_bytes(rng, n);
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::pack_bitnet_hf_row(&sources, rule, &mut want);
-        (k.pack_bitnet_hf_row)(&sources, rule, &mut got);
-        check("pack_bitnet_hf_row", b, &(n, count, off, rule), &want[..], &got[..]);
+        check_kernel!(pack_bitnet_hf_row, b, k, &(n, count, off, rule), init, (&sources, rule));
     });
 }
 
 #[test]
 fn quantize_i8_symmetric() {
-    each_case(8, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(8, |rng, b, k, n| {
         let d = rng.pow2(-12, 12);
         let gen = if rng.chance(0.5) { Gen::ties(d, 130) } else { Gen::random(rng, false) };
         let (data, off) = gen.buffer(rng, n);
@@ -583,17 +574,13 @@ fn quantize_i8_symmetric() {
         };
         let out_len = if rng.chance(0.9) { n } else { rng.len() };
         let init: Vec<i8> = random_bytes(rng, out_len).into_iter().map(|v| v as i8).collect();
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::quantize_i8_symmetric(x, id, clip, &mut want);
-        (k.quantize_i8_symmetric)(x, id, clip, &mut got);
-        check("quantize_i8_symmetric", b, &(n, off, gen, id, clip), &want[..], &got[..]);
+        check_kernel!(quantize_i8_symmetric, b, k, &(n, off, gen, id, clip), init, (x, id, clip));
     });
 }
 
 #[test]
 fn quantize_i8_asymmetric() {
-    each_case(9, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(9, |rng, b, k, n| {
         let scale = if rng.chance(0.7) { rng.pow2(-12, 12) } else { rng.unit() as f32 * 3.0 + 1e-6 };
         let gen = if rng.chance(0.5) { Gen::ties(scale, 600) } else { Gen::random(rng, false) };
         let (data, off) = gen.buffer(rng, n);
@@ -608,17 +595,20 @@ fn quantize_i8_asymmetric() {
         };
         let zero_point = if rng.chance(0.9) { rng.range(-128, 128) } else { [i32::MIN / 2, 1 << 30][rng.below(2)] };
         let init: Vec<i8> = random_bytes(rng, n).into_iter().map(|v| v as i8).collect();
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::quantize_i8_asymmetric(x, scale, zero_point, lo, hi, &mut want);
-        (k.quantize_i8_asymmetric)(x, scale, zero_point, lo, hi, &mut got);
-        check("quantize_i8_asymmetric", b, &(n, off, gen, scale, zero_point, lo, hi), &want[..], &got[..]);
+        check_kernel!(
+            quantize_i8_asymmetric,
+            b,
+            k,
+            &(n, off, gen, scale, zero_point, lo, hi),
+            init,
+            (x, scale, zero_point, lo, hi)
+        );
     });
 }
 
 #[test]
 fn dequantize_i8() {
-    each_case(10, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(10, |rng, b, k, n| {
         let off = rng.below(64);
         let q: Vec<i8> = random_bytes(rng, off + n).into_iter().map(|v| v as i8).collect();
         let scale = match rng.below(6) {
@@ -629,10 +619,7 @@ fn dequantize_i8() {
         };
         let zero_point = rng.range(-128, 128);
         let init = Gen::random(rng, false).values(rng, n);
-        let (mut want, mut got) = (init.clone(), init);
-        scalar::dequantize_i8(&q[off..], scale, zero_point, &mut want);
-        (k.dequantize_i8)(&q[off..], scale, zero_point, &mut got);
-        check("dequantize_i8", b, &(n, off, scale, zero_point), &want[..], &got[..]);
+        check_kernel!(dequantize_i8, b, k, &(n, off, scale, zero_point), init, (&q[off..], scale, zero_point));
     });
 }
 
@@ -672,16 +659,10 @@ fn quantize_q8() {
         if size == QK8_0 {
             let init: Vec<BlockQ8_0> =
                 (0..out_blocks(rng, blocks)).map(|_| BlockQ8_0 { d: [1, 2], qs: [7; QK8_0] }).collect();
-            let (mut want, mut got) = (init.clone(), init);
-            scalar::quantize_q8_0(x, &mut want);
-            (k.quantize_q8_0)(x, &mut got);
-            check("quantize_q8_0", b, &case, &want[..], &got[..]);
+            check_kernel!(quantize_q8_0, b, k, &case, init, (x));
         } else {
             let init = vec![BlockQ8K { d: 3.0, qs: [5; QK_K], bsums: [9; 16] }; out_blocks(rng, blocks)];
-            let (mut want, mut got) = (init.clone(), init);
-            scalar::quantize_q8_k(x, &mut want);
-            (k.quantize_q8_k)(x, &mut got);
-            check("quantize_q8_k", b, &case, &want[..], &got[..]);
+            check_kernel!(quantize_q8_k, b, k, &case, init, (x));
         }
     });
 }
@@ -716,17 +697,11 @@ fn dequantize_q8() {
         let q8_0: &[BlockQ8_0] = crate::layout::blocks::as_blocks(&bytes);
         let out_len = out_blocks(rng, count) * QK8_0 + rng.below(QK8_0);
         let init = Gen::random(rng, false).values(rng, out_len.max(QK_K * 3));
-        let (mut want, mut got) = (init[..out_len].to_vec(), init[..out_len].to_vec());
-        scalar::dequantize_q8_0(&q8_0[off..], &mut want);
-        (k.dequantize_q8_0)(&q8_0[off..], &mut got);
-        check("dequantize_q8_0", b, &(count, off, out_len), &want[..], &got[..]);
+        check_kernel!(dequantize_q8_0, b, k, &(count, off, out_len), init[..out_len].to_vec(), (&q8_0[off..]));
 
         let q8_k = q8_k_blocks(rng, 3);
         let out_len = rng.below(QK_K * 3);
-        let (mut want, mut got) = (init[..out_len].to_vec(), init[..out_len].to_vec());
-        scalar::dequantize_q8_k(&q8_k, &mut want);
-        (k.dequantize_q8_k)(&q8_k, &mut got);
-        check("dequantize_q8_k", b, &out_len, &want[..], &got[..]);
+        check_kernel!(dequantize_q8_k, b, k, &out_len, init[..out_len].to_vec(), (&q8_k));
     });
 }
 
@@ -753,21 +728,15 @@ fn half_conversions() {
             let off = rng.below(64);
             let src: Vec<u16> = (0..off + n).map(|_| rng.u32() as u16).collect();
             let out_len = if rng.chance(0.8) { n } else { rng.len() };
-            let (mut want, mut got) = (vec![2f32; out_len], vec![2f32; out_len]);
-            scalar::f16_to_f32(&src[off..], &mut want);
-            (k.f16_to_f32)(&src[off..], &mut got);
-            check("f16_to_f32", b, &(off, n, out_len), &want[..], &got[..]);
-            scalar::bf16_to_f32(&src[off..], &mut want);
-            (k.bf16_to_f32)(&src[off..], &mut got);
-            check("bf16_to_f32", b, &(off, n, out_len), &want[..], &got[..]);
+            check_kernel!(f16_to_f32, b, k, &(off, n, out_len), vec![2f32; out_len], (&src[off..]));
+            check_kernel!(bf16_to_f32, b, k, &(off, n, out_len), vec![2f32; out_len], (&src[off..]));
         }
     }
 }
 
 #[test]
 fn metric_sums() {
-    each_case(14, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(14, |rng, b, k, n| {
         let finite = rng.chance(0.7);
         let gen = Gen::random(rng, finite);
         let (reference, off) = gen.buffer(rng, n);
@@ -787,8 +756,7 @@ fn metric_sums() {
 
 #[test]
 fn dot_f32() {
-    each_case(15, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(15, |rng, b, k, n| {
         let finite = rng.chance(0.8);
         let (x, xo) = Gen::random(rng, finite).buffer(rng, n);
         let (y, yo) = Gen::random(rng, true).buffer(rng, n);
@@ -799,8 +767,7 @@ fn dot_f32() {
 
 #[test]
 fn dot_codes_i8() {
-    each_case(16, |rng, b, k| {
-        let n = rng.len();
+    each_len_case(16, |rng, b, k, n| {
         let off = rng.below(64);
         let w: Vec<i8> =
             (0..off + n).map(|_| if rng.chance(0.8) { rng.range(-1, 2) as i8 } else { rng.u32() as i8 }).collect();
