@@ -18,15 +18,12 @@ use ternary_quant::{
     mat_vec_f32, quantize_ternary, ternary_mat_vec, Backend, ScaleRule, Scope, TernaryLayout, TernaryOptions,
 };
 
+#[path = "../tests/io_util/xorshift.rs"]
+mod xorshift;
+
 /// Deterministic weight-like data: sums of uniforms (close to a normal) times 0.02.
 fn weights(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32
-    };
+    let mut next = xorshift::uniform(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     (0..n).map(|_| (next() + next() + next() - 1.5) * 0.04).collect()
 }
 

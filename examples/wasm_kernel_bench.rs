@@ -25,15 +25,12 @@ use ternary_quant::kernels::Backend;
 use ternary_quant::layout::blocks::{as_blocks, BlockQ8K, BlockTq2_0, QK_K};
 use ternary_quant::{mat_vec_f32, quantize_ternary, ternary_mat_vec, ScaleRule, Scope, TernaryLayout, TernaryOptions};
 
+#[path = "../tests/io_util/xorshift.rs"]
+mod xorshift;
+
 /// Deterministic, roughly Gaussian weights (sum of four uniforms), with a few outliers.
 fn weights(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    let mut uniform = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32
-    };
+    let mut uniform = xorshift::uniform(seed | 1);
     (0..n)
         .map(|i| {
             let g = uniform() + uniform() + uniform() + uniform() - 2.0;

@@ -7,15 +7,11 @@ use ternary_quant::io::gguf::{write_gguf, GgufTensorOut};
 use ternary_quant::io::safetensors::write_header;
 use ternary_quant::io::{convert_tensor, read_model, ConversionPlan, GgufValue, ModelHeader};
 
+pub mod xorshift;
+
 /// Deterministic values with a rough bell shape, some exact zeros and a few large ones.
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 24) as f32
-    };
+    let mut next = xorshift::uniform(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     (0..n)
         .map(|i| {
             let v = (next() + next() + next() - 1.5) * 0.08;
