@@ -1,6 +1,8 @@
 //! The GGUF reader on files built byte by byte here, and the writer against the reader.
 #![cfg(feature = "model-files")]
 
+mod io_util;
+
 use ternary_quant::io::gguf::{read_gguf, write_gguf, GgufTensorOut, MAX_ARRAY_DEPTH};
 use ternary_quant::io::{read_model, DType, Format, GgufArray, GgufType, GgufValue, Metadata, ModelHeader};
 use ternary_quant::Error;
@@ -68,12 +70,7 @@ fn read(bytes: &[u8]) -> ternary_quant::Result<ModelHeader> {
 }
 
 fn malformed(bytes: &[u8], needle: &str) {
-    match read(bytes) {
-        Err(Error::Malformed { format: "GGUF", reason }) => {
-            assert!(reason.contains(needle), "reason {reason:?} should mention {needle:?}")
-        }
-        other => panic!("expected a malformed-GGUF error mentioning {needle:?}, got {other:?}"),
-    }
+    io_util::expect_malformed(read(bytes), "GGUF", needle);
 }
 
 fn gguf_metadata(h: &ModelHeader) -> &[(String, GgufValue)] {
@@ -260,10 +257,7 @@ fn every_truncated_file_is_malformed_never_a_panic() {
     let (kvs, _) = every_type_kvs();
     let (infos, data, _) = tensors_and_data(32);
     let bytes = file(3, &kvs, &infos, 32, &data);
-    for cut in 0..bytes.len() {
-        let r = read_gguf(&bytes[..cut], cut as u64);
-        assert!(matches!(r, Err(Error::Malformed { .. })), "cut {cut}: {r:?}");
-    }
+    io_util::every_prefix_is_malformed(&bytes, read_gguf);
 }
 
 #[test]
@@ -272,17 +266,12 @@ fn mutated_headers_never_panic() {
     let (infos, data, _) = tensors_and_data(32);
     let bytes = file(3, &kvs, &infos, 32, &data);
     let header_len = read(&bytes).unwrap().header_len as usize;
-    for at in 0..header_len {
-        for v in [0x00, 0xff, bytes[at].wrapping_add(1), bytes[at] ^ 0x80] {
-            let mut m = bytes.clone();
-            m[at] = v;
-            // Any result but a panic; errors must be typed.
-            match read(&m) {
-                Ok(_) | Err(Error::Malformed { .. }) => {}
-                Err(e) => panic!("byte {at} = {v}: untyped error {e:?}"),
-            }
-        }
-    }
+    io_util::mutations_read_or_are_malformed(
+        &bytes[..],
+        header_len,
+        |b| [0x00, 0xff, b.wrapping_add(1), b ^ 0x80],
+        read,
+    );
 }
 
 #[test]

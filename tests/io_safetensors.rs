@@ -2,6 +2,8 @@
 //! writer against both our reader and the `safetensors` crate.
 #![cfg(feature = "model-files")]
 
+mod io_util;
+
 use ternary_quant::io::safetensors::{read_safetensors, write_header, MAX_HEADER_LEN};
 use ternary_quant::io::{check_shards, parse_safetensors_index, read_model, DType, Format, Metadata, ModelHeader};
 use ternary_quant::Error;
@@ -19,12 +21,7 @@ fn read(bytes: &[u8]) -> ternary_quant::Result<ModelHeader> {
 }
 
 fn malformed(bytes: &[u8], needle: &str) {
-    match read(bytes) {
-        Err(Error::Malformed { format: "safetensors", reason }) => {
-            assert!(reason.contains(needle), "reason {reason:?} should mention {needle:?}")
-        }
-        other => panic!("expected a malformed-safetensors error mentioning {needle:?}, got {other:?}"),
-    }
+    io_util::expect_malformed(read(bytes), "safetensors", needle);
 }
 
 const GOOD: &str = r#"{"b":{"dtype":"F16","shape":[2,3],"data_offsets":[16,28]},
@@ -83,25 +80,13 @@ fn short_prefixes_ask_for_the_header() {
 #[test]
 fn every_truncated_file_is_malformed() {
     let bytes = file(GOOD, &[0; 41]);
-    for cut in 0..bytes.len() {
-        let r = read_safetensors(&bytes[..cut], cut as u64);
-        assert!(matches!(r, Err(Error::Malformed { .. })), "cut {cut}: {r:?}");
-    }
+    io_util::every_prefix_is_malformed(&bytes, read_safetensors);
 }
 
 #[test]
 fn mutated_headers_never_panic() {
     let bytes = file(GOOD, &[0; 41]);
-    for at in 0..8 + GOOD.len() {
-        for v in [0u8, 0xff, b'"', b'9', b'}', bytes[at] ^ 0x20] {
-            let mut m = bytes.clone();
-            m[at] = v;
-            match read(&m) {
-                Ok(_) | Err(Error::Malformed { .. }) => {}
-                Err(e) => panic!("byte {at} = {v}: untyped error {e:?}"),
-            }
-        }
-    }
+    io_util::mutations_read_or_are_malformed(&bytes, 8 + GOOD.len(), |b| [0u8, 0xff, b'"', b'9', b'}', b ^ 0x20], read);
 }
 
 #[test]

@@ -26,6 +26,49 @@ pub fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Asserts that `result` is a malformed-`format` error whose reason mentions `needle`.
+pub fn expect_malformed<T: std::fmt::Debug>(result: ternary_quant::Result<T>, format: &str, needle: &str) {
+    match result {
+        Err(ternary_quant::Error::Malformed { format: f, reason }) if f == format => {
+            assert!(reason.contains(needle), "reason {reason:?} should mention {needle:?}")
+        }
+        other => panic!("expected a malformed-{format} error mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+/// Asserts that every proper prefix of `bytes`, read by `read(prefix, its length)`, is
+/// a malformed file.
+pub fn every_prefix_is_malformed<T: std::fmt::Debug>(
+    bytes: &[u8],
+    read: impl Fn(&[u8], u64) -> ternary_quant::Result<T>,
+) {
+    for cut in 0..bytes.len() {
+        let r = read(&bytes[..cut], cut as u64);
+        assert!(matches!(r, Err(ternary_quant::Error::Malformed { .. })), "cut {cut}: {r:?}");
+    }
+}
+
+/// Sets each of the first `len` bytes of `bytes` in turn to each of `values(byte)` and
+/// checks that `read` never panics and fails only with a typed (malformed) error.
+pub fn mutations_read_or_are_malformed<T, V: IntoIterator<Item = u8>>(
+    bytes: &[u8],
+    len: usize,
+    values: impl Fn(u8) -> V,
+    read: impl Fn(&[u8]) -> ternary_quant::Result<T>,
+) {
+    for at in 0..len {
+        for v in values(bytes[at]) {
+            let mut m = bytes.to_vec();
+            m[at] = v;
+            // Any result but a panic; errors must be typed.
+            match read(&m) {
+                Ok(_) | Err(ternary_quant::Error::Malformed { .. }) => {}
+                Err(e) => panic!("byte {at} = {v}: untyped error {e:?}"),
+            }
+        }
+    }
+}
+
 pub fn f32_bytes(x: &[f32]) -> Vec<u8> {
     x.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
