@@ -158,22 +158,34 @@ fn load() -> Vectors {
 // Comparisons. Each returns a description of the first difference, so a failure says
 // which case, backend and value went wrong.
 
-/// Byte-exact comparison.
-fn compare_bytes(expected: &[u8], got: &[u8]) -> Result<(), String> {
+/// The first difference of `got` from `expected` under `same`, with each side shown by
+/// `show`; `units` and `place` name the elements and their position in the message.
+fn compare<T: Copy>(
+    expected: &[T],
+    got: &[T],
+    (units, place): (&str, &str),
+    same: impl Fn(T, T) -> bool,
+    show: impl Fn(T) -> String,
+) -> Result<(), String> {
     if expected.len() != got.len() {
-        return Err(format!("length differs: expected {} bytes, got {}", expected.len(), got.len()));
+        return Err(format!("length differs: expected {} {units}, got {}", expected.len(), got.len()));
     }
-    let diffs: Vec<usize> = (0..expected.len()).filter(|&i| expected[i] != got[i]).collect();
+    let diffs: Vec<usize> = (0..expected.len()).filter(|&i| !same(expected[i], got[i])).collect();
     match diffs.first() {
         None => Ok(()),
         Some(&i) => Err(format!(
-            "{} of {} bytes differ; first at byte {i}: expected {:#04x}, got {:#04x}",
+            "{} of {} {units} differ; first at {place} {i}: expected {}, got {}",
             diffs.len(),
             expected.len(),
-            expected[i],
-            got[i]
+            show(expected[i]),
+            show(got[i])
         )),
     }
+}
+
+/// Byte-exact comparison.
+fn compare_bytes(expected: &[u8], got: &[u8]) -> Result<(), String> {
+    compare(expected, got, ("bytes", "byte"), |a, b| a == b, |v| format!("{v:#04x}"))
 }
 
 /// Equal bits, except that any NaN equals any NaN (NaN payloads are not specified).
@@ -184,22 +196,7 @@ fn same_f32(a: f32, b: f32) -> bool {
 
 /// Bitwise, NaN-aware comparison of values.
 fn compare_f32(expected: &[f32], got: &[f32]) -> Result<(), String> {
-    if expected.len() != got.len() {
-        return Err(format!("length differs: expected {} values, got {}", expected.len(), got.len()));
-    }
-    let diffs: Vec<usize> = (0..expected.len()).filter(|&i| !same_f32(expected[i], got[i])).collect();
-    match diffs.first() {
-        None => Ok(()),
-        Some(&i) => Err(format!(
-            "{} of {} values differ; first at index {i}: expected {:e} ({:#010x}), got {:e} ({:#010x})",
-            diffs.len(),
-            expected.len(),
-            expected[i],
-            expected[i].to_bits(),
-            got[i],
-            got[i].to_bits()
-        )),
-    }
+    compare(expected, got, ("values", "index"), same_f32, |v| format!("{v:e} ({:#010x})", v.to_bits()))
 }
 
 /// Collects failures so that one run reports every failing case.
@@ -215,6 +212,18 @@ impl Report {
         if let Err(e) = result {
             self.failures.push(format!("{}: {e}", what()));
         }
+    }
+
+    /// The tensor of a quantizer's run on `backend`, or `None` with its error reported.
+    fn quantized<T>(&mut self, name: &str, backend: Backend, what: &str, run: ternary_quant::Result<T>) -> Option<T> {
+        run.map_err(|e| self.check(|| format!("{name} [{backend}]"), Err(format!("{what} failed: {e}")))).ok()
+    }
+
+    /// Checks a run's bytes, dequantized values and scales against the oracle's.
+    fn outputs(&mut self, name: &str, backend: Backend, want: (&[u8], &[f32], &[f32]), got: (&[u8], &[f32], &[f32])) {
+        self.check(|| format!("{name} [{backend}] bytes"), compare_bytes(want.0, got.0));
+        self.check(|| format!("{name} [{backend}] dequantize"), compare_f32(want.1, got.1));
+        self.check(|| format!("{name} [{backend}] scales"), compare_f32(want.2, got.2));
     }
 
     fn finish(self, title: &str, least_checks: usize) {
@@ -265,16 +274,10 @@ fn check_ternary_format(format: Format) {
         let expected_scales = block_scales(format, &expected);
         for &backend in &backends {
             let opts = TernaryOptions { layout, rule: ScaleRule::AbsMax, scope: Scope::Block(256), backend };
-            let t = match quantize_ternary(&input, rows, cols, &opts) {
-                Ok(t) => t,
-                Err(e) => {
-                    report.check(|| format!("{name} [{backend}]"), Err(format!("quantize_ternary failed: {e}")));
-                    continue;
-                }
-            };
-            report.check(|| format!("{name} [{backend}] bytes"), compare_bytes(&expected, &t.bytes));
-            report.check(|| format!("{name} [{backend}] dequantize"), compare_f32(&expected_deq, &t.dequantize()));
-            report.check(|| format!("{name} [{backend}] scales"), compare_f32(&expected_scales, &t.scales));
+            let run = quantize_ternary(&input, rows, cols, &opts);
+            let Some(t) = report.quantized(name, backend, "quantize_ternary", run) else { continue };
+            let want = (&expected[..], &expected_deq[..], &expected_scales[..]);
+            report.outputs(name, backend, want, (&t.bytes, &t.dequantize(), &t.scales));
         }
         // The reading side: gguf-py's bytes as they are.
         match TernaryTensor::from_bytes(expected.clone(), rows, cols, layout, Scope::Block(256), None) {
@@ -340,16 +343,10 @@ fn q8_0_matches_gguf_py() {
         let expected_values: Vec<i8> =
             expected.chunks_exact(34).flat_map(|b| b[2..].iter().map(|&q| q as i8)).collect();
         for &backend in &backends {
-            let t = match quantize_int8(&input, rows, cols, &q8_0_options(backend)) {
-                Ok(t) => t,
-                Err(e) => {
-                    report.check(|| format!("{name} [{backend}]"), Err(format!("quantize_int8 failed: {e}")));
-                    continue;
-                }
-            };
-            report.check(|| format!("{name} [{backend}] bytes"), compare_bytes(&expected, &t.bytes));
-            report.check(|| format!("{name} [{backend}] dequantize"), compare_f32(&expected_deq, &t.dequantize()));
-            report.check(|| format!("{name} [{backend}] scales"), compare_f32(&expected_scales, &t.scales));
+            let run = quantize_int8(&input, rows, cols, &q8_0_options(backend));
+            let Some(t) = report.quantized(name, backend, "quantize_int8", run) else { continue };
+            let want = (&expected[..], &expected_deq[..], &expected_scales[..]);
+            report.outputs(name, backend, want, (&t.bytes, &t.dequantize(), &t.scales));
             report.check(
                 || format!("{name} [{backend}] values"),
                 if t.values == expected_values { Ok(()) } else { Err("int8 values differ from the bytes' qs".into()) },
