@@ -197,6 +197,8 @@ fn bench_quantize(backends: &[Backend], runs: usize, quick: bool) {
         ("absmax/block", ScaleRule::AbsMax, Scope::Block(QK_K)),
         ("absmean/row", ScaleRule::AbsMean, Scope::Row),
         ("absmean/tensor", ScaleRule::AbsMean, Scope::Tensor),
+        ("optimal/block", ScaleRule::Optimal, Scope::Block(QK_K)),
+        ("optimal/tensor", ScaleRule::Optimal, Scope::Tensor),
     ];
     for (name, rule, scope) in quant_cases {
         let mut line = format!("quantize f32->tq2_0 {name:<15} {rows}x{cols}:");

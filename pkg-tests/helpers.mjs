@@ -216,18 +216,24 @@ export function scopeScale(x, rule) {
       return { scale, code: (v) => (v > t) - (v < -t) };
     }
     case 'optimal': {
-      // The k largest |x| (k at the end of a run of equal values) maximising S_k^2 / k.
+      // The values with |x| >= a (a at the end of a run of equal values) maximising
+      // S^2 / K, S their exact sum rounded once to f64 (a BigInt of 2^-149 units), K
+      // their count; the first strictly best in decreasing order of a wins.
       const a = Float32Array.from(x, Math.abs).sort().reverse();
-      let [sum, bestScore, bestK, bestSum] = [0, 0, 0, 0];
+      const bits = new Uint32Array(a.buffer);
+      let [exact, bestScore, bestK, bestSum] = [0n, 0, 0, 0];
       for (let i = 0; i < a.length; i++) {
-        sum += a[i];
+        const e = bits[i] >>> 23;
+        const significand = (bits[i] & 0x7fffff) | (e ? 0x800000 : 0);
+        exact += BigInt(significand) << BigInt(Math.max(e, 1) - 1);
         if (i + 1 < a.length && a[i + 1] === a[i]) continue;
+        const sum = Number(exact) * 2 ** -149;
         const score = (sum * sum) / (i + 1);
         if (score > bestScore) [bestScore, bestK, bestSum] = [score, i + 1, sum];
       }
       if (bestK === 0) return zero;
-      const t = bestK < a.length ? a[bestK] : 0;
-      return { scale: fr(bestSum / bestK), code: (v) => (v > t) - (v < -t) };
+      const least = a[bestK - 1];
+      return { scale: fr(bestSum / bestK), code: (v) => (Math.abs(v) >= least) * Math.sign(v) };
     }
     default:
       throw new Error(`model: unknown rule ${rule}`);

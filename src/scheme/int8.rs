@@ -114,10 +114,8 @@ pub struct Int8Tensor {
 
 /// The nearest-rank percentile `p` of |x|.
 fn abs_percentile(x: &[f32], p: f32) -> f32 {
-    let mut abs: Vec<f32> = x.iter().map(|v| v.abs()).collect();
-    let rank = ((p as f64 / 100.0) * abs.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, abs.len()) - 1;
-    *abs.select_nth_unstable_by(index, f32::total_cmp).1
+    let rank = ((p as f64 / 100.0) * x.len() as f64).ceil() as usize;
+    crate::scheme::order::abs_select(x, rank.clamp(1, x.len()) - 1)
 }
 
 fn check_options(opts: &Int8Options, cols: usize) -> Result<()> {

@@ -2,6 +2,8 @@
 
 pub mod int8;
 pub mod metrics;
+mod optimal;
+mod order;
 pub mod ternary;
 
 use crate::error::{Error, Result};

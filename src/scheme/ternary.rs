@@ -4,7 +4,8 @@ use crate::error::{index_by_name, Error, Result};
 use crate::kernels::{Backend, CodeRule, Kernels};
 use crate::layout::blocks::{as_blocks, as_blocks_mut, f16_bits, f16_value, BlockTq1_0, BlockTq2_0, ByteBlock, QK_K};
 use crate::layout::{bitnet_hf, TernaryLayout};
-use crate::scheme::{check_finite, check_shape, Scope};
+use crate::scheme::order::abs_select;
+use crate::scheme::{check_finite, check_shape, optimal, Scope};
 
 /// Lower bound of the absmean and median scales, as BitNet b1.58 clamps them.
 pub const MIN_SCALE: f32 = 1e-5;
@@ -59,117 +60,24 @@ pub struct ScopeScale {
 }
 
 impl ScopeScale {
-    const ZERO: Self = Self { scale: 0.0, code: CodeRule::Scaled { inv: 0.0 } };
+    pub(crate) const ZERO: Self = Self { scale: 0.0, code: CodeRule::Scaled { inv: 0.0 } };
 }
 
 /// The median of |x| (mean of the two middle values for an even count).
 fn abs_median(x: &[f32]) -> f32 {
-    let mut abs: Vec<f32> = x.iter().map(|v| v.abs()).collect();
-    let mid = abs.len() / 2;
-    let (lower, upper, _) = abs.select_nth_unstable_by(mid, f32::total_cmp);
-    let upper = *upper;
+    let mid = x.len() / 2;
+    let upper = abs_select(x, mid);
     if x.len() % 2 == 1 {
         upper
     } else {
-        let lower_max = lower.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        ((lower_max as f64 + upper as f64) / 2.0) as f32
+        ((abs_select(x, mid - 1) as f64 + upper as f64) / 2.0) as f32
     }
-}
-
-/// The scale and threshold that minimise sum (x - q s)^2 over s and q in {-1, 0, 1}^n.
-///
-/// For a given s the best codes are q = sign(x) where |x| > s / 2, so the nonzero codes
-/// go to the largest |x|: with a_1 >= a_2 >= ... the sorted |x| and S_k = a_1 + ... + a_k,
-/// taking the k largest leaves the error sum x^2 - S_k^2 / k at s = S_k / k, and the best
-/// k maximises S_k^2 / k. Within a run of equal |x| that objective is convex in how many
-/// of the run are taken, so its maximum over the run is at one of its ends: only the ends
-/// of runs are candidates, which makes the codes a threshold (|x| greater than the
-/// largest value left out), the same for every backend. Sums are in f64.
-fn optimal_scale(x: &[f32]) -> ScopeScale {
-    optimal_with(x, |_| 1.0)
-}
-
-/// [`optimal_scale`] with weight `weight(i)` on value i's error (1 for every value gives
-/// exactly [`optimal_scale`]: the sums are then exact counts).
-fn optimal_with(x: &[f32], weight: impl Fn(usize) -> f64) -> ScopeScale {
-    // Scopes of a block or a short row sort on the stack; longer ones in two vectors.
-    const STACK: usize = 512;
-    if x.len() <= STACK {
-        let (mut keys, mut spare) = ([0u64; STACK], [0u64; STACK]);
-        optimal_of_sorted(sort_by_magnitude(x, &mut keys[..x.len()], &mut spare[..x.len()]), weight)
-    } else {
-        let (mut keys, mut spare) = (vec![0u64; x.len()], vec![0u64; x.len()]);
-        optimal_of_sorted(sort_by_magnitude(x, &mut keys, &mut spare), weight)
-    }
-}
-
-/// The best prefix of values sorted by increasing |x| (keys of [`sort_by_magnitude`]),
-/// taken from the largest: it maximises (sum c a)^2 / (sum c) over the ends of runs of
-/// equal |x|, with c = `weight(index)`.
-fn optimal_of_sorted(ascending: &[u64], weight: impl Fn(usize) -> f64) -> ScopeScale {
-    let n = ascending.len();
-    let key = |j: usize| ascending[n - 1 - j];
-    let magnitude = |j: usize| f32::from_bits((key(j) >> 32) as u32);
-    let (mut sum, mut total) = (0f64, 0f64);
-    let (mut best_score, mut best_k, mut best) = (0f64, 0usize, (0f64, 0f64));
-    for j in 0..n {
-        let a = magnitude(j);
-        let c = weight((key(j) & 0xffff_ffff) as usize);
-        sum += c * f64::from(a);
-        total += c;
-        if j + 1 < n && magnitude(j + 1) == a {
-            continue; // not the end of a run of equal values
-        }
-        if total > 0.0 {
-            let score = sum * sum / total;
-            if score > best_score {
-                (best_score, best_k, best) = (score, j + 1, (sum, total));
-            }
-        }
-    }
-    if best_k == 0 {
-        return ScopeScale::ZERO;
-    }
-    let threshold = if best_k < n { magnitude(best_k) } else { 0.0 };
-    ScopeScale { scale: (best.0 / best.1) as f32, code: CodeRule::Threshold { threshold } }
-}
-
-/// Keys of `x` in increasing order of |x|: the bits of |x| (which order as the values do,
-/// every one finite and non-negative) above, the value's index below. An LSD radix sort
-/// on the upper half, in `keys` and `spare` (each `x.len()` long): linear time, and a
-/// few hundred bytes of code where a comparison sort would add kilobytes to the
-/// `.wasm`. Returns the sorted one.
-fn sort_by_magnitude<'a>(x: &[f32], keys: &'a mut [u64], spare: &'a mut [u64]) -> &'a [u64] {
-    for (i, (k, v)) in keys.iter_mut().zip(x).enumerate() {
-        *k = (u64::from(v.to_bits() & 0x7fff_ffff) << 32) | i as u64;
-    }
-    let (mut from, mut to) = (keys, spare);
-    for shift in [32, 40, 48, 56] {
-        let mut counts = [0usize; 256];
-        for &k in from.iter() {
-            counts[(k >> shift) as usize & 0xff] += 1;
-        }
-        if counts.contains(&from.len()) {
-            continue; // every key has this digit: the pass would not move anything
-        }
-        let mut at = 0;
-        for c in counts.iter_mut() {
-            (*c, at) = (at, at + *c);
-        }
-        for &k in from.iter() {
-            let digit = (k >> shift) as usize & 0xff;
-            to[counts[digit]] = k;
-            counts[digit] += 1;
-        }
-        std::mem::swap(&mut from, &mut to);
-    }
-    from
 }
 
 /// The scale and code rule of one scope of finite values.
 pub fn scope_scale(k: &Kernels, x: &[f32], rule: ScaleRule) -> ScopeScale {
     match rule {
-        ScaleRule::Optimal => optimal_scale(x),
+        ScaleRule::Optimal => optimal::optimal_scale(k, x),
         ScaleRule::AbsMean | ScaleRule::Twn => scale_from_abs_sum(k, x, rule, (k.abs_sum)(x)),
         ScaleRule::AbsMax => {
             let d = (k.abs_max)(x);
@@ -327,7 +235,7 @@ pub fn quantize_ternary_weighted(
         check_finite(k, x, i * span, "weights")?;
         let weights = ColumnWeights { importance, first: (i * span) % cols };
         Ok(match rule {
-            ScaleRule::Optimal => optimal_weighted(x, weights),
+            ScaleRule::Optimal => optimal::optimal_weighted(x, |i| weights.at(i)),
             ScaleRule::AbsMean => absmean_weighted(x, weights),
             ScaleRule::AbsMax | ScaleRule::Median | ScaleRule::Twn => scope_scale(k, x, rule),
         })
@@ -342,8 +250,8 @@ struct ColumnWeights<'a> {
 }
 
 impl ColumnWeights<'_> {
-    fn at(&self, i: usize) -> f64 {
-        f64::from(self.importance[(self.first + i) % self.importance.len()])
+    fn at(&self, i: usize) -> f32 {
+        self.importance[(self.first + i) % self.importance.len()]
     }
 }
 
@@ -351,23 +259,15 @@ impl ColumnWeights<'_> {
 fn absmean_weighted(x: &[f32], w: ColumnWeights<'_>) -> ScopeScale {
     let (mut sum, mut weight) = (0f64, 0f64);
     for (i, &v) in x.iter().enumerate() {
-        sum += w.at(i) * f64::from(v.abs());
-        weight += w.at(i);
+        let c = f64::from(w.at(i));
+        sum += c * f64::from(v.abs());
+        weight += c;
     }
     if sum == 0.0 {
         return ScopeScale::ZERO;
     }
     let g = ((sum / weight) as f32).max(MIN_SCALE);
     ScopeScale { scale: g, code: CodeRule::Scaled { inv: 1.0 / g } }
-}
-
-/// [`optimal_scale`] with importances: for a given s the best codes are still a
-/// threshold at s / 2 (the weight scales a value's two errors alike), so the nonzero
-/// codes go to the largest |x| and the best prefix maximises (sum c a)^2 / (sum c), with
-/// s = (sum c a) / (sum c); within a run of equal |x| the objective is convex in the
-/// weight taken, so run ends are still the only candidates.
-fn optimal_weighted(x: &[f32], w: ColumnWeights<'_>) -> ScopeScale {
-    optimal_with(x, |i| w.at(i))
 }
 
 /// Packs data scope by scope; `scale_of(i, x)` gives scope i's scale (or an error) just

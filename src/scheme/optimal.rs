@@ -1,0 +1,393 @@
+//! The optimal rule: the scale and codes of least squared error over {-s, 0, +s}.
+//!
+//! For a given s the best codes are q = sign(x) where |x| > s / 2, so the nonzero codes go
+//! to the largest |x|: taking the values with |x| >= a leaves the error
+//! sum x^2 - S^2 / K at s = S / K, with S the sum of the taken |x| and K their count (with
+//! importances c: S = sum c |x|, K = sum c, and the error weighted alike). The best
+//! candidate maximises S^2 / K. Within a run of equal |x| that objective is convex in how
+//! much of the run is taken, so only the ends of runs are candidates, and the codes are a
+//! threshold: the same for every backend and every scope size.
+//!
+//! What every path computes, bit for bit: each candidate's S and K are the exact sums
+//! rounded once to f64 (so the order of summation cannot matter), its score is S * S / K
+//! (candidates with K = 0 have none), and the first candidate in decreasing order of a
+//! with the strictly greatest score wins; s = S / K rounded to f32, and the codes take
+//! |x| >= a.
+//!
+//! The fast path never sorts the scope. One pass counts the values and sums their
+//! mantissas (exactly, in integers) per slot of the leading bits of |x|; the slots' edges
+//! give exact candidates, and a slot's inner candidates can beat its edges by no more
+//! than a bound computed from the slot's upper edge, (S + n hi)^2 / (K + n). Only the
+//! slots whose bound reaches the best edge score (within a margin far above f64 rounding)
+//! are sorted and scanned run by run. Importance-weighted scopes, and scopes whose
+//! optimum lies below the window of slots, take the sorting path.
+
+use crate::kernels::{CodeRule, Kernels};
+use crate::scheme::order::{radix_sort, sort_decreasing};
+use crate::scheme::ternary::ScopeScale;
+
+/// How much an approximate score may trail the best one and still be checked exactly: far
+/// above the relative rounding error of the f64 running sums that the pruning uses.
+const MARGIN: f64 = 1e-9;
+
+/// An exact sum of non-negative values that are f32 numbers or products of two: a
+/// fixed-point number in units of 2^-298 (the least such product), 640 bits wide (the
+/// largest product is below 2^256, and 2^48 of them still fit).
+struct ExactSum([u64; 10]);
+
+/// The exponent of the unit of [`ExactSum`].
+const UNIT_EXPONENT: i32 = -298;
+
+impl ExactSum {
+    const ZERO: Self = Self([0; 10]);
+
+    /// Adds `mantissa * 2^shift` units.
+    fn add(&mut self, mantissa: u64, shift: u32) {
+        let (word, bit) = ((shift / 64) as usize, shift % 64);
+        let (low, high) = if bit == 0 { (mantissa, 0) } else { (mantissa << bit, mantissa >> (64 - bit)) };
+        let (sum, overflow) = self.0[word].overflowing_add(low);
+        self.0[word] = sum;
+        // high < 2^63 when bit > 0, so adding the carry cannot wrap.
+        let mut carry = high + u64::from(overflow);
+        for w in &mut self.0[word + 1..] {
+            if carry == 0 {
+                break;
+            }
+            let (sum, overflow) = w.overflowing_add(carry);
+            *w = sum;
+            carry = u64::from(overflow);
+        }
+    }
+
+    /// The sum rounded to the nearest f64, ties to even.
+    fn to_f64(&self) -> f64 {
+        let Some(top) = self.0.iter().rposition(|&w| w != 0) else {
+            return 0.0;
+        };
+        let zeros = self.0[top].leading_zeros();
+        let below = if top > 0 { self.0[top - 1] } else { 0 };
+        // The 64 bits from the leading one down, and whether any bit under them is set.
+        let (leading, rest_below) = if zeros == 0 {
+            (self.0[top], below)
+        } else {
+            ((self.0[top] << zeros) | (below >> (64 - zeros)), below << zeros)
+        };
+        let sticky = rest_below != 0 || self.0[..top.saturating_sub(1)].iter().any(|&w| w != 0);
+        let mut mantissa = leading >> 11;
+        let dropped = leading & 0x7ff;
+        if dropped > 0x400 || (dropped == 0x400 && (sticky || mantissa & 1 == 1)) {
+            mantissa += 1; // 2^53 at most, still exact
+        }
+        let leading_exponent = 64 * top as i32 + 63 - zeros as i32 + UNIT_EXPONENT;
+        mantissa as f64 * power_of_two(leading_exponent - 52)
+    }
+}
+
+/// 2^e for e in f64's normal range.
+fn power_of_two(e: i32) -> f64 {
+    f64::from_bits(((e + 1023) as u64) << 52)
+}
+
+/// The significand of a non-negative finite f32 as an integer (the implicit bit included).
+fn significand(bits: u32) -> u64 {
+    u64::from((bits & 0x7f_ffff) | (u32::from(bits >= 0x80_0000) << 23))
+}
+
+/// Where [`significand`]`(bits)` sits in [`ExactSum`] units: a value is its significand
+/// times 2^(max(e, 1) - 150).
+fn unit_shift(bits: u32) -> u32 {
+    (bits >> 23).max(1) + 148
+}
+
+/// The candidate that wins so far, and the rule it gives.
+struct Best {
+    score: f64,
+    sum: f64,
+    weight: f64,
+    least_taken: u32,
+}
+
+impl Best {
+    const NONE: Self = Self { score: 0.0, sum: 0.0, weight: 0.0, least_taken: 0 };
+
+    /// Offers a candidate: sum and weight already rounded, `least_taken` the bits of the
+    /// smallest |x| it takes.
+    fn offer(&mut self, sum: f64, weight: f64, least_taken: u32) {
+        if weight > 0.0 {
+            let score = sum * sum / weight;
+            if score > self.score {
+                *self = Self { score, sum, weight, least_taken };
+            }
+        }
+    }
+
+    fn scale(&self) -> ScopeScale {
+        if self.score == 0.0 {
+            return ScopeScale::ZERO;
+        }
+        // |x| > the f32 just below the least taken value exactly when |x| >= it.
+        let threshold = f32::from_bits(self.least_taken - 1);
+        ScopeScale { scale: (self.sum / self.weight) as f32, code: CodeRule::Threshold { threshold } }
+    }
+}
+
+/// The optimal scale of one scope of finite values.
+pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
+    // Short scopes (blocks, short rows) count in 128 slots of 1/8 binade below their
+    // largest value; the whole range in slots of 1/256 binade is the way for longer ones
+    // and the fallback (its window holds every value, so it always decides).
+    let whole_range = || by_slots(x, 15, 0xffff, &mut vec![(0, 0); 0x1_0001]);
+    let found = if x.len() <= 4096 {
+        let top = (k.abs_max)(x).to_bits() >> 20;
+        by_slots(x, 20, top, &mut [(0, 0); 129]).or_else(whole_range)
+    } else {
+        whole_range()
+    };
+    found.unwrap_or(ScopeScale::ZERO)
+}
+
+/// The optimal scale with value i's error weighted by `weight(i)` (finite, not negative).
+pub(crate) fn optimal_weighted(x: &[f32], weight: impl Fn(usize) -> f32) -> ScopeScale {
+    by_sorting(x, weight)
+}
+
+/// The fast path over slots of the bits of |x| above bit `shift` (so one exponent a
+/// slot): slot i holds the values whose key `bits >> shift` is `top - i`, and the last
+/// slot the values below the others; each slot counts its values and sums their
+/// significands (exactly: they share the exponent). `None` when the optimum may lie in
+/// that last slot.
+fn by_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) -> Option<ScopeScale> {
+    debug_assert!(shift <= 23, "one exponent a slot");
+    let window = slots.len() - 1;
+    let key_bits = |i: usize| top.wrapping_sub(i as u32) << shift;
+    for &v in x {
+        let bits = v.to_bits() & 0x7fff_ffff;
+        let slot = &mut slots[((top - (bits >> shift)) as usize).min(window)];
+        slot.0 += 1;
+        slot.1 += significand(bits);
+    }
+    let slot = |i: usize| slots[i];
+    // Counts and sums stay below 2^63, so they convert as signed integers (one
+    // instruction where unsigned ones take several).
+    let unit = |i: usize| power_of_two(unit_shift(key_bits(i)) as i32 - 298);
+    let slot_value = |i: usize, significands: u64| significands as i64 as f64 * unit(i);
+    let upper_edge = |i: usize| f64::from(f32::from_bits(key_bits(i).wrapping_add(1 << shift)));
+    // Below slot i (prefix sum S and count K before it, upper edge u) no candidate
+    // scores above max(S^2 / K, (S + r u)^2 / (K + r)), r the values left: the values
+    // there are below u and the score is convex in how many are taken. Both walks stop
+    // where that falls short.
+    let total = x.len() as f64;
+    // Scores are compared as fractions (square, count), so that the walks do not divide.
+    let out_of_reach = |sum: f64, count: f64, upper: f64, (square, of): (f64, f64)| {
+        let reach = sum + (total - count) * upper;
+        sum * sum * of < square * count && reach * reach * of < square * total
+    };
+    // The best edge (a slot and every slot above it taken), with f64 running sums.
+    let (mut sum, mut count, mut best) = (0f64, 0f64, (0f64, 1f64));
+    for i in 0..window {
+        if out_of_reach(sum, count, upper_edge(i), best) {
+            break;
+        }
+        let (n, significands) = slot(i);
+        sum += slot_value(i, significands);
+        count += n as i64 as f64;
+        if sum * sum * best.1 > best.0 * count {
+            best = (sum * sum, count);
+        }
+    }
+    // The slots whose candidates could reach the best edge, scanned as one range.
+    let best_edge = best.0 / best.1;
+    let limit = best_edge * (1.0 - MARGIN);
+    let (mut sum, mut count, mut first, mut last, mut highest) = (0f64, 0f64, usize::MAX, 0, usize::MAX);
+    for i in 0..=window {
+        let upper = upper_edge(i);
+        if out_of_reach(sum, count, upper, (limit, 1.0)) {
+            break;
+        }
+        let (n, significands) = slot(i);
+        if n > 0 {
+            highest = highest.min(i);
+            let n = n as i64 as f64;
+            let reach = sum + n * upper;
+            // Convexity puts the inner candidates under the chord from the edge before
+            // the slot to its end: when the end is lower, the first inner candidate
+            // trails that edge by at least (edge - end) / n, which must stay far above
+            // rounding for the slot to be left out.
+            let end = reach * reach / (count + n);
+            let edge_before = if count > 0.0 { sum * sum / count } else { 0.0 };
+            if end >= limit || (edge_before >= limit && end >= edge_before * (1.0 - n * 1e-12)) {
+                first = first.min(i);
+                last = i;
+            }
+            sum += slot_value(i, significands);
+            count += n;
+        }
+    }
+    if first > last || last == window {
+        return None; // nothing marked, or the optimum may lie below the window
+    }
+    // The values of the range, in decreasing order; written branch-free, each value at
+    // the next free place, which moves on only when the value is in the range.
+    let (low, span) = (key_bits(last), ((last - first + 1) as u32) << shift);
+    let in_range = (first..=last).map(|i| slot(i).0).sum::<u64>() as usize;
+    let (mut on_stack, mut on_heap) = ([0u32; 257], Vec::new());
+    let buffer = if in_range < on_stack.len() {
+        &mut on_stack[..=in_range]
+    } else {
+        on_heap.resize(in_range + 1, 0);
+        &mut on_heap[..]
+    };
+    let mut kept = 0;
+    for v in x {
+        let bits = v.to_bits() & 0x7fff_ffff;
+        buffer[kept] = bits;
+        kept += usize::from(bits.wrapping_sub(low) < span);
+    }
+    let taken = &mut buffer[..in_range];
+    sort_decreasing(taken);
+    // The slots above the range are taken whole by every candidate in it.
+    let (mut exact, mut rough, mut count) = (ExactSum::ZERO, 0f64, 0usize);
+    for i in highest..first {
+        let (n, significands) = slot(i);
+        exact.add(significands, unit_shift(key_bits(i)));
+        rough += slot_value(i, significands);
+        count += n as usize;
+    }
+    // Each run's end in the range: scored roughly with f64 sums, and exactly where that
+    // comes near the best.
+    let mut best = Best::NONE;
+    for (j, &bits) in taken.iter().enumerate() {
+        exact.add(significand(bits), unit_shift(bits));
+        rough += f64::from(f32::from_bits(bits));
+        if taken.get(j + 1) == Some(&bits) {
+            continue;
+        }
+        let taken_count = (count + j + 1) as f64;
+        if rough * rough >= best.score.max(best_edge) * (1.0 - MARGIN) * taken_count {
+            best.offer(exact.to_f64(), taken_count, bits);
+        }
+    }
+    Some(best.scale())
+}
+
+/// The path that sorts: every candidate in decreasing order of |x|, scored exactly.
+fn by_sorting(x: &[f32], weight: impl Fn(usize) -> f32) -> ScopeScale {
+    let mut keys: Vec<u64> =
+        x.iter().enumerate().map(|(i, v)| (u64::from(v.to_bits() & 0x7fff_ffff) << 32) | i as u64).collect();
+    let mut spare = vec![0u64; x.len()];
+    let sorted = radix_sort(&mut keys, &mut spare, [32, 40, 48, 56]);
+    let (mut sum, mut total, mut best) = (ExactSum::ZERO, ExactSum::ZERO, Best::NONE);
+    let mut keys = sorted.iter().rev().peekable();
+    while let Some(&key) = keys.next() {
+        let bits = (key >> 32) as u32;
+        let c = weight((key & 0xffff_ffff) as usize).to_bits();
+        // A product of two values is the product of their significands times
+        // 2^(shifts - 298) units.
+        sum.add(significand(c) * significand(bits), unit_shift(c) + unit_shift(bits) - 298);
+        total.add(significand(c), unit_shift(c));
+        if keys.peek().is_none_or(|&&next| (next >> 32) as u32 != bits) {
+            best.offer(sum.to_f64(), total.to_f64(), bits);
+        }
+    }
+    best.scale()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    /// Scopes that stress the fast path: Gaussian-like values, outliers far above the
+    /// rest, long runs of ties, zeros, subnormals, ranges wider than the window and
+    /// than 64 binades, already-ternary values.
+    fn scopes() -> Vec<Vec<f32>> {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut uniform = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
+        let mut out = Vec::new();
+        for (case, &n) in [1usize, 2, 3, 7, 31, 256, 257, 1000, 4096, 4097, 9000].iter().cycle().take(66).enumerate() {
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    let g = uniform() + uniform() + uniform() + uniform() - 2.0;
+                    match case % 6 {
+                        0 => g,
+                        1 if i % 97 == 0 => g * 3000.0,
+                        2 => [0.0, 0.25, -0.25, 1.0, -1.0][i * 7 % 5],
+                        3 => g * f32::from_bits(1 << 23) * [1.0, 1e-6, 1e30][i % 3],
+                        4 => (g * 8.0).round() * 0.125,
+                        5 if i % 5 == 0 => g * 1e-40,
+                        _ => g * 0.02,
+                    }
+                })
+                .collect();
+            out.push(x);
+        }
+        out.push(vec![0.0; 300]);
+        out.push(vec![-2.5; 5000]);
+        out.push([vec![f32::MAX; 3], vec![f32::from_bits(1); 5]].concat());
+        out
+    }
+
+    fn same(a: ScopeScale, b: ScopeScale, what: &str) {
+        assert_eq!(a.scale.to_bits(), b.scale.to_bits(), "{what}: scale");
+        assert_eq!(a.code, b.code, "{what}: codes");
+    }
+
+    /// The fast path, in every configuration and with short chunks, gives the sorting
+    /// path's scale and threshold.
+    #[test]
+    fn slots_agree_with_sorting() {
+        let k = crate::kernels::Backend::Scalar.kernels().unwrap();
+        let mut decided = [0; 3];
+        let all = scopes();
+        for (c, x) in all.iter().enumerate() {
+            let want = by_sorting(x, |_| 1.0);
+            same(optimal_scale(k, x), want, &format!("scope {c} ({} values)", x.len()));
+            let top = (k.abs_max)(x).to_bits();
+            let found = [
+                by_slots(x, 20, top >> 20, &mut [(0, 0); 129]),
+                by_slots(x, 15, 0xffff, &mut vec![(0, 0); 0x1_0001]),
+                by_slots(x, 17, top >> 17, &mut [(0, 0); 257]),
+            ];
+            for (config, found) in found.into_iter().enumerate() {
+                if let Some(got) = found {
+                    same(got, want, &format!("scope {c} ({} values), configuration {config}", x.len()));
+                    decided[config] += 1;
+                }
+            }
+        }
+        // The window holds the optimum of every scope here, however wide its range: values
+        // 2^-16 of the largest or less cannot score as high as it does alone.
+        assert_eq!(decided[..2], [all.len(); 2]);
+        assert!(decided[2] >= all.len() / 2, "{decided:?}");
+    }
+
+    /// Exact sums round like f64 addition does where that is exact, and ties go to even.
+    #[test]
+    fn exact_sums_round_to_nearest_even() {
+        let of = |values: &[f32]| {
+            let mut s = ExactSum::ZERO;
+            for v in values {
+                s.add(significand(v.to_bits()), unit_shift(v.to_bits()));
+            }
+            s.to_f64()
+        };
+        assert_eq!(of(&[]), 0.0);
+        assert_eq!(of(&[1.5, 2.25, f32::MIN_POSITIVE / 8.0]), 3.75 + f64::from(f32::MIN_POSITIVE / 8.0));
+        assert_eq!(of(&[f32::MAX, f32::MAX]), 2.0 * f64::from(f32::MAX));
+        // 2^53 + 1 is a tie between 2^53 and 2^53 + 2: even wins; a sticky bit breaks it.
+        let big = 2f32.powi(53);
+        assert_eq!(of(&[big, 1.0]), 2f64.powi(53));
+        assert_eq!(of(&[big, 1.0, 2f32.powi(-100)]), 2f64.powi(53) + 2.0);
+        assert_eq!(of(&[big, 3.0]), 2f64.powi(53) + 4.0);
+        let tiny = f32::from_bits(1);
+        assert_eq!(of(&[tiny; 3]), 3.0 * f64::from(tiny));
+    }
+}
