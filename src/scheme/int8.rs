@@ -97,10 +97,15 @@ impl Default for Int8Options {
 /// A quantized int8 tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Int8Tensor {
+    /// Rows of the row-major matrix.
     pub rows: usize,
+    /// Values per row.
     pub cols: usize,
+    /// Plain int8 values, or GGUF's Q8_0 or Q8_K blocks.
     pub layout: Int8Layout,
+    /// Which values share a scale (and zero point): the tensor, a row or a block.
     pub scope: Scope,
+    /// Whether zero maps to zero (no zero points).
     pub symmetric: bool,
     /// The int8 values, row-major.
     pub values: Vec<i8>,

@@ -160,13 +160,18 @@ fn by_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) -> Option
     debug_assert!(shift <= 23, "one exponent a slot");
     let window = slots.len() - 1;
     let key_bits = |i: usize| top.wrapping_sub(i as u32) << shift;
+    // The loop sums the stored fraction bits; the implicit leading bit, which every
+    // value of a slot shares, is added per slot after it.
     for &v in x {
         let bits = v.to_bits() & 0x7fff_ffff;
         let slot = &mut slots[((top - (bits >> shift)) as usize).min(window)];
         slot.0 += 1;
-        slot.1 += significand(bits);
+        slot.1 += u64::from(bits & 0x7f_ffff);
     }
-    let slot = |i: usize| slots[i];
+    let slot = |i: usize| {
+        let (count, fractions) = slots[i];
+        (count, fractions + count * (significand(key_bits(i)) & 0x80_0000))
+    };
     // Counts and sums stay below 2^63, so they convert as signed integers (one
     // instruction where unsigned ones take several).
     let unit = |i: usize| power_of_two(unit_shift(key_bits(i)) as i32 - 298);
@@ -182,47 +187,48 @@ fn by_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) -> Option
         let reach = sum + (total - count) * upper;
         sum * sum * of < square * count && reach * reach * of < square * total
     };
-    // The best edge (a slot and every slot above it taken), with f64 running sums.
-    let (mut sum, mut count, mut best) = (0f64, 0f64, (0f64, 1f64));
-    for i in 0..window {
-        if out_of_reach(sum, count, upper_edge(i), best) {
+    // One walk from the top: the best edge (a slot and every slot above it taken), with
+    // f64 running sums, and for each slot the most its candidates could score.
+    let (mut small, mut large) = ([0f64; 129], Vec::new());
+    let reach_of = if slots.len() <= small.len() {
+        &mut small[..]
+    } else {
+        large.resize(slots.len(), 0f64);
+        &mut large[..]
+    };
+    let (mut sum, mut count, mut best, mut highest, mut walked) = (0f64, 0f64, (0f64, 1f64), usize::MAX, 0);
+    for (i, reach_of) in reach_of.iter_mut().enumerate().take(window + 1) {
+        let upper = upper_edge(i);
+        if out_of_reach(sum, count, upper, best) {
             break;
         }
+        walked = i + 1;
         let (n, significands) = slot(i);
+        if n == 0 {
+            continue;
+        }
+        highest = highest.min(i);
+        let n = n as i64 as f64;
+        // Convexity puts the inner candidates under the chord from the edge before the
+        // slot to its end (all of it at the upper edge): when the end is lower, the
+        // first inner candidate trails that edge by at least (edge - end) / n, which must
+        // stay far above rounding for the slot to be left out.
+        let reach = sum + n * upper;
+        let end = reach * reach / (count + n);
+        let edge_before = if count > 0.0 { sum * sum / count } else { 0.0 };
+        *reach_of = if end >= edge_before * (1.0 - n * 1e-12) { end.max(edge_before) } else { end };
         sum += slot_value(i, significands);
-        count += n as i64 as f64;
-        if sum * sum * best.1 > best.0 * count {
+        count += n;
+        if i < window && sum * sum * best.1 > best.0 * count {
             best = (sum * sum, count);
         }
     }
     // The slots whose candidates could reach the best edge, scanned as one range.
     let best_edge = best.0 / best.1;
     let limit = best_edge * (1.0 - MARGIN);
-    let (mut sum, mut count, mut first, mut last, mut highest) = (0f64, 0f64, usize::MAX, 0, usize::MAX);
-    for i in 0..=window {
-        let upper = upper_edge(i);
-        if out_of_reach(sum, count, upper, (limit, 1.0)) {
-            break;
-        }
-        let (n, significands) = slot(i);
-        if n > 0 {
-            highest = highest.min(i);
-            let n = n as i64 as f64;
-            let reach = sum + n * upper;
-            // Convexity puts the inner candidates under the chord from the edge before
-            // the slot to its end: when the end is lower, the first inner candidate
-            // trails that edge by at least (edge - end) / n, which must stay far above
-            // rounding for the slot to be left out.
-            let end = reach * reach / (count + n);
-            let edge_before = if count > 0.0 { sum * sum / count } else { 0.0 };
-            if end >= limit || (edge_before >= limit && end >= edge_before * (1.0 - n * 1e-12)) {
-                first = first.min(i);
-                last = i;
-            }
-            sum += slot_value(i, significands);
-            count += n;
-        }
-    }
+    let reaching = |i: &usize| slot(*i).0 > 0 && reach_of[*i] >= limit;
+    let first = (0..walked).find(reaching).unwrap_or(usize::MAX);
+    let last = (0..walked).rev().find(reaching).unwrap_or(0);
     if first > last || last == window {
         return None; // nothing marked, or the optimum may lie below the window
     }
@@ -237,11 +243,17 @@ fn by_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) -> Option
         on_heap.resize(in_range + 1, 0);
         &mut on_heap[..]
     };
+    let in_span = |v: &f32| (v.to_bits() & 0x7fff_ffff).wrapping_sub(low) < span;
     let mut kept = 0;
-    for v in x {
-        let bits = v.to_bits() & 0x7fff_ffff;
-        buffer[kept] = bits;
-        kept += usize::from(bits.wrapping_sub(low) < span);
+    // Long scopes have few values in the range: a vector test of 16 at a time skips
+    // most of them.
+    for part in x.chunks(16) {
+        if part.iter().fold(false, |any, v| any | in_span(v)) {
+            for v in part {
+                buffer[kept] = v.to_bits() & 0x7fff_ffff;
+                kept += usize::from(in_span(v));
+            }
+        }
     }
     let taken = &mut buffer[..in_range];
     sort_decreasing(taken);

@@ -160,9 +160,13 @@ impl Default for TernaryOptions {
 /// A quantized ternary tensor: its layout's exact bytes plus the scales they hold.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TernaryTensor {
+    /// Rows of the row-major matrix (output features of a weight).
     pub rows: usize,
+    /// Values per row (input features).
     pub cols: usize,
+    /// How the codes are packed into `bytes`.
     pub layout: TernaryLayout,
+    /// Which values share a scale: the tensor, a row or a block.
     pub scope: Scope,
     /// Exactly the layout's bytes (for TQ layouts the f16 scales are inside).
     pub bytes: Vec<u8>,
