@@ -362,6 +362,24 @@ fn first_non_finite() {
     });
 }
 
+/// A NaN anywhere, in an unaligned head, the vector body or the tail, leaves the largest
+/// |x| of the other values.
+#[test]
+fn abs_max_passes_over_nan_anywhere() {
+    let data: Vec<f32> = (0..200).map(|i| ((i * 37) % 101) as f32 * 0.25 - 12.0).collect();
+    for backend in Backend::supported() {
+        let k = backend.kernels().unwrap();
+        for off in 0..17 {
+            for at in 0..80 {
+                let mut copy = data.clone();
+                copy[off + at] = f32::NAN;
+                let x = &copy[off..off + 120];
+                check("abs_max", backend, &(off, at), &scalar::abs_max(x), &(k.abs_max)(x));
+            }
+        }
+    }
+}
+
 #[test]
 fn reductions() {
     each_len_case(2, |rng, b, k, n| {

@@ -14,7 +14,7 @@ for_each_kernel!(safe_wrappers);
 /// The `#[target_feature]` kernels. Callers must make sure the CPU has every feature
 /// named in their attributes; pointers are derived from slices, and every access stays
 /// within the slice lengths (full vectors only, then scalar code or a padded copy).
-mod imp {
+pub(super) mod imp {
     use core::arch::x86_64::*;
 
     use super::super::{ROUND_BIAS, TQ1_MUL, TQ1_SHIFT};
@@ -346,18 +346,26 @@ mod imp {
         }
     }
 
+    rule_kernel!("avx2,f16c", fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) by rule => pack_tq2_0_with(x, d, out));
+
+    /// Calls `pack` on each whole block of 256 values and the block it fills, prefetching
+    /// ahead.
+    #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) {
-        with_rule!(rule, pack_tq2_0_with(x, d, out))
+    unsafe fn each_block<B>(x: &[f32], out: &mut [B], mut pack: impl FnMut(*const f32, &mut B)) {
+        let blocks = out.len().min(x.len() / QK_K);
+        for (b, block) in out[..blocks].iter_mut().enumerate() {
+            let xb = x.as_ptr().add(b * QK_K);
+            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
+            pack(xb, block);
+        }
     }
 
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn pack_tq2_0_with<const T: bool>(r: Rule, x: &[f32], d: [u8; 2], out: &mut [BlockTq2_0]) {
-        let blocks = out.len().min(x.len() / QK_K);
-        for (b, block) in out[..blocks].iter_mut().enumerate() {
-            let xb = x.as_ptr().add(b * QK_K);
-            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
+        each_block(x, out, |xb, block| {
+            block.d = d;
             // Byte h*32 + m holds the codes of values h*128 + l*32 + m at bits 2l.
             for h in 0..2 {
                 let acc = [0, 8, 16, 24].map(|m| {
@@ -371,8 +379,7 @@ mod imp {
                 let bytes = pack_u8(acc[0], acc[1], acc[2], acc[3]);
                 _mm256_storeu_si256(block.qs.as_mut_ptr().add(h * 32).cast(), bytes);
             }
-            block.d = d;
-        }
+        })
     }
 
     #[target_feature(enable = "avx2,f16c")]
@@ -421,19 +428,14 @@ mod imp {
         _mm256_srli_epi32::<{ TQ1_SHIFT as i32 }>(_mm256_mullo_epi32(v, _mm256_set1_epi32(TQ1_MUL)))
     }
 
-    #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]) {
-        with_rule!(rule, pack_tq1_0_with(x, d, out))
-    }
+    rule_kernel!("avx2,f16c", fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]) by rule => pack_tq1_0_with(x, d, out));
 
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn pack_tq1_0_with<const T: bool>(r: Rule, x: &[f32], d: [u8; 2], out: &mut [BlockTq1_0]) {
         const POW3: [i32; 5] = [81, 27, 9, 3, 1];
-        let blocks = out.len().min(x.len() / QK_K);
-        for (b, block) in out[..blocks].iter_mut().enumerate() {
-            let xb = x.as_ptr().add(b * QK_K);
-            prefetch_block(xb.wrapping_add(PREFETCH_DISTANCE));
+        each_block(x, out, |xb, block| {
+            block.d = d;
             // Sum of c * 3^(4-n) starts at sum of 3^(4-n) = 121 (every c = 1).
             let digits = |base: usize, stride: usize, m: usize| {
                 let mut acc = _mm256_set1_epi32(121);
@@ -461,14 +463,14 @@ mod imp {
             let s = _mm256_add_epi32(s, _mm256_permute2x128_si256::<0x01>(s, s));
             let q = words(tq1_scale(s));
             block.qh = (_mm_cvtsi128_si32(_mm_packus_epi16(q, q)) as u32).to_le_bytes();
-            block.d = d;
-        }
+        })
     }
 
-    /// Digits of TQ1_0 bytes held in u16 lanes: ((b * pow mod 256) * 3 >> 8) - 1.
+    /// Digits of TQ1_0 bytes held in u16 lanes: ((b * pow mod 256) * 3 >> 8) - 1. The
+    /// AVX-512 backend uses it for its 256-bit lanes.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    unsafe fn tq1_digits(b: __m256i, pow: __m256i) -> __m256i {
+    pub(in crate::kernels::x86_64) unsafe fn tq1_digits(b: __m256i, pow: __m256i) -> __m256i {
         let t = _mm256_and_si256(_mm256_mullo_epi16(b, pow), _mm256_set1_epi16(0xff));
         let t = _mm256_add_epi16(t, _mm256_add_epi16(t, t));
         _mm256_sub_epi16(_mm256_srli_epi16::<8>(t), _mm256_set1_epi16(1))
@@ -525,10 +527,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) {
-        with_rule!(rule, pack_i2_s_with(x, out))
-    }
+    rule_kernel!("avx2,f16c", fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) by rule => pack_i2_s_with(x, out));
 
     #[inline]
     #[target_feature(enable = "avx2,f16c")]

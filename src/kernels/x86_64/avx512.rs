@@ -18,6 +18,9 @@ for_each_kernel!(safe_wrappers);
 mod imp {
     use core::arch::x86_64::*;
 
+    // The 256-bit lanes of TQ1_0's last 96 values take the AVX2 digits as they are.
+    use super::super::avx2::imp::tq1_digits as tq1_digits_256;
+
     use super::super::{ROUND_BIAS, TQ1_MUL, TQ1_SHIFT};
     use crate::kernels::{scalar, CodeRule, MetricSums, SUM_LANES};
     use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
@@ -330,7 +333,7 @@ mod imp {
         let h = head_len(x);
         let mut m = [_mm512_setzero_ps(); 4];
         if h > 0 {
-            m[0] = _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(h), p));
+            m[0] = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(h), p)), m[0]);
         }
         let mut i = h;
         while i + 64 <= n {
@@ -379,10 +382,7 @@ mod imp {
         (fold(lo, hi), count)
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
-    pub(super) unsafe fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]) {
-        with_rule!(rule, codes_with(x, out))
-    }
+    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]) by rule => codes_with(x, out));
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
@@ -428,10 +428,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
-    pub(super) unsafe fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) {
-        with_rule!(rule, pack_tq2_0_with(x, d, out))
-    }
+    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) by rule => pack_tq2_0_with(x, d, out));
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
@@ -503,10 +500,7 @@ mod imp {
         _mm512_srli_epi32::<TQ1_SHIFT>(_mm512_mullo_epi32(v, _mm512_set1_epi32(TQ1_MUL)))
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
-    pub(super) unsafe fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]) {
-        with_rule!(rule, pack_tq1_0_with(x, d, out))
-    }
+    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]) by rule => pack_tq1_0_with(x, d, out));
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
@@ -549,15 +543,6 @@ mod imp {
         let t = _mm512_and_si512(_mm512_mullo_epi16(b, pow), _mm512_set1_epi16(0xff));
         let t = _mm512_add_epi16(t, _mm512_add_epi16(t, t));
         _mm512_sub_epi16(_mm512_srli_epi16::<8>(t), _mm512_set1_epi16(1))
-    }
-
-    /// 256-bit form of [`tq1_digits`].
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
-    unsafe fn tq1_digits_256(b: __m256i, pow: __m256i) -> __m256i {
-        let t = _mm256_and_si256(_mm256_mullo_epi16(b, pow), _mm256_set1_epi16(0xff));
-        let t = _mm256_add_epi16(t, _mm256_add_epi16(t, t));
-        _mm256_sub_epi16(_mm256_srli_epi16::<8>(t), _mm256_set1_epi16(1))
     }
 
     /// Codes of one TQ1_0 block into `o[..256]`.
@@ -603,10 +588,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
-    pub(super) unsafe fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) {
-        with_rule!(rule, pack_i2_s_with(x, out))
-    }
+    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) by rule => pack_i2_s_with(x, out));
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]

@@ -25,6 +25,17 @@ macro_rules! safe_wrappers {
     };
 }
 
+/// Writes a kernel that takes a `CodeRule` and runs `$with`, compiled once per kind of
+/// rule, with the backend's vector form of the rule (each backend's `with_rule!`).
+macro_rules! rule_kernel {
+    ($features:literal, fn $name:ident($($arg:ident: $ty:ty),*) by $rule:ident => $with:ident($($pass:ident),*)) => {
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn $name($($arg: $ty),*) {
+            with_rule!($rule, $with($($pass),*))
+        }
+    };
+}
+
 mod avx2;
 // The AVX-512 intrinsics are stable since Rust 1.89.
 #[clippy::msrv = "1.89"]
