@@ -139,6 +139,7 @@ fn bench_kernels(backends: &[Backend], runs: usize, quick: bool) {
     let mut q80 = vec![ternary_quant::layout::blocks::BlockQ8_0 { d: [0; 2], qs: [0; 32] }; n / 32];
     let mut out_i8 = vec![0i8; n];
     let mut out_f32 = vec![0f32; n];
+    let mut out_u16 = vec![0u16; n];
     let reps = if quick { 20 } else { 100 };
     for &backend in backends {
         let k = backend.kernels().expect("supported backend");
@@ -172,6 +173,7 @@ fn bench_kernels(backends: &[Backend], runs: usize, quick: bool) {
         bench("quantize_q8_k", &mut || (k.quantize_q8_k)(black_box(&x), &mut q8k));
         bench("f16_to_f32", &mut || (k.f16_to_f32)(black_box(&halves), &mut out_f32));
         bench("bf16_to_f32", &mut || (k.bf16_to_f32)(black_box(&halves), &mut out_f32));
+        bench("f32_to_f16", &mut || (k.f32_to_f16)(black_box(&x), &mut out_u16));
         bench("metric_sums", &mut || {
             black_box((k.metric_sums)(black_box(&x), black_box(&y)));
         });

@@ -214,10 +214,10 @@ fn produce<'a>(op: &PlanOp, input: &'a [u8], measure: bool, first_index: usize) 
     let mut fit = None;
     let bytes = match op.kind {
         OpKind::Copy => input.to_vec(),
-        OpKind::Constant => encode_float(op.out_type, &op.values, 0)?,
+        OpKind::Constant => encode_float(op, &op.values, 0)?,
         OpKind::Convert => {
             let values = decode(op, input, first_index)?;
-            let bytes = encode_float(op.out_type, &values, first_index)?;
+            let bytes = encode_float(op, &values, first_index)?;
             if measure {
                 approx = Some(match op.out_type {
                     DType::F16 => Approx::Output(OutputBlocks::F16),
@@ -453,27 +453,34 @@ fn repack(op: &PlanOp, source: &TernaryTensor) -> Result<TernaryTensor> {
     TernaryTensor::from_codes(&codes, source.rows, source.cols, layout, scope, &scales)
 }
 
-/// Values as F16 or F32 bytes. F16 refuses values beyond its range, naming the value's
-/// index plus `first_index`.
-fn encode_float(dtype: DType, values: &[f32], first_index: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(values.len() * 4);
-    match dtype {
-        DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+/// Values as the op's F16 or F32 bytes. F16 refuses values beyond its range, naming the
+/// value's index plus `first_index`.
+fn encode_float(op: &PlanOp, values: &[f32], first_index: usize) -> Result<Vec<u8>> {
+    match op.out_type {
+        DType::F32 => Ok(little_endian(values, f32::to_le_bytes)),
         DType::F16 => {
-            for (index, &v) in values.iter().enumerate() {
-                let h = half::f16::from_f32(v);
-                if h.is_infinite() {
-                    return Err(Error::Unsupported(format!(
-                        "value {v} at index {} is beyond F16's range (+-65504); keep this tensor out of the conversion",
-                        first_index + index
-                    )));
-                }
-                out.extend_from_slice(&h.to_bits().to_le_bytes());
+            let mut halves = vec![0u16; values.len()];
+            (op.backend.kernels_or_scalar().f32_to_f16)(values, &mut halves);
+            if let Some(index) = halves.iter().position(|h| h & 0x7fff == 0x7c00) {
+                return Err(Error::Unsupported(format!(
+                    "value {} at index {} is beyond F16's range (+-65504); keep this tensor out of the conversion",
+                    values[index],
+                    first_index + index
+                )));
             }
+            Ok(little_endian(&halves, u16::to_le_bytes))
         }
-        other => return Err(Error::Unsupported(format!("convert to {other}"))),
+        other => Err(Error::Unsupported(format!("convert to {other}"))),
     }
-    Ok(out)
+}
+
+/// The little-endian bytes of `values`.
+fn little_endian<T: Copy, const N: usize>(values: &[T], bytes: fn(T) -> [u8; N]) -> Vec<u8> {
+    let mut out = vec![0u8; values.len() * N];
+    for (o, &v) in out.chunks_exact_mut(N).zip(values) {
+        o.copy_from_slice(&bytes(v));
+    }
+    out
 }
 
 /// Where the error figures read the output's values from.

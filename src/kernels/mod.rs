@@ -64,6 +64,8 @@ macro_rules! for_each_kernel {
         fn f16_to_f32(src: &[u16], out: &mut [f32]);
         /// bfloat16 bits -> f32.
         fn bf16_to_f32(src: &[u16], out: &mut [f32]);
+        /// f32 -> IEEE half bits, rounded to nearest even, as `half`.
+        fn f32_to_f16(src: &[f32], out: &mut [u16]);
         /// The sums behind the error metrics.
         fn metric_sums(reference: &[f32], approx: &[f32]) -> $crate::kernels::MetricSums;
         /// sum over blocks of (f16(d_w) * d_x) * isum, in block order.

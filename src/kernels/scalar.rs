@@ -323,6 +323,15 @@ pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
     }
 }
 
+/// f32 -> IEEE half bits, rounded to nearest even, exactly as `half::f16::from_f32`:
+/// beyond the largest half (65504, up to the rounding) gives infinity, and a NaN stays
+/// a NaN with its sign, its top ten payload bits and the quiet bit set.
+pub fn f32_to_f16(src: &[f32], out: &mut [u16]) {
+    for (o, &v) in out.iter_mut().zip(src) {
+        *o = half::f16::from_f32(v).to_bits();
+    }
+}
+
 /// bfloat16 bits -> f32 (exact: bf16 is the top half of an f32).
 pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
     for (o, &h) in out.iter_mut().zip(src) {

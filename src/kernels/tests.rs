@@ -924,6 +924,43 @@ fn simd128_builds_run_the_simd128_table() {
     assert_eq!(Backend::best(), Backend::Simd128);
 }
 
+/// f32 to f16 gives the spec's bits on every backend, NaNs included: every f16 value and
+/// the midpoints around it (ties round to even), every exponent with random mantissas,
+/// every offset and tail.
+#[test]
+fn f32_to_f16_rounds_as_the_spec() {
+    let mut rng = Rng::new(17);
+    let mut values: Vec<f32> = Vec::new();
+    for h in 0..=u16::MAX {
+        let f = half::f16::from_bits(h).to_f32();
+        let bits = f.to_bits();
+        values.extend([f, f32::from_bits(bits.wrapping_add(1)), f32::from_bits(bits.wrapping_sub(1))]);
+        // The midpoint to the next half up, and its neighbours.
+        let mid = f32::from_bits(bits.wrapping_add(1 << 12));
+        values.extend([mid, f32::from_bits(mid.to_bits() + 1), f32::from_bits(mid.to_bits() - 1)]);
+    }
+    for e in 0..256u32 {
+        for _ in 0..64 {
+            values.push(f32::from_bits((rng.u32() & 0x807f_ffff) | (e << 23)));
+        }
+    }
+    values.extend([65504.0, 65519.99, 65520.0, 65536.0, f32::MAX, f32::INFINITY, f32::NAN, -f32::NAN]);
+    values.extend([f32::from_bits(0x7f80_0001), f32::from_bits(0xffc0_1234), 5.960_464_5e-8, 2.980_232_2e-8]);
+    let mut want = vec![0u16; values.len()];
+    scalar::f32_to_f16(&values, &mut want);
+    for (b, k) in backends() {
+        let mut got = vec![0u16; values.len()];
+        (k.f32_to_f16)(&values, &mut got);
+        for (v, (w, g)) in values.iter().zip(want.iter().zip(&got)) {
+            assert_eq!(w, g, "{b}: f32 {:#010x}", v.to_bits());
+        }
+        for off in 0..9 {
+            let n = values.len() - off - rng.below(20);
+            check_kernel!(f32_to_f16, b, k, &(off, n), vec![7u16; n], (&values[off..off + n]));
+        }
+    }
+}
+
 /// f16 to f32 keeps every bit, NaN payloads included, on every backend: the conversion
 /// is exact and no arithmetic touches a NaN.
 #[test]

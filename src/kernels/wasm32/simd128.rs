@@ -850,6 +850,36 @@ pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
     widen_u16(src, out, f16x4_to_f32x4, scalar::f16_to_f32);
 }
 
+/// Four f32 to IEEE half bits in the low 16 bits of each u32 lane, exactly as
+/// [`scalar::f32_to_f16`]: normal halves round by adding 0xfff plus the lowest kept bit
+/// before the shift (nearest even), subnormal ones by an f32 addition of 0.5 that leaves
+/// the half's bits at the bottom of the sum (the addition rounds to nearest even).
+#[inline(always)]
+fn f32x4_to_f16x4(v: v128) -> v128 {
+    let a = v128_and(v, u32x4_splat(0x7fff_ffff));
+    let sign = u32x4_shr(v128_and(v, u32x4_splat(0x8000_0000)), 16);
+    let odd = v128_and(u32x4_shr(a, 13), u32x4_splat(1));
+    // Rebias the exponent from 127 to 15 and round, all in one wrapping add.
+    let normal = u32x4_shr(i32x4_add(i32x4_add(a, u32x4_splat(0xc800_0fff)), odd), 13);
+    let subnormal = i32x4_sub(f32x4_add(a, f32x4_splat(0.5)), u32x4_splat(0x3f00_0000));
+    let nan = v128_or(u32x4_splat(0x7e00), v128_and(u32x4_shr(a, 13), u32x4_splat(0x3ff)));
+    let finite = v128_bitselect(subnormal, normal, i32x4_lt(a, u32x4_splat(0x3880_0000)));
+    let finite = v128_bitselect(u32x4_splat(0x7c00), finite, i32x4_ge(a, u32x4_splat(0x4780_0000)));
+    v128_or(sign, v128_bitselect(nan, finite, i32x4_gt(a, u32x4_splat(0x7f80_0000))))
+}
+
+/// f32 -> IEEE half bits, rounded to nearest even, as `half`.
+pub fn f32_to_f16(src: &[f32], out: &mut [u16]) {
+    let n = src.len().min(out.len());
+    let (src, out) = (&src[..n], &mut out[..n]);
+    let mut ss = src.chunks_exact(8);
+    let mut os = out.chunks_exact_mut(8);
+    for (sc, oc) in ss.by_ref().zip(os.by_ref()) {
+        st(oc, 0, u16x8_narrow_i32x4(f32x4_to_f16x4(ld(sc, 0)), f32x4_to_f16x4(ld(sc, 4))));
+    }
+    scalar::f32_to_f16(ss.remainder(), os.into_remainder());
+}
+
 /// bfloat16 bits -> f32 (exact: bf16 is the top half of an f32).
 pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
     widen_u16(src, out, |v| i32x4_shl(v, 16), scalar::bf16_to_f32);

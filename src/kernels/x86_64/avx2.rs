@@ -781,6 +781,21 @@ pub(super) mod imp {
         scalar::f16_to_f32(&src[i..], &mut out[i..]);
     }
 
+    /// F16C rounds to nearest even and quiets a NaN keeping its sign and top payload
+    /// bits, as the spec does. The AVX-512 backend uses it as it is.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(in crate::kernels::x86_64) unsafe fn f32_to_f16(src: &[f32], out: &mut [u16]) {
+        let n = src.len().min(out.len());
+        let mut i = 0;
+        while i + 8 <= n {
+            let v = _mm256_loadu_ps(src.as_ptr().add(i));
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), h);
+            i += 8;
+        }
+        scalar::f32_to_f16(&src[i..n], &mut out[i..n]);
+    }
+
     #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
         let n = src.len().min(out.len());

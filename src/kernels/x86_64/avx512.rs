@@ -20,6 +20,8 @@ mod imp {
 
     // The 256-bit lanes of TQ1_0's last 96 values take the AVX2 digits as they are.
     use super::super::avx2::imp::tq1_digits as tq1_digits_256;
+    // Narrowing to f16 is bound by memory; the F16C kernel serves as it is.
+    pub(super) use super::super::avx2::imp::f32_to_f16;
 
     use super::super::{ROUND_BIAS, TQ1_MUL, TQ1_SHIFT};
     use crate::kernels::{scalar, CodeRule, MetricSums, SUM_LANES};
