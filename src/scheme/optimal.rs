@@ -19,8 +19,9 @@
 //! give exact candidates, and a slot's inner candidates can beat its edges by no more
 //! than a bound computed from the slot's upper edge, (S + n hi)^2 / (K + n). Only the
 //! slots whose bound reaches the best edge score (within a margin far above f64 rounding)
-//! are sorted and scanned run by run. Importance-weighted scopes, and scopes whose
-//! optimum lies below the window of slots, take the sorting path.
+//! are sorted and scanned run by run. A short scope whose optimum may lie below its
+//! window of slots is counted again over the whole range; importance-weighted scopes
+//! take the sorting path.
 
 use crate::kernels::{CodeRule, Kernels};
 use crate::scheme::order::{radix_sort, sort_decreasing};
