@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import {
   backend,
   folderFiles,
+  folderWeights,
   formats,
   init,
   inspectModel,
@@ -556,7 +557,7 @@ async function convert(args) {
   const o = convertOptions(args, layoutsByOutput(formats()));
   if (o.help) return console.log(CONVERT_HELP);
   const ternaryTypes = new Set(formats().filter((f) => f.kind === 'ternary').map((f) => f.typeName));
-  const api = { inspectModel, parseSafetensorsIndex, planConversion, folderFiles };
+  const api = { inspectModel, parseSafetensorsIndex, planConversion, folderFiles, folderWeights };
   const model = await openModel(api, o.input);
   const { inputs } = model;
   const headers = [];
@@ -707,7 +708,7 @@ async function inspect(args) {
   if (positional.length !== 1) fail(`inspect needs one FILE, got ${positional.length} (see ternary-quant inspect --help)`);
   const [path] = positional;
   await init({ modelFiles: true });
-  const api = { inspectModel, parseSafetensorsIndex, planConversion, folderFiles };
+  const api = { inspectModel, parseSafetensorsIndex, planConversion, folderFiles, folderWeights };
   const model = await openModel(api, path);
   const infos = [];
   try {

@@ -5,7 +5,7 @@
 //
 // The output is written to OUT.partial, which is synced and renamed to OUT at the end;
 // the caller removes OUT.partial on any failure (see removePartial).
-import { open, readFile, rename, stat } from 'node:fs/promises';
+import { open, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 
@@ -113,13 +113,13 @@ async function openFolder(api, dir) {
     if (bytes !== null) model[key] = bytes;
     else if (required) throw new UserError(`${resolve(dir, file)}: no such file; a model folder needs ${file}`);
   }
-  const index = resolve(dir, 'model.safetensors.index.json');
-  const single = resolve(dir, 'model.safetensors');
-  let opened;
-  if ((await readOptional(dir, 'model.safetensors.index.json')) !== null) opened = await openModel(api, index);
-  else if ((await stat(single).catch(() => null)) !== null) opened = await openModel(api, single);
-  else throw new UserError(`${resolve(dir)}: no model.safetensors or model.safetensors.index.json in the model folder`);
-  return { ...opened, folder: model };
+  let weights;
+  try {
+    weights = api.folderWeights(await readdir(dir));
+  } catch (e) {
+    throw new UserError(`${resolve(dir)}: ${e.message}`);
+  }
+  return { ...(await openModel(api, resolve(dir, weights))), folder: model };
 }
 
 export async function openModel(api, path) {

@@ -203,6 +203,7 @@ export interface BuildApi {
   planConversion: typeof planConversion;
   decodeFloats: typeof decodeFloats;
   folderFiles: typeof folderFiles;
+  folderWeights: typeof folderWeights;
   ternaryFitWarning: typeof ternaryFitWarning;
   QuantizationEngine: typeof QuantizationEngine;
 }
@@ -429,5 +430,11 @@ export function planConversion(inputs: ConversionInput[], options?: ConversionOp
  */
 export function ternaryFitWarning(fits: number[]): string | undefined;
 export function folderFiles(): Array<{ key: keyof ModelFolderFiles; file: string; required: boolean }>;
+/**
+ * Which file of a model folder holds its weights, from the names of its files:
+ * model.safetensors.index.json when there is one, else model.safetensors (needs the
+ * model-file build; throws when neither is there).
+ */
+export function folderWeights(names: string[]): string;
 /** The values of F32, F16 or BF16 little-endian bytes (needs the model-file build). */
 export function decodeFloats(dtype: 'F32' | 'F16' | 'BF16', bytes: Uint8Array): Float32Array;

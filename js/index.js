@@ -472,6 +472,14 @@ function folderFilesIn(build) {
   return modelFileBindings(build, 'folderFiles').folderFiles();
 }
 
+function folderWeightsIn(build, names) {
+  const b = modelFileBindings(build, 'folderWeights');
+  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
+    throw new TypeError('folderWeights: names must be an array of file names');
+  }
+  return b.folderWeights(names);
+}
+
 function parseSafetensorsIndexIn(build, json) {
   const b = modelFileBindings(build, 'parseSafetensorsIndex');
   checkBytes('index', json);
@@ -606,6 +614,15 @@ export function formats() {
 }
 
 /** Parses a sharded safetensors `*.safetensors.index.json`. */
+/**
+ * Which file of a model folder holds its weights, from the names of the folder's files:
+ * model.safetensors.index.json when there is one, else model.safetensors; an error when
+ * neither is there.
+ */
+export function folderWeights(names) {
+  return folderWeightsIn(bindings(), names);
+}
+
 export function parseSafetensorsIndex(json) {
   return parseSafetensorsIndexIn(bindings(), json);
 }
@@ -652,6 +669,7 @@ export async function loadBuild({ simd, modelFiles = false }) {
     estimateModelSize: (shapes, config) => estimateModelSizeIn(build, shapes, config),
     inspectModel: (prefix, fileSize) => inspectModelIn(build, prefix, fileSize),
     parseSafetensorsIndex: (json) => parseSafetensorsIndexIn(build, json),
+    folderWeights: (names) => folderWeightsIn(build, names),
     formats: () => formatsIn(build),
     folderFiles: () => folderFilesIn(build),
     ternaryFitWarning: (fits) => ternaryFitWarningIn(build, fits),

@@ -335,3 +335,12 @@ test('formats(): the engine format table, agreeing with what the package writes'
     assert.equal(table.find((f) => f.typeName === type)?.ggmlType, id, type);
   }
 });
+
+test('folderWeights(): the index where there is one, else model.safetensors, else a one-line error', async () => {
+  await init({ modelFiles: true });
+  const { folderWeights } = await import('ternary-quant');
+  assert.equal(folderWeights(['config.json', 'model.safetensors', 'model.safetensors.index.json']), 'model.safetensors.index.json');
+  assert.equal(folderWeights(['model.safetensors', 'config.json']), 'model.safetensors');
+  assert.throws(() => folderWeights(['config.json', 'model-00001-of-00002.safetensors']), /^Error: no model\.safetensors or model\.safetensors\.index\.json in the model folder$/);
+  assert.throws(() => folderWeights('model.safetensors'), TypeError);
+});

@@ -331,11 +331,11 @@ async function folderOf(files) {
     if (f) folder[key] = new Uint8Array(await f.arrayBuffer());
     else if (required) throw new Error(`A model folder needs ${file}; it is not among the ${files.length} files given.`);
   }
-  const indexFile = byName.get('model.safetensors.index.json');
+  const weightsFile = ioApi.folderWeights(files.map((f) => f.name));
   let index = null;
   let weights;
-  if (indexFile) {
-    index = new Uint8Array(await indexFile.arrayBuffer());
+  if (weightsFile.endsWith('.json')) {
+    index = new Uint8Array(await byName.get(weightsFile).arrayBuffer());
     let shards;
     try {
       shards = ioApi.parseSafetensorsIndex(index).files;
@@ -347,10 +347,8 @@ async function folderOf(files) {
       if (!f) throw new Error(`model.safetensors.index.json names ${shard}, which is not among the files given.`);
       return f;
     });
-  } else if (byName.has('model.safetensors')) {
-    weights = [byName.get('model.safetensors')];
   } else {
-    throw new Error('A model folder needs model.safetensors, or model.safetensors.index.json and its shards.');
+    weights = [byName.get(weightsFile)];
   }
   return { name, folder, index, weights };
 }

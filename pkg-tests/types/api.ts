@@ -4,7 +4,7 @@ import * as tq from 'ternary-quant';
 import type { BatchReport, ErrorStats, Int8Tensor, ModelInfo, NeedBytes, SizeEstimate, TensorStats, TernaryTensor } from 'ternary-quant';
 
 const { backend, ConversionPlan, errorStats, estimateModelSize, init, inspectModel, loadBuild, matVecF32 } = tq;
-const { decodeFloats, folderFiles, formats, memoryBytes, ternaryFitWarning, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
+const { decodeFloats, folderFiles, folderWeights, formats, memoryBytes, ternaryFitWarning, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
 const { quantizeInt8, quantizeTernary, simdSupported, ternaryMatVec } = tq;
 
 const info: { backend: 'simd128' | 'scalar'; modelFiles: boolean } = await init({ simd: simdSupported() });
@@ -111,5 +111,6 @@ if (planned instanceof ConversionPlan) {
 const decoded: Float32Array = decodeFloats('F16', new Uint8Array(8));
 const warning: string | undefined = ternaryFitWarning([6.5, 7.2]);
 const configFile: string | undefined = folderFiles().find((f) => f.required && f.key === 'config')?.file;
+const weightsFile: string = folderWeights(['config.json', 'model.safetensors']);
 
 export { warning, configFile, folder, decoded, tq2Bytes, name, bytes, scales, codes, stats, y, yRef, bits, layoutName, values, zeroPoints, aBytes, aBack, cache, report, tq1Bytes, storedAs, bitnetPreset, shardFiles };

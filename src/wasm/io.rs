@@ -295,6 +295,22 @@ const FOLDER_FILES: [(&str, &str); 6] = [
     ("addedTokens", "added_tokens.json"),
 ];
 
+/// The files that may hold a model folder's weights, in the order they are preferred:
+/// an index (whose shards `parseSafetensorsIndex` lists), else one safetensors file.
+const WEIGHT_FILES: [&str; 2] = ["model.safetensors.index.json", "model.safetensors"];
+
+/// Which file of a model folder to open for its weights, from the names of the folder's
+/// files: what the CLI and the demo open.
+#[wasm_bindgen(js_name = folderWeights)]
+pub fn folder_weights(names: js_sys::Array) -> Result<String, JsError> {
+    let names: Vec<String> = names.iter().filter_map(|n| n.as_string()).collect();
+    WEIGHT_FILES
+        .iter()
+        .find(|w| names.iter().any(|n| n == *w))
+        .map(|w| w.to_string())
+        .ok_or_else(|| JsError::new("no model.safetensors or model.safetensors.index.json in the model folder"))
+}
+
 /// The files of a model folder that the `model` option of `planConversion` takes, as
 /// `[{ key, file, required }]`: what the CLI and the demo read from a folder.
 #[wasm_bindgen(js_name = folderFiles)]
