@@ -114,8 +114,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The largest f32 below 0.5 (0.5 - 2^-25). For |v| <= 2^22,
 /// `trunc(v + copysign(ROUND_BIAS, v)) == v.round()` (round half away from zero): the
-/// SIMD kernels clamp to +-127 or +-512 before rounding, so this holds for every input.
-#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+/// kernels clamp to +-127 or +-512 before rounding, so this holds for every input.
 pub(crate) const ROUND_BIAS: f32 = 0.499_999_97;
 
 /// Number of logical f64 accumulators in every floating-point sum (see `scalar`).

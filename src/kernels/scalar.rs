@@ -6,7 +6,7 @@
 //! with 4, 8 or 16 lanes per register keeps 16 logical lanes and pads tails with
 //! +0.0, which leaves every lane unchanged. No FMA is used anywhere.
 
-use super::{CodeRule, MetricSums, SUM_LANES};
+use super::{CodeRule, MetricSums, ROUND_BIAS, SUM_LANES};
 use crate::layout::blocks::{f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
 /// Folds the logical lanes pairwise: lane i += lane i+8, then +4, +2, +1 (the f64 sums,
@@ -32,9 +32,15 @@ pub fn round_away(v: f32) -> f32 {
 /// round_away(clamp(v, -127, 127)) as i8. Only a scale below ~3.7e-37, whose
 /// reciprocal overflows, makes v infinite (clamped) or NaN (0 * inf, read as 0); such a
 /// scale is 0 once stored as f16, so those codes never change a dequantized value.
+///
+/// Written as the SIMD kernels' bias add and a truncating conversion because `f32::round` is a library
+/// call where the ISA has no round-half-away instruction (wasm32, x86 without SSE4.1),
+/// which made this the whole cost of the scalar int8 quantizers.
 #[inline]
 pub fn round_away_i8(v: f32) -> i8 {
-    round_away(v.clamp(-127.0, 127.0)) as i8
+    let v = v.clamp(-127.0, 127.0);
+    // `as i32` truncates toward zero and reads NaN as 0.
+    (v + ROUND_BIAS.copysign(v)) as i32 as i8
 }
 
 /// Index of the first NaN or infinity.
@@ -53,9 +59,30 @@ pub fn abs_sum(x: &[f32]) -> f64 {
     fold_lanes(lanes)
 }
 
-/// max |x|, or 0 for an empty slice.
+/// max |x| over the non-NaN values, or 0 for an empty slice.
+///
+/// Compared as integers: the bits of non-negative floats order as their values, and a
+/// NaN's magnitude bits lie above infinity's, so a NaN shows in the maximum and sends the
+/// slice to the slower pass that skips it. Lanes of independent maxima let the common case
+/// run at the speed of the loads (max is exact in any order).
 pub fn abs_max(x: &[f32]) -> f32 {
-    x.iter().fold(0f32, |m, &v| m.max(v.abs()))
+    const LANES: usize = 8;
+    let magnitude = |v: &f32| v.to_bits() & 0x7fff_ffff;
+    let mut lanes = [0u32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane = (*lane).max(magnitude(v));
+        }
+    }
+    let tail = chunks.remainder().iter().map(magnitude);
+    let max = lanes.into_iter().chain(tail).max().unwrap_or(0);
+    if max <= f32::INFINITY.to_bits() {
+        f32::from_bits(max)
+    } else {
+        let finite_or_infinite = x.iter().map(magnitude).filter(|&m| m <= f32::INFINITY.to_bits());
+        f32::from_bits(finite_or_infinite.max().unwrap_or(0))
+    }
 }
 
 /// (min, max) of x; (+inf, -inf) for an empty slice. -0.0 and +0.0 compare equal,
@@ -247,7 +274,7 @@ pub(crate) fn clamp_ordered(v: f32, lo: f32, hi: f32) -> f32 {
 pub fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]) {
     for (o, &v) in out.iter_mut().zip(x) {
         let s = clamp_ordered(v, -clip, clip) * id;
-        *o = round_away(s.clamp(-127.0, 127.0)) as i8;
+        *o = round_away_i8(s);
     }
 }
 
@@ -269,14 +296,31 @@ pub fn dequantize_i8(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]) {
     }
 }
 
+/// The codes of one Q8 block with scale `d` = abs_max / 127: round_away_i8(v / d) for
+/// each value (v times the reciprocal, 0 for a zero scale).
+#[inline]
+fn block_codes_i8(xb: &[f32], d: f32, qs: &mut [i8]) {
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    if id.is_finite() {
+        // |v| <= abs_max, so |v * id| <= 127 * (1 + 2^-22): the clamp of round_away_i8
+        // cannot act, and a NaN reads as 0 either way. Skipping it makes this loop a
+        // multiply, an add and a conversion per value.
+        for (q, &v) in qs.iter_mut().zip(xb) {
+            let s = v * id;
+            *q = (s + ROUND_BIAS.copysign(s)) as i32 as i8;
+        }
+    } else {
+        for (q, &v) in qs.iter_mut().zip(xb) {
+            *q = round_away_i8(v * id);
+        }
+    }
+}
+
 /// Q8_0 blocks of `x` (a multiple of 32 values), as ggml's reference quantizer.
 pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK8_0)) {
         let d = abs_max(xb) / 127.0;
-        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
-        for (q, &v) in block.qs.iter_mut().zip(xb) {
-            *q = round_away_i8(v * id);
-        }
+        block_codes_i8(xb, d, &mut block.qs);
         block.d = crate::layout::blocks::f16_bits(d);
     }
 }
@@ -296,12 +340,10 @@ pub fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
 pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
         let d = abs_max(xb) / 127.0;
-        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
-        for (q, &v) in block.qs.iter_mut().zip(xb) {
-            *q = round_away_i8(v * id);
-        }
-        for (s, qs) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
-            *s = qs.iter().map(|&q| q as i16).sum();
+        // Sixteen codes at a time, summed while they are made.
+        for ((qs, xs), sum) in block.qs.chunks_exact_mut(16).zip(xb.chunks_exact(16)).zip(&mut block.bsums) {
+            block_codes_i8(xs, d, qs);
+            *sum = qs.iter().map(|&q| q as i16).sum();
         }
         block.d = d;
     }

@@ -976,3 +976,47 @@ fn f16_to_f32_keeps_nan_payloads() {
         }
     }
 }
+
+/// The scalar spec's fast rounding is `f32::round` (half away from zero) after the clamp:
+/// on every value within 64 ulps of each integer and each tie k + 0.5 up to 129, both
+/// signs, on random bit patterns, and on NaN, infinities, zeros and subnormals.
+#[test]
+fn round_away_i8_is_round_half_away_after_the_clamp() {
+    let definition = |v: f32| if v.is_nan() { 0 } else { v.clamp(-127.0, 127.0).round() as i8 };
+    let mut values = vec![f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-45, -1e-45];
+    for half_steps in 0..=258u32 {
+        let centre = half_steps as f32 * 0.5;
+        for ulps in -64i32..=64 {
+            let v = f32::from_bits(centre.to_bits().wrapping_add_signed(ulps));
+            if v.is_finite() {
+                values.extend([v, -v]);
+            }
+        }
+    }
+    let mut rng = Rng::new(31);
+    values.extend((0..200_000).map(|_| f32::from_bits(rng.u32())));
+    values.extend((0..200_000).map(|_| (rng.u32() as f32 / u32::MAX as f32 - 0.5) * 300.0));
+    for v in values {
+        assert_eq!(scalar::round_away_i8(v), definition(v), "{v:e} ({:#010x})", v.to_bits());
+    }
+}
+
+/// The scalar spec's `abs_max` is the fold of `f32::max` over |x| (which passes over NaN)
+/// on every length up to 40 with NaN, infinities and signed zeros mixed in.
+#[test]
+fn abs_max_is_the_max_of_the_magnitudes() {
+    let mut rng = Rng::new(32);
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, 1e-40, -3.5];
+    for n in 0..=40 {
+        for _ in 0..200 {
+            let x: Vec<f32> = (0..n)
+                .map(|_| match rng.below(4) {
+                    0 => specials[rng.below(specials.len())],
+                    _ => (rng.u32() as f32 / u32::MAX as f32 - 0.5) * 8.0,
+                })
+                .collect();
+            let definition = x.iter().fold(0f32, |m, &v| m.max(v.abs()));
+            assert_eq!(scalar::abs_max(&x).to_bits(), definition.to_bits(), "{x:?}");
+        }
+    }
+}
