@@ -15,8 +15,13 @@
 //! through the public API, the TQ2_0 x Q8_K dot kernel in cache, and ternary against f32
 //! GEMV. The best backend of the build is measured, and the scalar backend of the same
 //! build beside it. `--quick` runs fewer repetitions, `--runs=N` sets the number of timed
-//! runs; the words `quantize`, `dot` and
-//! `gemv` select sections (all by default).
+//! runs; the words `quantize`, `dot`, `gemv` and `kernels` select sections (all by
+//! default).
+//!
+//! `--side-by-side` times the cases that `scripts/bench.sh` also times with ggml's
+//! kernels, on the same generated 4096 x 4096 weights and activations (`DATA` prints their
+//! checksum), as `RESULT ours <build> <case> <G values/s>` lines; `--bandwidth` adds the
+//! single-core read bandwidth as `RESULT machine <build> read_bandwidth <G f32/s>`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -108,6 +113,21 @@ fn main() {
     } else {
         std::env::consts::ARCH
     };
+    if args.iter().any(|a| a == "--side-by-side") {
+        let label = match build {
+            "wasm32 +simd128" => "wasm-simd128",
+            "wasm32 (no simd128)" => "wasm-scalar",
+            _ => "native",
+        };
+        if args.iter().any(|a| a == "--bandwidth") {
+            read_bandwidth(label, runs);
+        }
+        let only = args.iter().find_map(|a| a.strip_prefix("--case=")).map(str::to_owned);
+        side_by_side(label, best, runs, only.as_deref());
+        // Ends through WASI's proc_exit: Node 20's WASI has crashed (SIGSEGV) after a
+        // module returned from main having grown its memory to tens of MB.
+        std::process::exit(0);
+    }
     println!("build: {build}; best backend: {best}; best of {runs} runs; G values/s");
 
     if run("quantize") {
@@ -274,4 +294,85 @@ fn bench_gemv(backends: &[Backend], best: Backend, runs: usize, quick: bool) {
             t_f32_kernel / t_ternary,
         );
     }
+}
+
+/// The side-by-side shape: the and llama.cpp's usual 4096 x 4096.
+const SIDE_BY_SIDE: (usize, usize) = (4096, 4096);
+
+/// The side-by-side data, and a checksum that the other harness prints for its copy
+/// (the sum of the values' bits), so a table never compares runs on different data.
+fn side_by_side_data() -> (Vec<f32>, Vec<f32>, u64) {
+    let (rows, cols) = SIDE_BY_SIDE;
+    let (w, x) = (weights(rows * cols, 0x1234_5678), weights(cols, 99));
+    let checksum = w.iter().chain(&x).map(|v| u64::from(v.to_bits())).sum();
+    (w, x, checksum)
+}
+
+/// The cases ggml's kernels are timed on, through our public API where one exists (as a
+/// user calls it) and through the kernel table otherwise.
+fn side_by_side(build: &str, backend: Backend, runs: usize, only: Option<&str>) {
+    let (rows, cols) = SIDE_BY_SIDE;
+    let n = rows * cols;
+    let (w, x, checksum) = side_by_side_data();
+    println!("DATA ours {build} {checksum}");
+    let k = backend.kernels().expect("supported backend");
+    let report = |case: &str, secs: f64| println!("RESULT ours {build} {case} {:.4}", gvals(n, secs));
+    let time = |case: &str, runs: usize, f: &mut dyn FnMut()| {
+        if only.is_none_or(|o| o == case) {
+            report(case, time(runs, 1, f));
+        }
+    };
+    let absmax =
+        TernaryOptions { layout: TernaryLayout::Tq2_0, rule: ScaleRule::AbsMax, scope: Scope::Block(QK_K), backend };
+    time("quantize_tq2_0_absmax_block", runs, &mut || {
+        black_box(quantize_ternary(&w, rows, cols, &absmax).expect("quantize"));
+    });
+    let mut q8k = vec![BlockQ8K::default(); n / QK_K];
+    let scalar = Backend::Scalar.kernels().expect("scalar");
+    time("quantize_q8_k_ref", runs, &mut || {
+        (scalar.quantize_q8_k)(black_box(&w), &mut q8k);
+        black_box(&mut q8k);
+    });
+    time("quantize_q8_k", runs, &mut || {
+        (k.quantize_q8_k)(black_box(&w), &mut q8k);
+        black_box(&mut q8k);
+    });
+    let mut q80 = vec![ternary_quant::layout::blocks::BlockQ8_0 { d: [0; 2], qs: [0; 32] }; n / 32];
+    time("quantize_q8_0_ref", runs, &mut || {
+        (scalar.quantize_q8_0)(black_box(&w), &mut q80);
+        black_box(&mut q80);
+    });
+    time("quantize_q8_0", runs, &mut || {
+        (k.quantize_q8_0)(black_box(&w), &mut q80);
+        black_box(&mut q80);
+    });
+    let wt = quantize_ternary(&w, rows, cols, &absmax).expect("quantize");
+    time("gemv_tq2_0", runs * 3, &mut || {
+        black_box(ternary_mat_vec(&wt, &x, backend).expect("gemv"));
+    });
+    let mut halves = vec![0u16; n];
+    time("f32_to_f16", runs, &mut || {
+        (k.f32_to_f16)(black_box(&w), &mut halves);
+        black_box(&mut halves);
+    });
+    time("gemv_f32", runs * 3, &mut || {
+        black_box(w.chunks_exact(cols).map(|r| (k.dot_f32)(r, &x)).sum::<f32>());
+    });
+}
+
+/// The single-core read bandwidth in G f32 values/s over 256 MiB: a loop that only
+/// loads and folds the bits (8 independent lanes, so it waits on memory, not on itself).
+fn read_bandwidth(build: &str, runs: usize) {
+    let big = vec![0x3fc0_0000u32; 1 << 26];
+    let fold = |v: &[u32]| {
+        let mut lanes = [0u32; 16];
+        for part in v.chunks_exact(16) {
+            for (lane, &b) in lanes.iter_mut().zip(part) {
+                *lane ^= b;
+            }
+        }
+        lanes.iter().fold(0, |a, &b| a ^ b)
+    };
+    let secs = time(runs, 1, || fold(black_box(&big)));
+    println!("RESULT machine {build} read_bandwidth {:.4}", gvals(big.len(), secs));
 }

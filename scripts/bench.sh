@@ -4,8 +4,29 @@
 #   2. the wasm kernels under Node's WASI, built with SIMD128 and without;
 #   3. the npm package in Node: wasm SIMD128 against wasm scalar against plain JS, and
 #      ternary GEMV against f32 GEMV (scripts/bench-node.mjs);
-#   4. the CLI converting a ~90 MB F32 model (scripts/bench-convert.sh).
-# Benchmarks are single-threaded; run them on an otherwise idle machine.
+#   4. the CLI converting a ~90 MB F32 model (scripts/bench-convert.sh);
+#   5. side by side with ggml in this same run (scripts/bench-report.mjs prints the table):
+#      the machine's single-core read bandwidth, then the same cases on the same generated
+#      4096 x 4096 data, ours and ggml's, natively and in wasm (SIMD128 and scalar).
+# Benchmarks are single-threaded; run them on an otherwise idle machine. Absolute figures
+# belong to the machine that ran them; the ratios are what carries across machines.
+#
+# Step 5 needs ggml's kernels, which this repository does not carry: GGML_HARNESS is a
+# folder built by scripts/ggml-harness/build.sh from a checkout of ggml-org/ggml at the
+# commit pinned there (d99724f2b141fed9e1a9f402213506c081433465):
+#   bash scripts/ggml-harness/build.sh ../ggml ../ggml-harness
+#   GGML_HARNESS=../ggml-harness bash scripts/bench.sh
+# It holds ggml's own test-quantize-perf and our harness (scripts/ggml-harness/harness.c),
+# natively and for wasm32-wasi with SIMD128 and without. The harness generates the data
+# exactly as wasm_kernel_bench's `weights()` does, prints `DATA ggml <build> <checksum>`
+# (the sum of the values' bits; the report refuses runs on different data), and one
+# `RESULT ggml <build> <case> <G values/s>` line per case, the best of the runs:
+#   quantize_tq2_0_absmax_block  quantize_row_tq2_0_ref, row by row
+#   quantize_q8_k, quantize_q8_0 the CPU backend's from_float (its SIMD path)
+#   ..._ref                      quantize_row_q8_K_ref / quantize_row_q8_0_ref
+#   gemv_tq2_0                   the activations to Q8_K, then the TQ2_0 x Q8_K vec_dot per row
+#   f32_to_f16, gemv_f32         ggml_cpu_fp32_to_fp16, the F32 vec_dot per row (native only)
+# Without GGML_HARNESS, step 5 times our side alone.
 set -euo pipefail
 LOG_NAME=bench
 # shellcheck source=scripts/lib.sh
@@ -29,3 +50,27 @@ log "the npm package in Node (scripts/bench-node.mjs)"
 node --no-liftoff scripts/bench-node.mjs
 log "model conversion (scripts/bench-convert.sh)"
 bash scripts/bench-convert.sh
+
+log "side by side with ggml (GGML_HARNESS=${GGML_HARNESS:-unset})"
+side_log="target/bench-side-by-side.log"
+: >"$side_log"
+# One initial memory of 1 GiB and no growth: Node 20's WASI keeps using a memory's old
+# backing store after memory.grow moves it, which has crashed the process.
+wasi_flags="-C link-arg=--initial-memory=1073741824"
+cargo build --quiet --release --example wasm_kernel_bench
+./target/release/examples/wasm_kernel_bench --side-by-side --bandwidth | tee -a "$side_log"
+CARGO_TARGET_DIR=target/bench-wasi-simd CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128 $wasi_flags" \
+    cargo build --quiet --release --target wasm32-wasip1 --example wasm_kernel_bench
+$runner target/bench-wasi-simd/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm --side-by-side --bandwidth \
+    | tee -a "$side_log"
+CARGO_TARGET_DIR=target/bench-wasi-scalar CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$wasi_flags" \
+    cargo build --quiet --release --target wasm32-wasip1 --example wasm_kernel_bench
+$runner target/bench-wasi-scalar/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm --side-by-side | tee -a "$side_log"
+if [ -n "${GGML_HARNESS:-}" ]; then
+    # ggml's own benchmark of the same kernels, on its own data, for reference.
+    "$GGML_HARNESS/test-quantize-perf" --type tq2_0 --type q8_0 --size 16777216 -i 5
+    "$GGML_HARNESS/harness-native" 7 | tee -a "$side_log"
+    $runner "$GGML_HARNESS/harness-simd.wasm" 7 | tee -a "$side_log"
+    $runner "$GGML_HARNESS/harness-scalar.wasm" 7 | tee -a "$side_log"
+fi
+node scripts/bench-report.mjs "$side_log"
