@@ -360,19 +360,25 @@ fn side_by_side(build: &str, backend: Backend, runs: usize, only: Option<&str>) 
     });
 }
 
-/// The single-core read bandwidth in G f32 values/s over 256 MiB: a loop that only
-/// loads and folds the bits (8 independent lanes, so it waits on memory, not on itself).
+/// The single-core read bandwidth in G f32 values/s: over 256 MiB (from DRAM), and over
+/// a buffer the size of the side-by-side TQ2_0 weights (4.3 MB, which a GEMV reads from
+/// the cache when it is called again), as a loop that only loads and folds the bits (16
+/// independent lanes, so that it waits on memory, not on itself).
 fn read_bandwidth(build: &str, runs: usize) {
-    let big = vec![0x3fc0_0000u32; 1 << 26];
-    let fold = |v: &[u32]| {
-        let mut lanes = [0u32; 16];
-        for part in v.chunks_exact(16) {
-            for (lane, &b) in lanes.iter_mut().zip(part) {
-                *lane ^= b;
+    let (rows, cols) = SIDE_BY_SIDE;
+    let tq2_0_words = rows * cols / QK_K * core::mem::size_of::<BlockTq2_0>() / 4;
+    for (name, words, reps) in [("read_bandwidth", 1 << 26, 1), ("read_bandwidth_tq2_0_weights", tq2_0_words, 20)] {
+        let buffer = vec![0x3fc0_0000u32; words];
+        let fold = |v: &[u32]| {
+            let mut lanes = [0u32; 16];
+            for part in v.chunks_exact(16) {
+                for (lane, &b) in lanes.iter_mut().zip(part) {
+                    *lane ^= b;
+                }
             }
-        }
-        lanes.iter().fold(0, |a, &b| a ^ b)
-    };
-    let secs = time(runs, 1, || fold(black_box(&big)));
-    println!("RESULT machine {build} read_bandwidth {:.4}", gvals(big.len(), secs));
+            lanes.iter().fold(0, |a, &b| a ^ b)
+        };
+        let secs = time(runs, reps, || fold(black_box(&buffer)));
+        println!("RESULT machine {build} {name} {:.4}", gvals(words, secs));
+    }
 }
