@@ -327,25 +327,20 @@ fn side_by_side(build: &str, backend: Backend, runs: usize, only: Option<&str>) 
     time("quantize_tq2_0_absmax_block", runs, &mut || {
         black_box(quantize_ternary(&w, rows, cols, &absmax).expect("quantize"));
     });
-    let mut q8k = vec![BlockQ8K::default(); n / QK_K];
+    // Each int8 quantizer twice: the scalar spec (ggml's `_ref` counterpart) and the backend.
     let scalar = Backend::Scalar.kernels().expect("scalar");
-    time("quantize_q8_k_ref", runs, &mut || {
-        (scalar.quantize_q8_k)(black_box(&w), &mut q8k);
-        black_box(&mut q8k);
-    });
-    time("quantize_q8_k", runs, &mut || {
-        (k.quantize_q8_k)(black_box(&w), &mut q8k);
-        black_box(&mut q8k);
-    });
+    let mut q8k = vec![BlockQ8K::default(); n / QK_K];
     let mut q80 = vec![ternary_quant::layout::blocks::BlockQ8_0 { d: [0; 2], qs: [0; 32] }; n / 32];
-    time("quantize_q8_0_ref", runs, &mut || {
-        (scalar.quantize_q8_0)(black_box(&w), &mut q80);
-        black_box(&mut q80);
-    });
-    time("quantize_q8_0", runs, &mut || {
-        (k.quantize_q8_0)(black_box(&w), &mut q80);
-        black_box(&mut q80);
-    });
+    for (suffix, kernels) in [("_ref", scalar), ("", k)] {
+        time(&format!("quantize_q8_k{suffix}"), runs, &mut || {
+            (kernels.quantize_q8_k)(black_box(&w), &mut q8k);
+            black_box(&mut q8k);
+        });
+        time(&format!("quantize_q8_0{suffix}"), runs, &mut || {
+            (kernels.quantize_q8_0)(black_box(&w), &mut q80);
+            black_box(&mut q80);
+        });
+    }
     let wt = quantize_ternary(&w, rows, cols, &absmax).expect("quantize");
     time("gemv_tq2_0", runs * 3, &mut || {
         black_box(ternary_mat_vec(&wt, &x, backend).expect("gemv"));
