@@ -33,9 +33,10 @@ pub fn round_away(v: f32) -> f32 {
 /// reciprocal overflows, makes v infinite (clamped) or NaN (0 * inf, read as 0); such a
 /// scale is 0 once stored as f16, so those codes never change a dequantized value.
 ///
-/// Written as the SIMD kernels' bias add and a truncating conversion because `f32::round` is a library
-/// call where the ISA has no round-half-away instruction (wasm32, x86 without SSE4.1),
-/// which made this the whole cost of the scalar int8 quantizers.
+/// Written as the SIMD kernels' bias add and a truncating conversion because
+/// `f32::round` is a library call where the ISA has no round-half-away instruction
+/// (wasm32, x86 without SSE4.1), which made this the whole cost of the scalar int8
+/// quantizers.
 #[inline]
 pub fn round_away_i8(v: f32) -> i8 {
     let v = v.clamp(-127.0, 127.0);
@@ -301,18 +302,8 @@ pub fn dequantize_i8(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]) {
 #[inline]
 fn block_codes_i8(xb: &[f32], d: f32, qs: &mut [i8]) {
     let id = if d == 0.0 { 0.0 } else { 1.0 / d };
-    if id.is_finite() {
-        // |v| <= abs_max, so |v * id| <= 127 * (1 + 2^-22): the clamp of round_away_i8
-        // cannot act, and a NaN reads as 0 either way. Skipping it makes this loop a
-        // multiply, an add and a conversion per value.
-        for (q, &v) in qs.iter_mut().zip(xb) {
-            let s = v * id;
-            *q = (s + ROUND_BIAS.copysign(s)) as i32 as i8;
-        }
-    } else {
-        for (q, &v) in qs.iter_mut().zip(xb) {
-            *q = round_away_i8(v * id);
-        }
+    for (q, &v) in qs.iter_mut().zip(xb) {
+        *q = round_away_i8(v * id);
     }
 }
 
