@@ -342,7 +342,7 @@ fn side_by_side(build: &str, backend: Backend, runs: usize, only: Option<&str>) 
         });
     }
     let wt = quantize_ternary(&w, rows, cols, &absmax).expect("quantize");
-    time("gemv_tq2_0", runs * 3, &mut || {
+    time("gemv_tq2_0", runs, &mut || {
         black_box(ternary_mat_vec(&wt, &x, backend).expect("gemv"));
     });
     let mut halves = vec![0u16; n];
@@ -350,7 +350,7 @@ fn side_by_side(build: &str, backend: Backend, runs: usize, only: Option<&str>) 
         (k.f32_to_f16)(black_box(&w), &mut halves);
         black_box(&mut halves);
     });
-    time("gemv_f32", runs * 3, &mut || {
+    time("gemv_f32", runs, &mut || {
         black_box(w.chunks_exact(cols).map(|r| (k.dot_f32)(r, &x)).sum::<f32>());
     });
 }
