@@ -36,12 +36,16 @@ log "native kernels (cargo bench --bench kernels)"
 cargo bench --bench kernels
 
 runner="node --no-warnings scripts/wasi-run.mjs"
+# One initial memory of 1 GiB and no growth: Node 20's WASI keeps using a memory's old
+# backing store after memory.grow moves it, which has crashed the process. Steps 2 and 5
+# share these builds.
+wasi_flags="-C link-arg=--initial-memory=1073741824"
 log "wasm kernels, SIMD128 build"
-CARGO_TARGET_DIR=target/bench-wasi-simd CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128" \
+CARGO_TARGET_DIR=target/bench-wasi-simd CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128 $wasi_flags" \
     cargo build --quiet --release --target wasm32-wasip1 --example wasm_kernel_bench
 $runner target/bench-wasi-simd/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm quantize dot gemv
 log "wasm kernels, scalar build"
-RUSTFLAGS="" CARGO_TARGET_DIR=target/bench-wasi-scalar \
+CARGO_TARGET_DIR=target/bench-wasi-scalar CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$wasi_flags" \
     cargo build --quiet --release --target wasm32-wasip1 --example wasm_kernel_bench
 $runner target/bench-wasi-scalar/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm quantize dot gemv
 
@@ -54,17 +58,10 @@ bash scripts/bench-convert.sh
 log "side by side with ggml (GGML_HARNESS=${GGML_HARNESS:-unset})"
 side_log="target/bench-side-by-side.log"
 : >"$side_log"
-# One initial memory of 1 GiB and no growth: Node 20's WASI keeps using a memory's old
-# backing store after memory.grow moves it, which has crashed the process.
-wasi_flags="-C link-arg=--initial-memory=1073741824"
 cargo build --quiet --release --example wasm_kernel_bench
 ./target/release/examples/wasm_kernel_bench --side-by-side --bandwidth | tee -a "$side_log"
-CARGO_TARGET_DIR=target/bench-wasi-simd CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128 $wasi_flags" \
-    cargo build --quiet --release --target wasm32-wasip1 --example wasm_kernel_bench
 $runner target/bench-wasi-simd/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm --side-by-side --bandwidth \
     | tee -a "$side_log"
-CARGO_TARGET_DIR=target/bench-wasi-scalar CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$wasi_flags" \
-    cargo build --quiet --release --target wasm32-wasip1 --example wasm_kernel_bench
 $runner target/bench-wasi-scalar/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm --side-by-side | tee -a "$side_log"
 if [ -n "${GGML_HARNESS:-}" ]; then
     # ggml's own benchmark of the same kernels, on its own data, for reference.
