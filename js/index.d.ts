@@ -58,6 +58,35 @@ export interface Preset {
   blockSize?: number;
 }
 
+/**
+ * f32 values in wasm memory: an input that reaches the kernels without a copy. Fill
+ * `view()` (or `set()`) and pass the buffer wherever an f32 input (`F32Input`) goes.
+ * A view is valid until the wasm memory grows, which any call into the module may do
+ * (growing detaches the view, and writes through a detached view are dropped): take it
+ * right before filling, and pass the buffer before any other call. Passing a buffer
+ * whose latest view was detached since it was taken throws.
+ */
+export class F32Buffer {
+  /** `length` zeros in the default build's memory (a RangeError when they cannot fit). */
+  constructor(length: number);
+  /** A buffer holding a copy of `values` (one copy, straight into wasm memory). */
+  static from(values: Float32Array): F32Buffer;
+  readonly length: number;
+  /** A Float32Array over the buffer itself (no copy); see the class. */
+  view(): Float32Array;
+  /** Copies `values` into the buffer from index `offset` (default 0). */
+  set(values: Float32Array, offset?: number): void;
+  /** Releases the wasm memory; any later use throws. Idempotent. */
+  free(): void;
+}
+
+/**
+ * An f32 input: a Float32Array (copied into wasm memory for the call) or an F32Buffer.
+ * The inputs that are quantized (and the W of matVecF32) are read from the buffer in
+ * place; the others (GEMV x, activations, errorStats' arrays) are copied either way.
+ */
+export type F32Input = Float32Array | F32Buffer;
+
 /** A ternary tensor in wasm memory. Getters and methods return fresh copies. */
 export class TernaryTensor {
   private constructor();
@@ -114,9 +143,9 @@ export interface EngineConfig extends TernaryOptions {
 export class QuantizationEngine {
   constructor(config?: EngineConfig);
   /** Cached by a 128-bit hash of the bytes, the shape and the options. */
-  quantizeWeights(data: Float32Array, rows: number, cols: number): TernaryTensor;
-  quantizeActivations(data: Float32Array, rows: number, cols: number): Int8Tensor;
-  quantizeAndMeasure(data: Float32Array, rows: number, cols: number): { tensor: TernaryTensor; stats: ErrorStats };
+  quantizeWeights(data: F32Input, rows: number, cols: number): TernaryTensor;
+  quantizeActivations(data: F32Input, rows: number, cols: number): Int8Tensor;
+  quantizeAndMeasure(data: F32Input, rows: number, cols: number): { tensor: TernaryTensor; stats: ErrorStats };
   cacheStats(): CacheStats;
   clearCache(): void;
   free(): void;
@@ -172,11 +201,11 @@ export function memoryBytes(): number;
 export const presets: Readonly<Record<PresetName, Preset>>;
 /** The scale rules' names, in the engine's order (empty until init). */
 export const rules: ReadonlyArray<ScaleRuleName>;
-export function quantizeTernary(data: Float32Array, rows: number, cols: number, options?: TernaryOptions): TernaryTensor;
-export function quantizeInt8(data: Float32Array, rows: number, cols: number, options?: Int8Options): Int8Tensor;
-export function errorStats(original: Float32Array, reconstructed: Float32Array): ErrorStats;
-export function ternaryMatVec(tensor: TernaryTensor, x: Float32Array): Float32Array;
-export function matVecF32(w: Float32Array, rows: number, cols: number, x: Float32Array): Float32Array;
+export function quantizeTernary(data: F32Input, rows: number, cols: number, options?: TernaryOptions): TernaryTensor;
+export function quantizeInt8(data: F32Input, rows: number, cols: number, options?: Int8Options): Int8Tensor;
+export function errorStats(original: F32Input, reconstructed: F32Input): ErrorStats;
+export function ternaryMatVec(tensor: TernaryTensor, x: F32Input): Float32Array;
+export function matVecF32(w: F32Input, rows: number, cols: number, x: F32Input): Float32Array;
 export function quantizeBatch(
   tensors: Map<string, NamedInput> | Record<string, NamedInput>,
   config?: TernaryOptions,
@@ -206,6 +235,8 @@ export interface BuildApi {
   folderWeights: typeof folderWeights;
   ternaryFitWarning: typeof ternaryFitWarning;
   QuantizationEngine: typeof QuantizationEngine;
+  /** F32Buffer in this build's memory: pass it only to this build's functions. */
+  F32Buffer: typeof F32Buffer;
 }
 export function loadBuild(options: { simd: boolean; modelFiles?: boolean }): Promise<BuildApi>;
 

@@ -23,6 +23,7 @@ const SIMD_PROBE = new Uint8Array([
 const WASM_PAGE = 65536;
 const WASM_MAX_BYTES = 65536 * WASM_PAGE; // wasm32 linear memory: 4 GiB
 const MAX_DIM = 2 ** 31 - 1;
+const MAX_F32S = WASM_MAX_BYTES / 4;
 
 let defaultBuild = null;
 let loading = null;
@@ -193,6 +194,133 @@ function live(handle, kind) {
   return raw;
 }
 
+const VIEWED = Symbol('viewed');
+
+/**
+ * f32 values in wasm memory, for large inputs without a copy: fill `view()` (or `set()`)
+ * and pass the buffer wherever a Float32Array input goes. A view is valid until the
+ * wasm memory grows, which any call into the module may do (growing detaches it): take
+ * it right before filling, and pass the buffer before any other call. Passing a buffer
+ * whose latest view was detached since it was taken throws, since writes through a
+ * detached view are dropped without an error.
+ */
+export class F32Buffer {
+  constructor(length, build = bindings()) {
+    if (!Number.isInteger(length) || length < 0 || length > MAX_F32S) {
+      throw new RangeError(`F32Buffer: length must be an integer in 0..${MAX_F32S}, got ${describe(length)}`);
+    }
+    checkFits(build, length * 4, 'F32Buffer');
+    this[BUILD] = build;
+    this[RAW] = new build.glue.F32Buffer(length, undefined);
+    this[VIEWED] = null;
+  }
+  /** A buffer holding a copy of `values` (one copy, straight into wasm memory). */
+  static from(values, build = bindings()) {
+    checkF32('values', values);
+    checkFits(build, values.byteLength, 'F32Buffer.from');
+    const buffer = Object.create(this.prototype);
+    buffer[BUILD] = build;
+    buffer[RAW] = new build.glue.F32Buffer(values.length, values);
+    buffer[VIEWED] = null;
+    return buffer;
+  }
+  get length() { return live(this, 'F32Buffer').length; }
+  /** A Float32Array over the buffer in wasm memory (no copy); see the class. */
+  view() {
+    const view = live(this, 'F32Buffer').view();
+    this[VIEWED] = view.buffer;
+    return view;
+  }
+  /** Copies `values` into the buffer from index `offset`. */
+  set(values, offset = 0) {
+    const raw = live(this, 'F32Buffer');
+    checkF32('values', values);
+    if (!Number.isInteger(offset) || offset < 0 || offset + values.length > raw.length) {
+      throw new RangeError(`F32Buffer.set: ${values.length} values from offset ${describe(offset)} do not fit in ${raw.length}`);
+    }
+    raw.view().set(values, offset);
+  }
+  /** Releases the wasm memory now; the handle throws afterwards. Idempotent. */
+  free() {
+    const raw = this[RAW];
+    this[RAW] = null;
+    raw?.free();
+  }
+}
+
+// The raw buffer of an F32Buffer passed as input `name` to a function of `build`.
+function bufferInput(build, name, buffer) {
+  const raw = live(buffer, 'F32Buffer');
+  if (buffer[BUILD] !== build) {
+    throw new TypeError(`${name}: this F32Buffer belongs to another build; make it with the same build's F32Buffer`);
+  }
+  if (buffer[VIEWED] !== null && buffer[VIEWED] !== build.memory.buffer) {
+    buffer[VIEWED] = null;
+    throw new Error(
+      `${name}: the wasm memory grew after this F32Buffer's view() was taken, which detached that view, and ` +
+        'values written through it since were dropped; take view() right before filling, and pass the buffer ' +
+        'before any other call into the module (or fill it with set())',
+    );
+  }
+  return raw;
+}
+
+// Runs `call` with the raw buffers of the large f32 inputs `[name, value]`: an
+// F32Buffer of this build as it is, a Float32Array copied into a buffer that lives for
+// the call.
+function withInputs(build, inputs, call) {
+  const raws = [];
+  const temporaries = [];
+  const buffers = [];
+  try {
+    for (const [name, value] of inputs) {
+      if (value instanceof F32Buffer) {
+        raws.push(bufferInput(build, name, value));
+        buffers.push(value);
+      } else {
+        checkF32(name, value);
+        const raw = new build.glue.F32Buffer(value.length, value);
+        temporaries.push(raw);
+        raws.push(raw);
+      }
+    }
+    return call(...raws);
+  } finally {
+    for (const raw of temporaries) raw.free();
+    for (const buffer of buffers) buffer[VIEWED] = null;
+  }
+}
+
+// An input that the bindings take as a Float32Array (GEMV x, activations, errorStats):
+// an F32Buffer's values are copied out first (its view would detach if passing it grew
+// memory).
+function vectorInput(build, name, value) {
+  if (!(value instanceof F32Buffer)) return value;
+  const copy = bufferInput(build, name, value).view().slice();
+  value[VIEWED] = null;
+  return copy;
+}
+
+// The wasm memory a call needs for its inputs: only Float32Arrays are copied in.
+function inputBytes(...values) {
+  return values.reduce((sum, v) => sum + (v instanceof Float32Array ? v.byteLength : 0), 0);
+}
+
+function checkInput(name, value) {
+  if (!(value instanceof Float32Array) && !(value instanceof F32Buffer)) {
+    throw new TypeError(`${name} must be a Float32Array or an F32Buffer, got ${value?.constructor?.name ?? typeof value}`);
+  }
+}
+
+function checkInputShape(data, rows, cols) {
+  checkInput('data', data);
+  checkDim('rows', rows);
+  checkDim('cols', cols);
+  if (rows * cols !== data.length) {
+    throw new RangeError(`data has ${data.length} values but rows * cols = ${rows} * ${cols} = ${rows * cols}`);
+  }
+}
+
 /** A ternary tensor in wasm memory. Every getter returns a fresh copy. */
 export class TernaryTensor {
   constructor(raw) {
@@ -247,27 +375,24 @@ export class Int8Tensor {
 
 /** Quantizes row-major f32 weights to ternary. */
 function quantizeTernaryIn(build, data, rows, cols, options) {
-  const b = build.glue;
-  checkShape(data, rows, cols);
-  checkFits(build, data.byteLength * 3, 'quantizeTernary');
-  return new TernaryTensor(b.quantizeTernary(data, rows, cols, options));
+  checkInputShape(data, rows, cols);
+  checkFits(build, inputBytes(data) + rows * cols * 2, 'quantizeTernary');
+  return new TernaryTensor(withInputs(build, [['data', data]], (d) => build.glue.quantizeTernary(d, rows, cols, options)));
 }
 
 /** Quantizes row-major f32 activations to int8. */
 function quantizeInt8In(build, data, rows, cols, options) {
-  const b = build.glue;
-  checkShape(data, rows, cols);
-  checkFits(build, data.byteLength * 3, 'quantizeInt8');
-  return new Int8Tensor(b.quantizeInt8(data, rows, cols, options));
+  checkInputShape(data, rows, cols);
+  checkFits(build, inputBytes(data) + rows * cols * 2, 'quantizeInt8');
+  return new Int8Tensor(withInputs(build, [['data', data]], (d) => build.glue.quantizeInt8(d, rows, cols, options)));
 }
 
 /** { mse, rmse, maxAbsError, snrDb, cosine } of `reconstructed` against `original`. */
 function errorStatsIn(build, original, reconstructed) {
-  const b = build.glue;
-  checkF32('original', original);
-  checkF32('reconstructed', reconstructed);
-  checkFits(build, original.byteLength + reconstructed.byteLength, 'errorStats');
-  return b.errorStats(original, reconstructed);
+  checkInput('original', original);
+  checkInput('reconstructed', reconstructed);
+  checkFits(build, original.length * 8 + reconstructed.length * 8, 'errorStats');
+  return build.glue.errorStats(vectorInput(build, 'original', original), vectorInput(build, 'reconstructed', reconstructed));
 }
 
 /** y = W x with ternary W (x is quantized to int8 per token inside). */
@@ -278,18 +403,17 @@ function ternaryMatVecIn(build, tensor, x) {
   if (!(raw instanceof b.TernaryTensor)) {
     throw new TypeError("ternaryMatVec: this TernaryTensor belongs to another build; use that build's ternaryMatVec");
   }
-  checkF32('x', x);
-  checkFits(build, x.byteLength * 2 + raw.cols * 2, 'ternaryMatVec');
-  return b.ternaryMatVec(raw, x);
+  checkInput('x', x);
+  checkFits(build, x.length * 8 + raw.rows * 4, 'ternaryMatVec');
+  return b.ternaryMatVec(raw, vectorInput(build, 'x', x));
 }
 
 /** y = W x in f32, the reference for comparisons. */
 function matVecF32In(build, w, rows, cols, x) {
-  const b = build.glue;
-  checkShape(w, rows, cols);
-  checkF32('x', x);
-  checkFits(build, w.byteLength + x.byteLength * 2, 'matVecF32');
-  return b.matVecF32(w, rows, cols, x);
+  checkInputShape(w, rows, cols);
+  checkInput('x', x);
+  checkFits(build, inputBytes(w) + x.length * 4 + rows * 4, 'matVecF32');
+  return withInputs(build, [['w', w]], (ws) => build.glue.matVecF32(ws, rows, cols, vectorInput(build, 'x', x)));
 }
 
 /** Quantizes with one configuration and caches weights by content, shape and options. */
@@ -300,22 +424,22 @@ export class QuantizationEngine {
   }
   quantizeWeights(data, rows, cols) {
     const raw = live(this, 'QuantizationEngine');
-    checkShape(data, rows, cols);
-    checkFits(this[BUILD], data.byteLength * 3, 'quantizeWeights');
-    return new TernaryTensor(raw.quantizeWeights(data, rows, cols));
+    checkInputShape(data, rows, cols);
+    checkFits(this[BUILD], inputBytes(data) + rows * cols * 2, 'quantizeWeights');
+    return new TernaryTensor(withInputs(this[BUILD], [['data', data]], (d) => raw.quantizeWeights(d, rows, cols)));
   }
   quantizeActivations(data, rows, cols) {
     const raw = live(this, 'QuantizationEngine');
-    checkShape(data, rows, cols);
-    checkFits(this[BUILD], data.byteLength * 3, 'quantizeActivations');
-    return new Int8Tensor(raw.quantizeActivations(data, rows, cols));
+    checkInputShape(data, rows, cols);
+    checkFits(this[BUILD], data.length * 7, 'quantizeActivations');
+    return new Int8Tensor(raw.quantizeActivations(vectorInput(this[BUILD], 'data', data), rows, cols));
   }
   /** Returns { tensor, stats }. */
   quantizeAndMeasure(data, rows, cols) {
     const raw = live(this, 'QuantizationEngine');
-    checkShape(data, rows, cols);
-    checkFits(this[BUILD], data.byteLength * 4, 'quantizeAndMeasure');
-    const t = raw.quantizeAndMeasure(data, rows, cols);
+    checkInputShape(data, rows, cols);
+    checkFits(this[BUILD], inputBytes(data) + rows * cols * 6, 'quantizeAndMeasure');
+    const t = withInputs(this[BUILD], [['data', data]], (d) => raw.quantizeAndMeasure(d, rows, cols));
     const stats = t.stats;
     return { tensor: new TernaryTensor(t), stats };
   }
@@ -678,6 +802,14 @@ export async function loadBuild({ simd, modelFiles = false }) {
     QuantizationEngine: class extends QuantizationEngine {
       constructor(config) {
         super(config, build);
+      }
+    },
+    F32Buffer: class extends F32Buffer {
+      constructor(length) {
+        super(length, build);
+      }
+      static from(values) {
+        return super.from(values, build);
       }
     },
   });

@@ -199,6 +199,14 @@ for (const [label, opts, js] of rules) {
   const rows = [];
   for (const [name, api] of builds) rows.push({ impl: name, ms: time(() => api.quantizeTernary(wq, QR, QC, opts).free()) });
   rows.push({ impl: 'plain JS', ms: time(() => js(wq)) });
+  // The same input already in wasm memory (an F32Buffer): what the call costs without
+  // its copy, against the kernel alone in the wasm kernel bench.
+  for (const [name, api] of builds) {
+    const input = api.F32Buffer.from(wq);
+    sameBytes(api.quantizeTernary(input, QR, QC, opts).bytes, ref, `${label}: plain JS vs ${name} from an F32Buffer`);
+    rows.push({ impl: `${name}, F32Buffer`, ms: time(() => api.quantizeTernary(input, QR, QC, opts).free()) });
+    input.free();
+  }
   const jsMs = rows[2].ms;
   for (const r of rows) quantRows.push({ rule: label, ...r, gvps: qn / r.ms / 1e6, vsJs: jsMs / r.ms });
 }
@@ -220,6 +228,7 @@ const gemvRows = [];
     if (Math.abs(fy[r] - jy[r]) > 1e-3 * (Math.abs(jy[r]) + 1)) throw new Error(`f32 GEMV differs from plain JS at row ${r}`);
   }
   const copy = new Float32Array(gn);
+  const wgBuffer = simd.F32Buffer.from(wg);
   const entries = [
     ['ternaryMatVec, TQ2_0 bitnet', 'wasm SIMD128 build', () => simd.ternaryMatVec(tensors[0], xg)],
     ['ternaryMatVec, TQ2_0 bitnet', 'wasm scalar build', () => scalar.ternaryMatVec(tensors[1], xg)],
@@ -227,9 +236,11 @@ const gemvRows = [];
     ['matVecF32 (copies W into wasm)', 'wasm scalar build', () => scalar.matVecF32(wg, GR, GC, xg)],
     ['f32 GEMV', 'plain JS', () => jsGemv(wg, GR, GC, xg)],
     ['copy of W alone (Float32Array.set)', 'plain JS', () => copy.set(wg)],
+    ['matVecF32, W in an F32Buffer', 'wasm SIMD128 build', () => simd.matVecF32(wgBuffer, GR, GC, xg)],
   ];
   for (const [what, impl, fn] of entries) gemvRows.push({ what, impl, ms: time(fn) });
   for (const t of tensors) t.free();
+  wgBuffer.free();
   const f32Simd = gemvRows[2].ms;
   const js = gemvRows[4].ms;
   for (const r of gemvRows) Object.assign(r, { gvps: gn / r.ms / 1e6, vsF32Simd: f32Simd / r.ms, vsJs: js / r.ms });
@@ -247,13 +258,13 @@ if (asJson) {
   console.log(`ternary-quant ${version} in Node ${process.version}; ${machine}`);
   console.log(`kernel backend: SIMD128 build reports '${simd.backend()}', scalar build '${scalar.backend()}'; median of runs >= ${minMs} ms\n`);
   console.log(`Quantize f32 -> TQ2_0, ${QR} x ${QC} (${f(qn / 1e6)} M values); bytes checked equal across all three`);
-  console.log(`${'rule'.padEnd(26)}${'implementation'.padEnd(21)}${'ms'.padStart(9)}${'G values/s'.padStart(12)}${'x plain JS'.padStart(12)}`);
+  console.log(`${'rule'.padEnd(26)}${'implementation'.padEnd(32)}${'ms'.padStart(9)}${'G values/s'.padStart(12)}${'x plain JS'.padStart(12)}`);
   for (const r of quantRows) {
-    console.log(`${r.rule.padEnd(26)}${r.impl.padEnd(21)}${f(r.ms).padStart(9)}${f(r.gvps, 3).padStart(12)}${f(r.vsJs).padStart(12)}`);
+    console.log(`${r.rule.padEnd(26)}${r.impl.padEnd(32)}${f(r.ms).padStart(9)}${f(r.gvps, 3).padStart(12)}${f(r.vsJs).padStart(12)}`);
   }
   for (const [label] of rules) {
-    const [a, b] = quantRows.filter((r) => r.rule === label);
-    console.log(`  ${label}: SIMD128 build / scalar build = ${f(b.ms / a.ms)}x`);
+    const [a, b, , c] = quantRows.filter((r) => r.rule === label);
+    console.log(`  ${label}: SIMD128 build / scalar build = ${f(b.ms / a.ms)}x; F32Buffer input / Float32Array input, SIMD128 = ${f(a.ms / c.ms)}x`);
   }
   console.log(`\nGEMV y = W x, ${GR} x ${GC} (${f(gn / 1e6)} M weights)`);
   console.log(`${'operation'.padEnd(36)}${'implementation'.padEnd(21)}${'ms'.padStart(9)}${'G values/s'.padStart(12)}${'x f32 SIMD'.padStart(12)}${'x plain JS'.padStart(12)}`);

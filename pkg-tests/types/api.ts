@@ -5,7 +5,7 @@ import type { BatchReport, ErrorStats, Int8Tensor, ModelInfo, NeedBytes, SizeEst
 
 const { backend, ConversionPlan, errorStats, estimateModelSize, init, inspectModel, loadBuild, matVecF32 } = tq;
 const { decodeFloats, folderFiles, folderWeights, formats, memoryBytes, ternaryFitWarning, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
-const { quantizeInt8, quantizeTernary, simdSupported, ternaryMatVec } = tq;
+const { F32Buffer, quantizeInt8, quantizeTernary, simdSupported, ternaryMatVec } = tq;
 
 const info: { backend: 'simd128' | 'scalar'; modelFiles: boolean } = await init({ simd: simdSupported() });
 const name: string = info.backend + backend() + memoryBytes();
@@ -16,6 +16,13 @@ const w = new Float32Array(rows * cols);
 const x = new Float32Array(cols);
 
 const t: TernaryTensor = quantizeTernary(w, rows, cols, { preset: 'bitnet', layout: 'tq1_0', rule: 'absmax', scope: 'block', blockSize: 256 });
+const input = new F32Buffer(rows * cols);
+const view: Float32Array = input.view();
+view.set(w);
+input.set(w, 0);
+const fromBuffer: TernaryTensor = quantizeTernary(input, rows, cols, { preset: 'best' });
+const copied: number = F32Buffer.from(w).length + matVecF32(input, rows, cols, x).length + fromBuffer.rows;
+input.free();
 const bytes: Uint8Array = t.bytes;
 const scales: Float32Array = t.scales;
 const codes: Int8Array = t.codes();

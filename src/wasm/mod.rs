@@ -33,6 +33,56 @@ fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
         .map_err(|e| JsError::new(&format!("cannot convert result: {e}")))
 }
 
+/// f32 values in wasm memory that JavaScript fills through a view, so that a large input
+/// reaches the kernels without the copy that passing a `Float32Array` makes. The
+/// functions below take the inputs they quantize (and the W of `matVecF32`) this way;
+/// the package entry wraps a `Float32Array` in a short-lived copy (`new F32Buffer(n, array)`), which is
+/// that same single copy. The other f32 inputs come as `&[f32]`: each buffer argument
+/// costs the module its own borrow glue, which the 150 KB bar of the lean builds does
+/// not leave room for.
+#[wasm_bindgen]
+pub struct F32Buffer {
+    values: Vec<f32>,
+}
+
+#[wasm_bindgen]
+impl F32Buffer {
+    /// `length` zeros, or a copy of `source` (of that length): an error rather than a
+    /// trap when wasm memory cannot hold them.
+    #[wasm_bindgen(constructor)]
+    pub fn new(length: usize, source: Option<js_sys::Float32Array>) -> Result<F32Buffer, JsError> {
+        let mut values = Vec::new();
+        values.try_reserve_exact(length).map_err(|_| JsError::new("F32Buffer: not enough free wasm memory"))?;
+        match source {
+            // SAFETY: the capacity reserved above holds `length` values, the array's
+            // length, and the copy initialises every one of them.
+            Some(array) if array.length() as usize == length => unsafe {
+                array.raw_copy_to_ptr(values.as_mut_ptr());
+                values.set_len(length);
+            },
+            Some(_) => return Err(JsError::new("F32Buffer: the source's length differs from the length given")),
+            None => values.resize(length, 0.0),
+        }
+        Ok(Self { values })
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.values.len()
+    }
+
+    /// A `Float32Array` over the buffer itself. It stays valid until the wasm memory
+    /// grows (any call into the module may grow it; growing detaches the view) or the
+    /// buffer is freed: fill it right away.
+    pub fn view(&mut self) -> js_sys::Float32Array {
+        // SAFETY: the view aliases `self.values`, which never reallocates after
+        // construction and lives until the buffer is freed; nothing here allocates
+        // between making the view and returning it. Not writing through it after a
+        // memory growth or after `free` is JavaScript's side of the contract above.
+        unsafe { js_sys::Float32Array::view_mut_raw(self.values.as_mut_ptr(), self.values.len()) }
+    }
+}
+
 /// The name of the kernel backend this build runs.
 #[wasm_bindgen]
 pub fn backend() -> String {
@@ -113,15 +163,15 @@ macro_rules! tensor_getters {
             pub fn scope(&self) -> String {
                 self.inner.scope.name().into()
             }
-            /// A copy of exactly the layout's bytes.
+            /// A copy of exactly the layout's bytes (one copy, out of wasm memory).
             #[wasm_bindgen(getter)]
-            pub fn bytes(&self) -> Vec<u8> {
-                self.inner.bytes.clone()
+            pub fn bytes(&self) -> js_sys::Uint8Array {
+                self.inner.bytes.as_slice().into()
             }
             /// A copy of the per-scope scales, as stored.
             #[wasm_bindgen(getter)]
-            pub fn scales(&self) -> Vec<f32> {
-                self.inner.scales.clone()
+            pub fn scales(&self) -> js_sys::Float32Array {
+                self.inner.scales.as_slice().into()
             }
             /// Every stored byte, scales included.
             #[wasm_bindgen(getter, js_name = byteLength)]
@@ -172,9 +222,14 @@ impl TernaryTensor {
 
 /// Quantizes row-major f32 weights to ternary.
 #[wasm_bindgen(js_name = quantizeTernary)]
-pub fn quantize_ternary(data: &[f32], rows: usize, cols: usize, options: JsValue) -> Result<TernaryTensor, JsError> {
+pub fn quantize_ternary(
+    data: &F32Buffer,
+    rows: usize,
+    cols: usize,
+    options: JsValue,
+) -> Result<TernaryTensor, JsError> {
     let opts = ternary_options(&Options::read(&options, "ternary options", TERNARY_KEYS)?)?;
-    let inner = crate::quantize_ternary(data, rows, cols, &opts).map_err(js_error)?;
+    let inner = crate::quantize_ternary(&data.values, rows, cols, &opts).map_err(js_error)?;
     Ok(TernaryTensor { inner, stats: None })
 }
 
@@ -191,20 +246,20 @@ impl Int8Tensor {
         self.inner.symmetric
     }
     #[wasm_bindgen(getter)]
-    pub fn values(&self) -> Vec<i8> {
-        self.inner.values.clone()
+    pub fn values(&self) -> js_sys::Int8Array {
+        self.inner.values.as_slice().into()
     }
     #[wasm_bindgen(getter, js_name = zeroPoints)]
-    pub fn zero_points(&self) -> Vec<i32> {
-        self.inner.zero_points.clone()
+    pub fn zero_points(&self) -> js_sys::Int32Array {
+        self.inner.zero_points.as_slice().into()
     }
 }
 
 /// Quantizes row-major f32 activations to int8.
 #[wasm_bindgen(js_name = quantizeInt8)]
-pub fn quantize_int8(data: &[f32], rows: usize, cols: usize, options: JsValue) -> Result<Int8Tensor, JsError> {
+pub fn quantize_int8(data: &F32Buffer, rows: usize, cols: usize, options: JsValue) -> Result<Int8Tensor, JsError> {
     let opts = int8_options(&Options::read(&options, "int8 options", INT8_KEYS)?)?;
-    let inner = crate::quantize_int8(data, rows, cols, &opts).map_err(js_error)?;
+    let inner = crate::quantize_int8(&data.values, rows, cols, &opts).map_err(js_error)?;
     Ok(Int8Tensor { inner })
 }
 
@@ -222,8 +277,8 @@ pub fn ternary_mat_vec(w: &TernaryTensor, x: &[f32]) -> Result<Vec<f32>, JsError
 
 /// y = W x in f32.
 #[wasm_bindgen(js_name = matVecF32)]
-pub fn mat_vec_f32(w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, JsError> {
-    crate::mat_vec_f32(w, rows, cols, x, Backend::best()).map_err(js_error)
+pub fn mat_vec_f32(w: &F32Buffer, rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, JsError> {
+    crate::mat_vec_f32(&w.values, rows, cols, x, Backend::best()).map_err(js_error)
 }
 
 /// Quantizes with one configuration and caches weights by content, shape and options.
@@ -245,8 +300,8 @@ impl QuantizationEngine {
     }
 
     #[wasm_bindgen(js_name = quantizeWeights)]
-    pub fn quantize_weights(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<TernaryTensor, JsError> {
-        let t = self.inner.quantize_weights(data, rows, cols).map_err(js_error)?;
+    pub fn quantize_weights(&mut self, data: &F32Buffer, rows: usize, cols: usize) -> Result<TernaryTensor, JsError> {
+        let t = self.inner.quantize_weights(&data.values, rows, cols).map_err(js_error)?;
         Ok(TernaryTensor { inner: (*t).clone(), stats: None })
     }
 
@@ -257,8 +312,13 @@ impl QuantizationEngine {
 
     /// The tensor, with its error statistics in `stats`.
     #[wasm_bindgen(js_name = quantizeAndMeasure)]
-    pub fn quantize_and_measure(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<TernaryTensor, JsError> {
-        let (t, stats) = self.inner.quantize_and_measure(data, rows, cols).map_err(js_error)?;
+    pub fn quantize_and_measure(
+        &mut self,
+        data: &F32Buffer,
+        rows: usize,
+        cols: usize,
+    ) -> Result<TernaryTensor, JsError> {
+        let (t, stats) = self.inner.quantize_and_measure(&data.values, rows, cols).map_err(js_error)?;
         Ok(TernaryTensor { inner: (*t).clone(), stats: Some(stats) })
     }
 

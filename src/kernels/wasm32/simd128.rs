@@ -182,6 +182,7 @@ fn f16_scale(d: [u8; 2]) -> f32 {
 
 /// Four f16 values (the low 16 bits of each u32 lane) to f32, as [`f16_to_f32_one`].
 #[inline(always)]
+#[cfg(feature = "model-files")]
 fn f16x4_to_f32x4(h: v128) -> v128 {
     let em = v128_and(h, u32x4_splat(0x7fff));
     let sign = i32x4_shl(v128_xor(h, em), 16);
@@ -830,6 +831,7 @@ pub fn dequantize_q8_k(blocks: &[BlockQ8K], out: &mut [f32]) {
 /// 16-bit bits -> f32, 16 at a time: `widen` turns four of them, zero-extended to 32
 /// bits, into four f32; the scalar kernel `tail` takes the rest.
 #[inline(always)]
+#[cfg(feature = "model-files")]
 fn widen_u16(src: &[u16], out: &mut [f32], widen: impl Fn(v128) -> v128, tail: fn(&[u16], &mut [f32])) {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);
@@ -845,7 +847,13 @@ fn widen_u16(src: &[u16], out: &mut [f32], widen: impl Fn(v128) -> v128, tail: f
     tail(ss.remainder(), os.into_remainder());
 }
 
+// The lean builds (no model files) never convert float tensors: their table holds the
+// scalar twins, which are smaller, instead of these.
+#[cfg(not(feature = "model-files"))]
+pub use scalar::{bf16_to_f32, f16_to_f32, f32_to_f16};
+
 /// IEEE half bits -> f32 (exact, as `half`).
+#[cfg(feature = "model-files")]
 pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
     widen_u16(src, out, f16x4_to_f32x4, scalar::f16_to_f32);
 }
@@ -855,6 +863,7 @@ pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
 /// before the shift (nearest even), subnormal ones by an f32 addition of 0.5 that leaves
 /// the half's bits at the bottom of the sum (the addition rounds to nearest even).
 #[inline(always)]
+#[cfg(feature = "model-files")]
 fn f32x4_to_f16x4(v: v128) -> v128 {
     let a = v128_and(v, u32x4_splat(0x7fff_ffff));
     let sign = u32x4_shr(v128_and(v, u32x4_splat(0x8000_0000)), 16);
@@ -869,6 +878,7 @@ fn f32x4_to_f16x4(v: v128) -> v128 {
 }
 
 /// f32 -> IEEE half bits, rounded to nearest even, as `half`.
+#[cfg(feature = "model-files")]
 pub fn f32_to_f16(src: &[f32], out: &mut [u16]) {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);
@@ -881,6 +891,7 @@ pub fn f32_to_f16(src: &[f32], out: &mut [u16]) {
 }
 
 /// bfloat16 bits -> f32 (exact: bf16 is the top half of an f32).
+#[cfg(feature = "model-files")]
 pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
     widen_u16(src, out, |v| i32x4_shl(v, 16), scalar::bf16_to_f32);
 }
