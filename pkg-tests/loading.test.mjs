@@ -163,6 +163,23 @@ test('init({ wasm }) with a file URL in Node', async () => {
   assert.equal(out.bytes, await reference());
 });
 
+test("init() in Node does not load Node's fetch implementation (about 12 MB and 70 ms of start-up)", async () => {
+  const out = runModule(`
+    import * as tq from 'ternary-quant';
+    ${SNIPPET}
+    const info = await tq.init({ modelFiles: true });
+    const scalar = await tq.loadBuild({ simd: false });
+    const loaded = () => process.moduleLoadList.filter((m) => m.includes('undici'));
+    const before = loaded();
+    typeof Response; // the check bites: touching the global loads it
+    console.log(JSON.stringify({ info, bytes: tq2(scalar), before, after: loaded() }));
+  `);
+  assert.deepEqual(out.before, [], 'nothing of undici loaded by init or loadBuild');
+  assert.ok(out.after.length > 0, 'moduleLoadList shows undici once the Response global is touched');
+  assert.equal(out.info.modelFiles, true);
+  assert.equal(out.bytes, await reference(), 'the builds loaded that way work');
+});
+
 test('init() with a bad wasm rejects, and a later init() can still succeed', async () => {
   const out = runModule(`
     import * as tq from 'ternary-quant';
