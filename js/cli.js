@@ -402,13 +402,19 @@ async function readImatrix(path) {
 /** Runs every op on this thread, in output order. */
 async function runInline(ctx) {
   const { plan, ops, inputs, out, measure, progress } = ctx;
-  const runner = new OpRunner(plan, ops, inputs, out, { measure, onBytes: (n) => progress.bytes(n) });
+  const runner = new OpRunner(plan, ops, inputs, out, { measure, onBytes: (n) => progress.bytes(n), writeBehind: true });
   const results = [];
-  for (let i = 0; i < ops.length; i++) {
-    const result = await runner.run(i);
-    results.push(result);
-    progress.tensor(ops[i], result);
+  try {
+    for (let i = 0; i < ops.length; i++) {
+      const result = await runner.run(i);
+      results.push(result);
+      progress.tensor(ops[i], result);
+    }
+  } finally {
+    // Even when an op failed: no write may still be running when OUT.partial is removed.
+    await runner.flush().catch(() => {});
   }
+  await runner.flush();
   return results;
 }
 

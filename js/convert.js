@@ -13,6 +13,8 @@ import { basename, dirname, resolve } from 'node:path';
 export const FIRST_PREFIX = 2 ** 20;
 /** Pass-through tensors are copied in chunks of this size. */
 export const COPY_CHUNK = 16 * 2 ** 20;
+/** At most this many output bytes wait to be written behind the conversion. */
+const WRITE_BEHIND_BYTES = 8 * 2 ** 20;
 /** The largest single read or write request (Node's limit is 2 GiB - 1). */
 const IO_MAX = 2 ** 30;
 
@@ -245,7 +247,11 @@ export function opReportFields(op) {
  * with row or block scales) run in chunks too, through the plan's chunkedOp.
  */
 export class OpRunner {
-  constructor(plan, ops, inputs, out, { measure = false, onBytes = () => {} } = {}) {
+  /**
+   * `writeBehind`: outputs that are fresh copies are written while the next input is read
+   * and converted (at most WRITE_BEHIND_BYTES pending); call flush() before syncing.
+   */
+  constructor(plan, ops, inputs, out, { measure = false, onBytes = () => {}, writeBehind = false } = {}) {
     this.plan = plan;
     this.ops = ops;
     this.inputs = inputs;
@@ -254,6 +260,39 @@ export class OpRunner {
     this.onBytes = onBytes;
     this.output = plan.output;
     this.buffer = null;
+    this.writeBehind = writeBehind;
+    this.pendingWrites = new Set();
+    this.pendingBytes = 0;
+    this.writeError = null;
+  }
+
+  /**
+   * Writes `bytes` (a buffer nothing else reuses) at `position`: now, or behind the next
+   * reads and conversions. A failed write is thrown by a later write() or by flush().
+   */
+  async write(bytes, position) {
+    if (!this.writeBehind) return writeFully(this.out, bytes, 0, bytes.length, position);
+    while (this.pendingWrites.size > 0 && this.pendingBytes + bytes.length > WRITE_BEHIND_BYTES) {
+      await Promise.race(this.pendingWrites);
+    }
+    if (this.writeError) throw this.writeError;
+    // The entry never rejects (the error is kept), so no rejection goes unhandled.
+    const entry = writeFully(this.out, bytes, 0, bytes.length, position)
+      .catch((e) => {
+        this.writeError ??= e;
+      })
+      .finally(() => {
+        this.pendingWrites.delete(entry);
+        this.pendingBytes -= bytes.length;
+      });
+    this.pendingWrites.add(entry);
+    this.pendingBytes += bytes.length;
+  }
+
+  /** Waits for every pending write; throws the first that failed. */
+  async flush() {
+    while (this.pendingWrites.size > 0) await Promise.all(this.pendingWrites);
+    if (this.writeError) throw this.writeError;
   }
 
   /** Whether op runs in chunks: one the engine converts in pieces, larger than CONVERT_CHUNK. */
@@ -273,7 +312,6 @@ export class OpRunner {
       let max = length;
       for (const op of this.ops) {
         if (op.copiesBytes) max = Math.max(max, Math.min(op.inputLength, COPY_CHUNK));
-        else if (this.chunked(op)) max = Math.max(max, CONVERT_CHUNK);
         else if (!this.buffered(op)) max = Math.max(max, op.inputLength);
       }
       this.buffer = Buffer.allocUnsafeSlow(max);
@@ -307,19 +345,21 @@ export class OpRunner {
     }
     try {
       const piece = chunked.chunkBytes(CONVERT_CHUNK);
-      const buffer = this.bufferOf(piece);
       let written = 0;
       for (let done = 0; done < op.inputLength; ) {
         const n = Math.min(piece, op.inputLength - done);
-        const bytes = buffer.subarray(0, n);
-        await readFully(input.fh, bytes, 0, n, op.inputs[0].offset + done, input.path);
+        // Each piece is read straight into the op's input buffer in wasm memory; nothing
+        // calls into the module between getting the view and converting.
+        const view = chunked.inputBuffer(n);
+        await readFully(input.fh, view, 0, n, op.inputs[0].offset + done, input.path);
+        if (view.byteLength !== n) throw new Error('wasm memory changed while the input was read');
         let out;
         try {
-          out = chunked.convert(bytes);
+          out = chunked.convertBuffered();
         } catch (e) {
           throw new UserError(e.message);
         }
-        await writeFully(this.out, out, 0, out.length, op.outputOffset + written);
+        await this.write(out, op.outputOffset + written);
         written += out.length;
         done += n;
         this.onBytes(n);
@@ -354,7 +394,7 @@ export class OpRunner {
         if (e instanceof UserError) throw e;
         throw new UserError(e.message.includes(op.name) ? e.message : `tensor '${op.name}': ${e.message}`);
       }
-      await writeFully(this.out, result.bytes, 0, result.bytes.length, op.outputOffset);
+      await this.write(result.bytes, op.outputOffset);
       stats = result.stats;
       fit = result.ternaryFitDb ?? null;
       this.onBytes(op.inputLength);

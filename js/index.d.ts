@@ -417,6 +417,13 @@ export class ChunkedOp {
   chunkBytes(maxBytes: number): number;
   /** The output bytes of the next piece of input. */
   convert(bytes: Uint8Array): Uint8Array;
+  /**
+   * A view of the op's own input buffer in wasm memory (`length` bytes) to read the next
+   * piece into; detached by any call that grows wasm memory, so fill it right away.
+   */
+  inputBuffer(length: number): Uint8Array;
+  /** The output bytes of the piece that inputBuffer() returned, now filled. */
+  convertBuffered(): Uint8Array;
   /** The op's ternaryFitDb (see ConversionPlan.convertTensor) once its first piece is converted, else null. */
   readonly ternaryFitDb: number | null;
   /** The op's statistics (null unless measuring), once all its input was given. */

@@ -694,6 +694,22 @@ export class ChunkedOp {
     checkFits(this[BUILD], bytes.byteLength * 4 + 2 ** 20, 'converting a piece');
     return raw.convert(bytes);
   }
+  /**
+   * A Uint8Array view of this op's own input buffer in wasm memory, `length` bytes, for
+   * convertBuffered(): read the next piece straight into it. As ConversionPlan's
+   * inputBuffer, the view is detached by any call that grows the memory: fill it right
+   * away, with no other call into the module until convertBuffered().
+   */
+  inputBuffer(length) {
+    const raw = live(this, 'ChunkedOp');
+    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`inputBuffer: length must be a non-negative integer, got ${describe(length)}`);
+    checkFits(this[BUILD], length * 4 + 2 ** 20, 'converting a piece');
+    return raw.inputBuffer(length);
+  }
+  /** The output bytes of the piece that inputBuffer() returned, now filled. */
+  convertBuffered() {
+    return live(this, 'ChunkedOp').convertBuffered();
+  }
   /** The op's statistics (null unless measuring), once all its input was given. */
   finish() {
     const raw = live(this, 'ChunkedOp');

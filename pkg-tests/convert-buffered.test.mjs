@@ -64,3 +64,37 @@ test('convertBuffered needs inputBuffer for the same op first', (t) => {
   assert.throws(() => plan.inputBuffer(plan.opCount), /no op/);
   plan.free();
 });
+
+test('ChunkedOp.inputBuffer / convertBuffered: each piece as convert() gives it, with the same statistics', (t) => {
+  const dir = tempDir(t, 'tq-buffered-');
+  const path = join(dir, 'm.safetensors');
+  makeModel([path, '--hidden', '256', '--inter', '512', '--layers', '1', '--vocab', '160', '--dtype', 'F32']);
+  const file = readFileSync(path);
+  const plan = planOf(file, { output: 'gguf', layout: 'tq2_0', scope: 'block', rule: 'absmax' });
+  const chunkable = plan.ops().filter((op) => op.chunkable && !op.copiesBytes);
+  assert.ok(chunkable.some((op) => op.kind === 'convert') && chunkable.some((op) => op.kind === 'quantize'), 'both kinds');
+  for (const op of chunkable) {
+    const input = inputOf(file, op);
+    const copied = plan.chunkedOp(op.index, true);
+    const buffered = plan.chunkedOp(op.index, true);
+    // Small pieces, so that every op takes several.
+    const piece = copied.chunkBytes(Math.max(op.inputLength / 4, 1));
+    assert.ok(piece < op.inputLength, `${op.name}: several pieces`);
+    for (let done = 0; done < op.inputLength; done += piece) {
+      const bytes = input.subarray(done, Math.min(done + piece, op.inputLength));
+      const want = copied.convert(bytes);
+      const view = buffered.inputBuffer(bytes.length);
+      assert.equal(view.byteLength, bytes.length);
+      view.set(bytes);
+      assert.deepEqual(buffered.convertBuffered(), want, `${op.name} at ${done}`);
+    }
+    assert.deepEqual(buffered.finish(), copied.finish(), `${op.name} statistics`);
+  }
+  // A piece that is not whole granules is refused, as by convert().
+  const op = chunkable[0];
+  const chunked = plan.chunkedOp(op.index);
+  chunked.inputBuffer(3);
+  assert.throws(() => chunked.convertBuffered(), /pieces are whole multiples/);
+  chunked.free();
+  plan.free();
+});

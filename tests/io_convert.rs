@@ -246,6 +246,10 @@ fn float_conversions_and_their_limits() {
         &[
             t("n.norm", "BF16", &[64], bf16_bytes(&norm)),
             t("e.embed", "F32", &[2, 4], f32_bytes(&[1.0, -2.0, 65504.0, 70000.0, 0.0, 0.0, 0.0, 0.0])),
+            // The largest f32 below 65520 rounds down to F16's largest value; -65520 is
+            // the tie that rounds to infinity.
+            t("e.edge", "F32", &[2, 2], f32_bytes(&[65519.996, -65519.996, 0.5, 0.0])),
+            t("e.tie", "F32", &[2, 2], f32_bytes(&[65519.996, 0.5, 1.0, -65520.0])),
         ],
     );
     let plan = plan_conversion(&[header(&file)], &PlanOptions::default()).unwrap();
@@ -261,6 +265,17 @@ fn float_conversions_and_their_limits() {
             assert_eq!(name, "e.embed");
             let message = source.to_string();
             assert!(message.contains("70000") && message.contains("index 3"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let edge = op(&plan, "e.edge");
+    let halves = convert_tensor(edge, &input_of(edge, &[&file]), false).unwrap().bytes;
+    assert_eq!(halves, [0x7bff_u16, 0xfbff, 0x3800, 0].iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>());
+    let tie = op(&plan, "e.tie");
+    match convert_tensor(tie, &input_of(tie, &[&file]), false) {
+        Err(Error::Tensor { source, .. }) => {
+            let message = source.to_string();
+            assert!(message.contains("-65520") && message.contains("index 3"), "{message}");
         }
         other => panic!("{other:?}"),
     }

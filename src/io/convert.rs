@@ -456,23 +456,42 @@ fn repack(op: &PlanOp, source: &TernaryTensor) -> Result<TernaryTensor> {
 /// Values as the op's F16 or F32 bytes. F16 refuses values beyond its range, naming the
 /// value's index plus `first_index`.
 fn encode_float(op: &PlanOp, values: &[f32], first_index: usize) -> Result<Vec<u8>> {
+    let k = op.backend.kernels_or_scalar();
     match op.out_type {
         DType::F32 => Ok(little_endian(values, f32::to_le_bytes)),
         DType::F16 => {
-            let mut halves = vec![0u16; values.len()];
-            (op.backend.kernels_or_scalar().f32_to_f16)(values, &mut halves);
-            if let Some(index) = halves.iter().position(|h| h & 0x7fff == 0x7c00) {
+            // Finite values of magnitude >= 65520 round to infinity; the SIMD maximum
+            // says whether there is one before a scan for its index.
+            if (k.abs_max)(values) >= F16_OVERFLOW {
+                let index = values.iter().position(|v| v.abs() >= F16_OVERFLOW).unwrap_or(0);
                 return Err(Error::Unsupported(format!(
                     "value {} at index {} is beyond F16's range (+-65504); keep this tensor out of the conversion",
                     values[index],
                     first_index + index
                 )));
             }
-            Ok(little_endian(&halves, u16::to_le_bytes))
+            let mut out = vec![0u8; values.len() * 2];
+            // SAFETY: every bit pattern is a valid u16, and `align_to_mut` puts only
+            // aligned, whole u16 in the middle part.
+            match unsafe { out.align_to_mut::<u16>() } {
+                // Little-endian targets (wasm32, x86_64) store the halves' bits as the
+                // file's bytes: the kernel writes the output in place.
+                ([], halves, []) if cfg!(target_endian = "little") => (k.f32_to_f16)(values, halves),
+                _ => {
+                    let mut halves = vec![0u16; values.len()];
+                    (k.f32_to_f16)(values, &mut halves);
+                    out = little_endian(&halves, u16::to_le_bytes);
+                }
+            }
+            Ok(out)
         }
         other => Err(Error::Unsupported(format!("convert to {other}"))),
     }
 }
+
+/// The least f32 magnitude that rounds to an F16 infinity: 65504 + half an F16 step (16),
+/// where the tie rounds to the even neighbour, 65536.
+const F16_OVERFLOW: f32 = 65520.0;
 
 /// The little-endian bytes of `values`.
 fn little_endian<T: Copy, const N: usize>(values: &[T], bytes: fn(T) -> [u8; N]) -> Vec<u8> {

@@ -634,7 +634,10 @@ impl ConversionPlan {
     #[wasm_bindgen(js_name = chunkedOp)]
     pub fn chunked_op(&self, i: usize, measure: Option<bool>) -> Result<ChunkedOp, JsError> {
         let op = self.get_op(i)?;
-        Ok(ChunkedOp { inner: io::ChunkedConversion::new(op, measure.unwrap_or(false)).map_err(js_error)? })
+        Ok(ChunkedOp {
+            inner: io::ChunkedConversion::new(op, measure.unwrap_or(false)).map_err(js_error)?,
+            input: io::convert::InputBuffer::new(),
+        })
     }
 }
 
@@ -645,6 +648,8 @@ impl ConversionPlan {
 #[wasm_bindgen]
 pub struct ChunkedOp {
     inner: io::ChunkedConversion,
+    /// The input of `convertBuffered`, filled by JavaScript through `inputBuffer`.
+    input: io::convert::InputBuffer,
 }
 
 #[wasm_bindgen]
@@ -658,6 +663,29 @@ impl ChunkedOp {
     /// The output bytes of the next piece of input.
     pub fn convert(&mut self, bytes: &[u8]) -> Result<Vec<u8>, JsError> {
         self.inner.convert(bytes).map_err(js_error)
+    }
+
+    /// A `Uint8Array` view of this op's own input buffer, `length` bytes, for
+    /// [`convertBuffered`](Self::convert_buffered): the next piece read straight into
+    /// wasm memory. The same contract as `ConversionPlan.inputBuffer`: fill it right
+    /// away, with no other call into this wasm instance until it is filled.
+    #[wasm_bindgen(js_name = inputBuffer)]
+    pub fn input_buffer(&mut self, length: f64) -> Result<Uint8Array, JsError> {
+        let length = usize::try_from(size_arg(length, "length")?)
+            .ok()
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or_else(|| JsError::new(&format!("inputBuffer: {length} bytes do not fit in wasm memory")))?;
+        let bytes = self.input.prepare(length);
+        // SAFETY: as in `ConversionPlan::input_buffer`: the view aliases `self.input`'s
+        // storage, which stays put until the next `prepare` or until this object is
+        // freed, and nothing allocates before the view is returned.
+        Ok(unsafe { Uint8Array::view(bytes) })
+    }
+
+    /// The output bytes of the piece that `inputBuffer` returned, now filled.
+    #[wasm_bindgen(js_name = convertBuffered)]
+    pub fn convert_buffered(&mut self) -> Result<Vec<u8>, JsError> {
+        self.inner.convert(self.input.bytes()).map_err(js_error)
     }
 
     /// How ternary a tensor ternarised from floats is (see `convertTensor`), once its
