@@ -979,7 +979,8 @@ fn f16_to_f32_keeps_nan_payloads() {
 
 /// The scalar spec's fast rounding is `f32::round` (half away from zero) after the clamp:
 /// on every value within 64 ulps of each integer and each tie k + 0.5 up to 129, both
-/// signs, on random bit patterns, and on NaN, infinities, zeros and subnormals.
+/// signs, on every 97th bit pattern up to 256, on random bit patterns, and on NaN,
+/// infinities, zeros and subnormals.
 #[test]
 fn round_away_i8_is_round_half_away_after_the_clamp() {
     let definition = |v: f32| if v.is_nan() { 0 } else { v.clamp(-127.0, 127.0).round() as i8 };
@@ -993,6 +994,10 @@ fn round_away_i8_is_round_half_away_after_the_clamp() {
             }
         }
     }
+    // Every 97th bit pattern from 2^-20 to 256, both signs.
+    values.extend(
+        (2f32.powi(-20).to_bits()..256f32.to_bits()).step_by(97).flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)]),
+    );
     let mut rng = Rng::new(31);
     values.extend((0..200_000).map(|_| f32::from_bits(rng.u32())));
     values.extend((0..200_000).map(|_| (rng.u32() as f32 / u32::MAX as f32 - 0.5) * 300.0));
