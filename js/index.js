@@ -200,6 +200,16 @@ function live(handle, kind) {
   return raw;
 }
 
+/** A wasm object behind a JS handle, which frees it once and fails clearly afterwards. */
+class Handle {
+  /** Releases the wasm memory now; the handle throws afterwards. Idempotent. */
+  free() {
+    const raw = this[RAW];
+    this[RAW] = null;
+    raw?.free();
+  }
+}
+
 const VIEWED = Symbol('viewed');
 
 /**
@@ -210,12 +220,13 @@ const VIEWED = Symbol('viewed');
  * whose latest view was detached since it was taken throws, since writes through a
  * detached view are dropped without an error.
  */
-export class F32Buffer {
+export class F32Buffer extends Handle {
   constructor(length, build = bindings()) {
     if (!Number.isInteger(length) || length < 0 || length > MAX_F32S) {
       throw new RangeError(`F32Buffer: length must be an integer in 0..${MAX_F32S}, got ${describe(length)}`);
     }
     checkFits(build, length * 4, 'F32Buffer');
+    super();
     this[BUILD] = build;
     this[RAW] = new build.glue.F32Buffer(length, undefined);
     this[VIEWED] = null;
@@ -245,12 +256,6 @@ export class F32Buffer {
       throw new RangeError(`F32Buffer.set: ${values.length} values from offset ${describe(offset)} do not fit in ${raw.length}`);
     }
     raw.view().set(values, offset);
-  }
-  /** Releases the wasm memory now; the handle throws afterwards. Idempotent. */
-  free() {
-    const raw = this[RAW];
-    this[RAW] = null;
-    raw?.free();
   }
 }
 
@@ -328,8 +333,9 @@ function checkInputShape(data, rows, cols) {
 }
 
 /** A ternary tensor in wasm memory. Every getter returns a fresh copy. */
-export class TernaryTensor {
+export class TernaryTensor extends Handle {
   constructor(raw) {
+    super();
     this[RAW] = raw;
   }
   get rows() { return live(this, 'TernaryTensor').rows; }
@@ -348,17 +354,12 @@ export class TernaryTensor {
   codes() { return live(this, 'TernaryTensor').codes(); }
   /** q * scale (a copy). */
   dequantize() { return live(this, 'TernaryTensor').dequantize(); }
-  /** Releases the wasm memory now; the handle throws afterwards. Idempotent. */
-  free() {
-    const raw = this[RAW];
-    this[RAW] = null;
-    raw?.free();
-  }
 }
 
 /** An int8 tensor in wasm memory. Every getter returns a fresh copy. */
-export class Int8Tensor {
+export class Int8Tensor extends Handle {
   constructor(raw) {
+    super();
     this[RAW] = raw;
   }
   get rows() { return live(this, 'Int8Tensor').rows; }
@@ -372,11 +373,6 @@ export class Int8Tensor {
   get bytes() { return live(this, 'Int8Tensor').bytes; }
   get byteLength() { return live(this, 'Int8Tensor').byteLength; }
   dequantize() { return live(this, 'Int8Tensor').dequantize(); }
-  free() {
-    const raw = this[RAW];
-    this[RAW] = null;
-    raw?.free();
-  }
 }
 
 /** Quantizes row-major f32 weights to ternary. */
@@ -423,8 +419,9 @@ function matVecF32In(build, w, rows, cols, x) {
 }
 
 /** Quantizes with one configuration and caches weights by content, shape and options. */
-export class QuantizationEngine {
+export class QuantizationEngine extends Handle {
   constructor(config, build = bindings()) {
+    super();
     this[BUILD] = build;
     this[RAW] = new build.glue.QuantizationEngine(config);
   }
@@ -452,11 +449,6 @@ export class QuantizationEngine {
   /** { entries, hits, misses, bytes } */
   cacheStats() { return live(this, 'QuantizationEngine').cacheStats(); }
   clearCache() { live(this, 'QuantizationEngine').clearCache(); }
-  free() {
-    const raw = this[RAW];
-    this[RAW] = null;
-    raw?.free();
-  }
 }
 
 function entriesOf(mapOrObject, what) {
@@ -617,8 +609,9 @@ function parseSafetensorsIndexIn(build, json) {
 }
 
 /** A conversion plan in wasm memory: the output header, the ops, and tensor conversion. */
-export class ConversionPlan {
+export class ConversionPlan extends Handle {
   constructor(raw, build) {
+    super();
     this[RAW] = raw;
     this[BUILD] = build;
   }
@@ -662,11 +655,6 @@ export class ConversionPlan {
   chunkedOp(i, measure = false) {
     return new ChunkedOp(live(this, 'ConversionPlan').chunkedOp(i, measure), this[BUILD]);
   }
-  free() {
-    const raw = this[RAW];
-    this[RAW] = null;
-    raw?.free();
-  }
 }
 
 /**
@@ -674,8 +662,9 @@ export class ConversionPlan {
  * each output written after the previous one from the op's output offset, then
  * finish() for the statistics (it frees the object).
  */
-export class ChunkedOp {
+export class ChunkedOp extends Handle {
   constructor(raw, build) {
+    super();
     this[RAW] = raw;
     this[BUILD] = build;
   }
@@ -715,11 +704,6 @@ export class ChunkedOp {
     const raw = live(this, 'ChunkedOp');
     this[RAW] = null;
     return raw.finish();
-  }
-  free() {
-    const raw = this[RAW];
-    this[RAW] = null;
-    raw?.free();
   }
 }
 
