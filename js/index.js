@@ -169,8 +169,9 @@ function checkF32(name, value) {
   }
 }
 
-function checkShape(data, rows, cols) {
-  checkF32('data', data);
+// `checkData` says what the data may be: a Float32Array, or also an F32Buffer.
+function checkShape(data, rows, cols, checkData = checkF32) {
+  checkData('data', data);
   checkDim('rows', rows);
   checkDim('cols', cols);
   if (rows * cols !== data.length) {
@@ -324,12 +325,7 @@ function checkInput(name, value) {
 }
 
 function checkInputShape(data, rows, cols) {
-  checkInput('data', data);
-  checkDim('rows', rows);
-  checkDim('cols', cols);
-  if (rows * cols !== data.length) {
-    throw new RangeError(`data has ${data.length} values but rows * cols = ${rows} * ${cols} = ${rows * cols}`);
-  }
+  checkShape(data, rows, cols, checkInput);
 }
 
 /** A ternary tensor in wasm memory. Every getter returns a fresh copy. */
