@@ -282,11 +282,16 @@ pub fn abs_max(x: &[f32]) -> f32 {
             *mj = pmax(*mj, abs_f32(ld(c, 4 * j)));
         }
     }
-    let m = hmax(pmax(pmax(m[0], m[1]), pmax(m[2], m[3])));
-    // Neither side is NaN (pmax keeps the accumulator, the spec passes over NaN), so one
-    // f32::max gives the fold's result; a fold over the tail would be vectorized, to
-    // relaxed_max in relaxed builds.
-    m.max(scalar::abs_max(chunks.remainder()))
+    // The tail as one more chunk, padded with zeros (|x| >= 0 leaves the maxima as they
+    // are), rather than a scalar fold, which LLVM vectorizes to relaxed_max in relaxed
+    // builds.
+    let rest = chunks.remainder();
+    let mut tail = [0f32; 16];
+    tail[..rest.len()].copy_from_slice(rest);
+    for (j, mj) in m.iter_mut().enumerate() {
+        *mj = pmax(*mj, abs_f32(ld(&tail, 4 * j)));
+    }
+    hmax(pmax(pmax(m[0], m[1]), pmax(m[2], m[3])))
 }
 
 /// (min, max) of x; (+inf, -inf) for an empty slice. Which zero comes back for a signed
