@@ -39,7 +39,7 @@
 use core::arch::wasm32::*;
 
 use super::super::scalar;
-use super::simd128::{hsum_i32, ld};
+use super::simd128::{gemv_tq2_0_q8_k_with, hsum_i32, ld};
 use crate::layout::blocks::{BlockQ8K, BlockTq2_0};
 
 pub use super::simd128::*;
@@ -82,6 +82,36 @@ pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
 #[target_feature(enable = "relaxed-simd")]
 fn dot_tq2_0_q8_k_relaxed(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
     scalar::dot_tq2_0_q8_k_with(w, x, |w, x| dot_tq2_0_q8_k_block(w, x))
+}
+
+/// [`super::simd128::gemv_tq2_0_q8_k_with`]'s block sums with the relaxed dot product:
+/// each row's sum c * q, as in `dot_tq2_0_q8_k_block`.
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn block_sums<const R: usize>(w: [&BlockTq2_0; R], x: &BlockQ8K) -> [v128; R] {
+    let three = u8x16_splat(3);
+    let mut acc = [i32x4_splat(0); R];
+    for g in 0..4 {
+        let (h, m0) = (g / 2, g % 2 * 16);
+        let b: [v128; R] = core::array::from_fn(|r| ld(&w[r].qs, h * 32 + m0));
+        for l in 0..4 {
+            let xv = ld(&x.qs, h * 128 + l * 32 + m0);
+            for (a, &br) in acc.iter_mut().zip(&b) {
+                *a = i32x4_relaxed_dot_i8x16_i7x16_add(xv, v128_and(u16x8_shr(br, 2 * l as u32), three), *a);
+            }
+        }
+    }
+    acc
+}
+
+/// y = W x for TQ2_0 rows, four rows at a time (see `simd128::gemv_tq2_0_q8_k_with`).
+pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
+    gemv_tq2_0_q8_k_relaxed(w, x, y)
+}
+
+#[target_feature(enable = "relaxed-simd")]
+fn gemv_tq2_0_q8_k_relaxed(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
+    gemv_tq2_0_q8_k_with::<4>(w, x, y, |w, x| block_sums::<4>(w, x), dot_tq2_0_q8_k)
 }
 
 #[cfg(test)]
