@@ -48,7 +48,7 @@ pub(super) fn ld<T: Lane>(s: &[T], at: usize) -> v128 {
 
 /// Stores 16 bytes at element `at` of `s` (bounds-checked).
 #[inline(always)]
-fn st<T: Lane>(s: &mut [T], at: usize, v: v128) {
+pub(super) fn st<T: Lane>(s: &mut [T], at: usize, v: v128) {
     let c = &mut s[at..at + 16 / core::mem::size_of::<T>()];
     // SAFETY: `c` is exactly 16 writable bytes, every bit pattern is a valid T (`Lane`),
     // and v128_store has no alignment requirement.
