@@ -22,10 +22,6 @@ pub fn ternary_mat_vec(w: &TernaryTensor, x: &[f32], backend: Backend) -> Result
         let mut xq = vec![BlockQ8K::default(); w.cols / QK_K];
         (k.quantize_q8_k)(x, &mut xq);
         let blocks = as_blocks::<BlockTq2_0>(&w.bytes);
-        #[cfg(target_arch = "wasm32")]
-        if crate::kernels::wasm32::gemv_tq2_0_q8_k(backend, blocks, &xq, &mut y) {
-            return Ok(y);
-        }
         for (yr, row) in y.iter_mut().zip(blocks.chunks_exact(w.cols / QK_K)) {
             *yr = (k.dot_tq2_0_q8_k)(row, &xq);
         }

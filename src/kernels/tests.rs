@@ -823,39 +823,6 @@ fn dot_tq2_0_q8_k() {
     });
 }
 
-/// The wasm GEMV kernels, several rows per pass, give each row the spec's dot product bit
-/// for bit: every row count around the pass width (the rows left over go one by one),
-/// 0 to 5 blocks per row, random code bytes (field value 3 included), random and
-/// consistent bsums, scales of every kind.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[test]
-fn gemv_tq2_0_q8_k_rows() {
-    assert!(!backends().is_empty());
-    for (b, _) in backends() {
-        let mut rng = Rng::new(41 ^ b as u64);
-        for rows in 0..11 {
-            for nb in 0..6 {
-                for _ in 0..8 {
-                    let w = tq2_blocks(&mut rng, rows * nb);
-                    let x: Vec<BlockQ8K> = if rng.chance(0.5) {
-                        q8_k_blocks(&mut rng, nb)
-                    } else {
-                        let data = Gen::random(&mut rng, true).values(&mut rng, nb * QK_K);
-                        let mut x = vec![BlockQ8K::default(); nb];
-                        scalar::quantize_q8_k(&data, &mut x);
-                        x
-                    };
-                    let want: Vec<f32> =
-                        (0..rows).map(|r| scalar::dot_tq2_0_q8_k(&w[r * nb..(r + 1) * nb], &x)).collect();
-                    let mut got = vec![f32::NAN; rows];
-                    assert!(super::wasm32::gemv_tq2_0_q8_k(b, &w, &x, &mut got), "{b} has a GEMV kernel");
-                    check("gemv_tq2_0_q8_k", b, &(rows, nb), want.as_slice(), got.as_slice());
-                }
-            }
-        }
-    }
-}
-
 /// `trunc(v + copysign(0.49999997, v))`, the SIMD form of round half away from zero.
 fn round_by_bias(v: f32) -> f32 {
     (v + 0.499_999_97f32.copysign(v)).trunc()

@@ -43,23 +43,3 @@ pub(crate) fn relaxed_kernels() -> Option<&'static Kernels> {
 compile_error!(
     "build relaxed SIMD with `--features relaxed-simd` and `-C target-feature=+simd128`, not with +relaxed-simd for the whole crate (LLVM then lowers the SIMD128 kernels' pmin/pmax to relaxed_min/max, whose NaN results differ between engines)"
 );
-
-/// y = W x for TQ2_0 rows against Q8_K activations with the wasm backend `backend`, several
-/// rows per pass (the activations are loaded once for them), or `false` where it has no
-/// such kernel. Bit for bit the spec's `dot_tq2_0_q8_k` per row. Not in the kernel table:
-/// the native backends compute their rows one by one.
-pub(crate) fn gemv_tq2_0_q8_k(
-    backend: super::Backend,
-    w: &[crate::layout::blocks::BlockTq2_0],
-    x: &[crate::layout::blocks::BlockQ8K],
-    y: &mut [f32],
-) -> bool {
-    match backend {
-        #[cfg(target_feature = "simd128")]
-        super::Backend::Simd128 => simd128::gemv_tq2_0_q8_k(w, x, y),
-        #[cfg(all(target_feature = "simd128", feature = "relaxed-simd"))]
-        super::Backend::RelaxedSimd => relaxed::gemv_tq2_0_q8_k(w, x, y),
-        _ => return false,
-    }
-    true
-}

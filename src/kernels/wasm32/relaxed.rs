@@ -1,5 +1,5 @@
 //! wasm32 relaxed-SIMD kernels: the SIMD128 kernels, with the TQ2_0 x Q8_K dot product
-//! and GEMV on `i16x8.relaxed_dot_i8x16_i7x16_s`.
+//! (the GEMV's row kernel) on `i16x8.relaxed_dot_i8x16_i7x16_s`.
 //!
 //! Relaxed instructions may give different results on different engines; this module
 //! uses one only where every result the proposal allows is the same exact integer.
@@ -38,13 +38,12 @@
 use core::arch::wasm32::*;
 
 use super::super::scalar;
-use super::simd128::{gemv_tq2_0_q8_k_with, hsum_i32, ld};
+use super::simd128::{hsum_i32, ld};
 use crate::layout::blocks::{BlockQ8K, BlockTq2_0};
 
 pub use super::simd128::*;
 
-/// Each row's i32 lanes of sum c * q over one block (the bsums not yet subtracted), for
-/// `R` rows against the same activations.
+/// The i32 lanes of sum c * q over one block (the bsums not yet subtracted).
 ///
 /// Each 16-byte group of qs holds four code vectors, one per 2-bit field; a field is
 /// brought to the low bits by a 16-bit shift (the bits the shift moves across the byte
@@ -56,21 +55,18 @@ pub use super::simd128::*;
 /// where no AVX-VNNI is, which measured no faster than the SIMD128 kernel.)
 #[inline]
 #[target_feature(enable = "relaxed-simd")]
-fn block_sums<const R: usize>(w: [&BlockTq2_0; R], x: &BlockQ8K) -> [v128; R] {
+fn block_sums(w: &BlockTq2_0, x: &BlockQ8K) -> v128 {
     let three = u8x16_splat(3);
-    let mut acc = [i16x8_splat(0); R];
+    let mut acc = i16x8_splat(0);
     for g in 0..4 {
         let (h, m0) = (g / 2, g % 2 * 16);
-        let b: [v128; R] = core::array::from_fn(|r| ld(&w[r].qs, h * 32 + m0));
+        let b = ld(&w.qs, h * 32 + m0);
         for l in 0..4 {
-            let xv = ld(&x.qs, h * 128 + l * 32 + m0);
-            for (a, &br) in acc.iter_mut().zip(&b) {
-                let c = v128_and(u16x8_shr(br, 2 * l as u32), three);
-                *a = i16x8_add(*a, i16x8_relaxed_dot_i8x16_i7x16(xv, c));
-            }
+            let c = v128_and(u16x8_shr(b, 2 * l as u32), three);
+            acc = i16x8_add(acc, i16x8_relaxed_dot_i8x16_i7x16(ld(&x.qs, h * 128 + l * 32 + m0), c));
         }
     }
-    core::array::from_fn(|r| i32x4_extadd_pairwise_i16x8(acc[r]))
+    i32x4_extadd_pairwise_i16x8(acc)
 }
 
 /// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order.
@@ -85,18 +81,8 @@ fn dot_tq2_0_q8_k_relaxed(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
     scalar::dot_tq2_0_q8_k_with(w, x, |w, x| {
         // sum (c - 1) * q = sum c * q - sum q, with the sums of q in bsums.
         let bs = i32x4_add(i32x4_dot_i16x8(ld(&x.bsums, 0), ones), i32x4_dot_i16x8(ld(&x.bsums, 8), ones));
-        hsum_i32(i32x4_sub(block_sums::<1>([w], x)[0], bs))
+        hsum_i32(i32x4_sub(block_sums(w, x), bs))
     })
-}
-
-/// y = W x for TQ2_0 rows, four rows at a time (see `simd128::gemv_tq2_0_q8_k_with`).
-pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
-    gemv_tq2_0_q8_k_relaxed(w, x, y)
-}
-
-#[target_feature(enable = "relaxed-simd")]
-fn gemv_tq2_0_q8_k_relaxed(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
-    gemv_tq2_0_q8_k_with::<4>(w, x, y, |w, x| block_sums::<4>(w, x), dot_tq2_0_q8_k)
 }
 
 #[cfg(test)]

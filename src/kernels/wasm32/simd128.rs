@@ -25,7 +25,7 @@ use core::arch::wasm32::*;
 
 use super::super::scalar;
 use super::super::{CodeRule, MetricSums, ROUND_BIAS, SUM_LANES};
-use crate::layout::blocks::{f16_bits, f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
+use crate::layout::blocks::{f16_bits, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
 /// Element types that 16-byte loads and stores may read and write: plain numbers of 1, 2
 /// or 4 bytes, for which every bit pattern is a valid value.
@@ -1019,80 +1019,6 @@ fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
 /// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order.
 pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
     scalar::dot_tq2_0_q8_k_with(w, x, dot_tq2_0_q8_k_block)
-}
-
-/// y = W x for TQ2_0 rows against Q8_K activations: `w` holds `y.len()` rows of
-/// `x.len()` blocks, and y[r] is the spec's `dot_tq2_0_q8_k` of row r, bit for bit.
-/// `R` rows go through each block of x together, so that each 16 activations are
-/// loaded (and split into their i16 halves) once for all of them; `sums` gives each
-/// row's i32 lanes of sum c * q for one block (before the bsums), `dot` does the rows
-/// left over. The f32 steps are the spec's, row by row.
-#[inline(always)]
-pub(super) fn gemv_tq2_0_q8_k_with<const R: usize>(
-    w: &[BlockTq2_0],
-    x: &[BlockQ8K],
-    y: &mut [f32],
-    sums: impl Fn([&BlockTq2_0; R], &BlockQ8K) -> [v128; R],
-    dot: impl Fn(&[BlockTq2_0], &[BlockQ8K]) -> f32,
-) {
-    let nb = x.len();
-    if nb == 0 {
-        y.fill(0.0);
-        return;
-    }
-    let w = &w[..y.len() * nb];
-    let mut groups = w.chunks_exact(R * nb);
-    let mut ys = y.chunks_exact_mut(R);
-    let ones = i16x8_splat(1);
-    for (wg, yg) in groups.by_ref().zip(ys.by_ref()) {
-        let mut acc = [0f32; R];
-        for (b, xb) in x.iter().enumerate() {
-            let blocks: [&BlockTq2_0; R] = core::array::from_fn(|r| &wg[r * nb + b]);
-            let s = sums(blocks, xb);
-            let bsum =
-                hsum_i32(i32x4_add(i32x4_dot_i16x8(ld(&xb.bsums, 0), ones), i32x4_dot_i16x8(ld(&xb.bsums, 8), ones)));
-            for ((a, sr), wb) in acc.iter_mut().zip(s).zip(blocks) {
-                *a += (f16_value(wb.d) * xb.d) * hsum_i32(sr).wrapping_sub(bsum) as f32;
-            }
-        }
-        yg.copy_from_slice(&acc);
-    }
-    for (row, yr) in groups.remainder().chunks_exact(nb).zip(ys.into_remainder()) {
-        *yr = dot(row, x);
-    }
-}
-
-/// [`gemv_tq2_0_q8_k_with`]'s block sums for SIMD128, as in `dot_tq2_0_q8_k_block`.
-#[inline(always)]
-fn block_sums<const R: usize>(w: [&BlockTq2_0; R], x: &BlockQ8K) -> [v128; R] {
-    let (even1, odd1) = (u16x8_splat(0x0003), u16x8_splat(0x0300));
-    let (even4, odd4) = (u16x8_splat(0x000c), u16x8_splat(0x0c00));
-    let mut acc1 = [i32x4_splat(0); R];
-    let mut acc4 = [i32x4_splat(0); R];
-    for g in 0..4 {
-        let (h, m0) = (g / 2, g % 2 * 16);
-        let b: [v128; R] = core::array::from_fn(|r| ld(&w[r].qs, h * 32 + m0));
-        for l in 0..4 {
-            let xv = ld(&x.qs, h * 128 + l * 32 + m0);
-            let (xl, xh) = (i16x8_shl(xv, 8), i16x8_shr(xv, 8));
-            let (even, odd) = if l % 2 == 0 { (even1, odd1) } else { (even4, odd4) };
-            for r in 0..R {
-                let c = if l < 2 { b[r] } else { u16x8_shr(b[r], 4) };
-                let t = i32x4_add(i32x4_dot_i16x8(v128_and(c, even), xl), i32x4_dot_i16x8(v128_and(c, odd), xh));
-                if l % 2 == 0 {
-                    acc1[r] = i32x4_add(acc1[r], t);
-                } else {
-                    acc4[r] = i32x4_add(acc4[r], t);
-                }
-            }
-        }
-    }
-    core::array::from_fn(|r| i32x4_add(i32x4_shr(acc1[r], 8), i32x4_shr(acc4[r], 10)))
-}
-
-/// y = W x for TQ2_0 rows (see [`gemv_tq2_0_q8_k_with`]), four rows at a time.
-pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
-    gemv_tq2_0_q8_k_with::<4>(w, x, y, block_sums::<4>, dot_tq2_0_q8_k)
 }
 
 /// Integer dot product of ternary codes with int8 values.
