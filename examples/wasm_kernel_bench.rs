@@ -9,7 +9,13 @@
 //!
 //! CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings scripts/wasi-run.mjs" \
 //! cargo run --release --target wasm32-wasip1 --example wasm_kernel_bench
+//!
+//! CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128" \
+//! CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings --experimental-wasm-relaxed-simd scripts/wasi-run.mjs" \
+//! cargo run --release --target wasm32-wasip1 --example wasm_kernel_bench --features relaxed-simd
 //! ```
+//!
+//! (Node 20 runs relaxed SIMD only behind its flag.)
 //!
 //! It prints G values/s (the best of several timed runs) for the quantization f32 -> TQ2_0
 //! through the public API, the TQ2_0 x Q8_K dot kernel in cache, and ternary against f32
@@ -101,11 +107,17 @@ fn main() {
         .max(1);
     let best = Backend::best();
     let mut backends = vec![best];
+    // The relaxed build keeps the SIMD128 table: both in one process.
+    if best == Backend::RelaxedSimd {
+        backends.push(Backend::Simd128);
+    }
     if best != Backend::Scalar {
         backends.push(Backend::Scalar);
     }
     let build = if cfg!(target_arch = "wasm32") {
-        if cfg!(target_feature = "simd128") {
+        if best == Backend::RelaxedSimd {
+            "wasm32 +simd128 +relaxed-simd"
+        } else if cfg!(target_feature = "simd128") {
             "wasm32 +simd128"
         } else {
             "wasm32 (no simd128)"
@@ -116,6 +128,7 @@ fn main() {
     if args.iter().any(|a| a == "--side-by-side") {
         let label = match build {
             "wasm32 +simd128" => "wasm-simd128",
+            "wasm32 +simd128 +relaxed-simd" => "wasm-relaxed",
             "wasm32 (no simd128)" => "wasm-scalar",
             _ => "native",
         };

@@ -9,6 +9,13 @@ export type PresetName = 'bitnet' | 'compact' | 'lossless' | 'accurate' | 'best'
 export interface InitOptions {
   /** false forces the scalar build; true requires SIMD128. Default: feature-detected. */
   simd?: boolean;
+  /**
+   * false keeps the SIMD128 build where the relaxed-SIMD one would be chosen; true
+   * requires it. Default: used where the engine validates relaxed SIMD and computes its
+   * dot product exactly (the lean SIMD build only; model-file builds have no relaxed twin),
+   * and not with `wasm` (bytes or a module are taken for the build `simd` names).
+   */
+  relaxed?: boolean;
   /** Load the build that also reads and converts model files (about twice the size). */
   modelFiles?: boolean;
   /** The .wasm bytes, its URL, or a compiled module, for setups that move the files. */
@@ -193,9 +200,12 @@ export interface SizeEstimate {
   byLayout: { 'tq2_0': number; 'tq1_0': number; 'bitnet-hf': number; 'i2_s': number; q8_0: number; f16: number; f32: number };
 }
 
-export function init(options?: InitOptions): Promise<{ backend: 'simd128' | 'scalar'; modelFiles: boolean }>;
+export type BackendName = 'relaxed-simd' | 'simd128' | 'scalar';
+export function init(options?: InitOptions): Promise<{ backend: BackendName; modelFiles: boolean }>;
 export function simdSupported(): boolean;
-export function backend(): 'simd128' | 'scalar';
+/** Whether the relaxed-SIMD build would load and compute exactly here (probed once). */
+export function relaxedSupported(): boolean;
+export function backend(): BackendName;
 /** Current size of the wasm linear memory in bytes (it grows, never shrinks). */
 export function memoryBytes(): number;
 export const presets: Readonly<Record<PresetName, Preset>>;
@@ -217,7 +227,7 @@ export function estimateModelSize(
 
 /** The API bound to one build, loaded beside the default one (for comparisons). */
 export interface BuildApi {
-  backend(): 'simd128' | 'scalar';
+  backend(): BackendName;
   memoryBytes(): number;
   quantizeTernary: typeof quantizeTernary;
   quantizeInt8: typeof quantizeInt8;
@@ -238,7 +248,7 @@ export interface BuildApi {
   /** F32Buffer in this build's memory: pass it only to this build's functions. */
   F32Buffer: typeof F32Buffer;
 }
-export function loadBuild(options: { simd: boolean; modelFiles?: boolean }): Promise<BuildApi>;
+export function loadBuild(options: { simd: boolean; modelFiles?: boolean; relaxed?: boolean }): Promise<BuildApi>;
 
 // ------------------------------------------------------------------ model files
 // These need `await init({ modelFiles: true })` (or loadBuild({ simd, modelFiles: true })).

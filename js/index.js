@@ -1,4 +1,4 @@
-// ternary-quant: the package entry. It picks the SIMD128 or the scalar wasm build,
+// ternary-quant: the package entry. It picks the relaxed-SIMD, SIMD128 or scalar wasm build,
 // loads it in Node (bytes read from the package), in browsers (URL relative to this
 // module) or through bundlers, and wraps the raw bindings in handles that fail
 // clearly once freed.
@@ -9,6 +9,7 @@
 // still find (and may split out) each one.
 const GLUES = {
   simd: () => import('./simd/ternary_quant.js'),
+  relaxed: () => import('./relaxed/ternary_quant.js'),
   scalar: () => import('./scalar/ternary_quant.js'),
   'io-simd': () => import('./io-simd/ternary_quant.js'),
   'io-scalar': () => import('./io-scalar/ternary_quant.js'),
@@ -18,6 +19,25 @@ const GLUES = {
 const SIMD_PROBE = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b,
   0x03, 0x02, 0x01, 0x00, 0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x0b,
+]);
+
+// (module (func (export "f") (result i32) (i8x16.all_true (i16x8.eq
+//   (i16x8.relaxed_dot_i8x16_i7x16_s A B) WANT)))), with A and B the int8 and code vectors
+// below and WANT their exact pair sums: 1 where the engine validates relaxed SIMD and
+// computes the one relaxed instruction the relaxed build uses exactly. Validation alone
+// would not say the second: Node 20's --experimental-wasm-relaxed-simd computes the
+// i32x4 form of this instruction wrongly in its baseline compiler.
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, 0x03,
+  0x02, 0x01, 0x00, 0x07, 0x05, 0x01, 0x01, 0x66, 0x00, 0x00, 0x0a, 0x41, 0x01, 0x3f, 0x00,
+  // A: -128 5 | 0 0 | 3 -2 | 1 1 | 1 1 | -128 -128 | 127 -128 | -1 127
+  0xfd, 0x0c, 0x80, 0x05, 0x00, 0x00, 0x03, 0xfe, 0x01, 0x01, 0x01, 0x01, 0x80, 0x80, 0x7f, 0x80, 0xff, 0x7f,
+  // B: 1 0 | 0 0 | 1 1 | 2 2 | 3 0 | 3 3 | 3 2 | 0 3
+  0xfd, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x01, 0x01, 0x02, 0x02, 0x03, 0x00, 0x03, 0x03, 0x03, 0x02, 0x00, 0x03,
+  0xfd, 0x92, 0x02,
+  // WANT: -128 0 1 4 3 -768 125 381
+  0xfd, 0x0c, 0x80, 0xff, 0x00, 0x00, 0x01, 0x00, 0x04, 0x00, 0x03, 0x00, 0x00, 0xfd, 0x7d, 0x00, 0x7d, 0x01,
+  0xfd, 0x2d, 0xfd, 0x63, 0x0b,
 ]);
 
 const WASM_PAGE = 65536;
@@ -38,6 +58,26 @@ export const rules = [];
 /** Whether this JavaScript engine validates SIMD128 wasm. */
 export function simdSupported() {
   return typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
+}
+
+let relaxedProbed = null;
+
+/**
+ * Whether this engine validates relaxed SIMD and computes the one relaxed instruction
+ * the relaxed build uses exactly (checked once by running it).
+ */
+export function relaxedSupported() {
+  if (relaxedProbed === null) {
+    relaxedProbed = false;
+    if (simdSupported() && WebAssembly.validate(RELAXED_PROBE)) {
+      try {
+        relaxedProbed = new WebAssembly.Instance(new WebAssembly.Module(RELAXED_PROBE)).exports.f() === 1;
+      } catch {
+        relaxedProbed = false;
+      }
+    }
+  }
+  return relaxedProbed;
 }
 
 function isNode() {
@@ -64,30 +104,43 @@ async function wasmSource(variant, wasm) {
   return wasm;
 }
 
-function variantOf(simd, modelFiles) {
+// The model-file builds have no relaxed twin: conversion does not use the relaxed kernel.
+function variantOf(simd, modelFiles, relaxed = false) {
+  if (relaxed && simd && !modelFiles) return 'relaxed';
   return `${modelFiles ? 'io-' : ''}${simd ? 'simd' : 'scalar'}`;
 }
 
+// 'relaxed' is a SIMD128 build too.
+const isSimdVariant = (variant) => !variant.endsWith('scalar');
+
 /**
  * Loads the wasm build. Idempotent: later calls return the same promise.
- * `init({ simd: false })` forces the scalar build; `init({ modelFiles: true })` loads the
+ * `init({ simd: false })` forces the scalar build, `init({ relaxed: false })` the SIMD128
+ * one where relaxed SIMD would be chosen; `init({ modelFiles: true })` loads the
  * build that also reads and converts model files; `init({ wasm })` takes the module
  * bytes, a URL or a compiled `WebAssembly.Module` (for bundlers that move the files).
  */
 export function init(options = {}) {
   if (options === null || typeof options !== 'object') throw new TypeError('init: options must be an object');
   for (const key of Object.keys(options)) {
-    if (!['simd', 'wasm', 'modelFiles'].includes(key)) {
-      throw new TypeError(`init: unknown option '${key}' (known: simd, wasm, modelFiles)`);
+    if (!['simd', 'relaxed', 'wasm', 'modelFiles'].includes(key)) {
+      throw new TypeError(`init: unknown option '${key}' (known: simd, relaxed, wasm, modelFiles)`);
     }
   }
   const wantSimd = options.simd ?? simdSupported();
   if (wantSimd && !simdSupported()) throw new Error('init: SIMD128 was requested but this engine does not support it');
-  const variant = variantOf(wantSimd, options.modelFiles === true);
+  if (options.relaxed === true && (!wantSimd || options.modelFiles === true || !relaxedSupported())) {
+    throw new Error('init: relaxed SIMD was requested but this engine does not support it (or simd: false / modelFiles: true was given)');
+  }
+  // Bytes or a module passed as `wasm` are for the build the simd option names: relaxed
+  // only when asked for.
+  const wantRelaxed = options.relaxed ?? (options.wasm === undefined && wantSimd && relaxedSupported());
+  const variant = variantOf(wantSimd, options.modelFiles === true, wantRelaxed);
   if (loading) {
-    const simdDiffers = options.simd !== undefined && variant.endsWith('simd') !== loadedVariant.endsWith('simd');
+    const simdDiffers = options.simd !== undefined && isSimdVariant(variant) !== isSimdVariant(loadedVariant);
+    const relaxedDiffers = options.relaxed !== undefined && (variant === 'relaxed') !== (loadedVariant === 'relaxed');
     const filesMissing = options.modelFiles === true && !loadedVariant.startsWith('io-');
-    if (simdDiffers || filesMissing) {
+    if (simdDiffers || relaxedDiffers || filesMissing) {
       throw new Error(`init: the ${loadedVariant} build is already loaded; a process holds one default build (use loadBuild for another)`);
     }
     return loading;
@@ -135,7 +188,7 @@ function bindings() {
   return defaultBuild;
 }
 
-/** 'simd128' or 'scalar'. */
+/** 'relaxed-simd', 'simd128' or 'scalar'. */
 export function backend() {
   return bindings().glue.backend();
 }
@@ -780,9 +833,12 @@ export function decodeFloats(dtype, bytes) {
  * Loads one build next to the default one and returns the API bound to it, so that a
  * single process can compare the SIMD128 and scalar builds (benchmarks, tests).
  */
-export async function loadBuild({ simd, modelFiles = false }) {
+export async function loadBuild({ simd, modelFiles = false, relaxed = false }) {
   if (simd && !simdSupported()) throw new Error('loadBuild: this engine does not support SIMD128');
-  const build = await loadVariant(variantOf(simd, modelFiles));
+  if (relaxed && !(simd && !modelFiles && relaxedSupported())) {
+    throw new Error('loadBuild: relaxed SIMD needs simd: true, no model files and an engine that runs it');
+  }
+  const build = await loadVariant(variantOf(simd, modelFiles, relaxed));
   return Object.freeze({
     backend: () => build.glue.backend(),
     memoryBytes: () => build.memory.buffer.byteLength,

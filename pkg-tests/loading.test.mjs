@@ -65,6 +65,8 @@ test('the tarball holds exactly the package files', () => {
     'package/io-simd/ternary_quant.js',
     'package/io-simd/ternary_quant_bg.wasm',
     'package/package.json',
+    'package/relaxed/ternary_quant.js',
+    'package/relaxed/ternary_quant_bg.wasm',
     'package/scalar/ternary_quant.js',
     'package/scalar/ternary_quant_bg.wasm',
     'package/simd/ternary_quant.js',

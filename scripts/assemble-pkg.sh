@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Assembles the npm package in pkg/ from the four wasm-pack builds and js/.
+# Assembles the npm package in pkg/ from the five wasm-pack builds and js/.
 # Usage: scripts/assemble-pkg.sh TARGET_DIR
-# (TARGET_DIR/wasm-{simd,scalar,io-simd,io-scalar} hold wasm-pack's --target web output
+# (TARGET_DIR/wasm-{simd,relaxed,scalar,io-simd,io-scalar} hold wasm-pack's --target web output
 # with out-name ternary_quant; scripts/build.sh makes them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=$1
-variants=(simd scalar io-simd io-scalar)
+variants=(simd relaxed scalar io-simd io-scalar)
 wasm_opt=node_modules/.bin/wasm-opt
 [ -x "$wasm_opt" ] || { echo "assemble-pkg: $wasm_opt missing; run scripts/setup.sh" >&2; exit 1; }
 
@@ -16,11 +16,11 @@ for variant in "${variants[@]}"; do
   mkdir -p "pkg.tmp/$variant"
   cp "$src_dir/ternary_quant.js" "pkg.tmp/$variant/"
   # npm's binaryen, never Debian's: an old wasm-opt emits modules that fail to load.
-  # -O2 for the SIMD builds: -O3 inlines the SIMD kernels' callers into a module about
+  # -O2 for the SIMD builds (relaxed is one): -O3 inlines the SIMD kernels' callers into a module about
   # 9 KB larger (over the 150 KB bar) and no faster. -O3 for the scalar builds: there
   # it costs under 200 bytes, and -O2 left absmax-per-block quantization 1.7x slower.
   case $variant in
-    *simd) level=-O2 ;;
+    *simd | relaxed) level=-O2 ;;
     *) level=-O3 ;;
   esac
   # --low-memory-unused: rustc links the stack first, from address 1 MiB down, so an

@@ -44,7 +44,7 @@ const cases = [
   ['gemv_tq2_0', 'GEMV TQ2_0 x Q8_K (weights in cache)', 66 / 256, 'read_bandwidth_tq2_0_weights'],
   ['gemv_f32', 'GEMV f32', 4, 'read_bandwidth'],
 ];
-const builds = ['native', 'wasm-simd128', 'wasm-scalar'];
+const builds = ['native', 'wasm-relaxed', 'wasm-simd128', 'wasm-scalar'];
 const get = (who, build, c) => results.get(`${who} ${build} ${c}`);
 const bandwidth = get('machine', 'native', 'read_bandwidth'); // G f32 values/s
 const fmt = (v, digits = 2) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits));
@@ -85,6 +85,7 @@ const bars = [
   ['native f32 -> TQ2_0 >= 0.75 of read bandwidth', ratio(get('ours', 'native', 'quantize_tq2_0_absmax_block'), bandwidth), 0.75],
   ['native TQ2_0 GEMV >= 2x ggml', ratio(get('ours', 'native', 'gemv_tq2_0'), get('ggml', 'native', 'gemv_tq2_0')), 2],
   ['wasm SIMD128 TQ2_0 GEMV >= 25 G values/s', get('ours', 'wasm-simd128', 'gemv_tq2_0'), 25],
+  ['wasm relaxed-SIMD TQ2_0 GEMV >= 25 G values/s', get('ours', 'wasm-relaxed', 'gemv_tq2_0'), 25],
   ['wasm scalar f32 -> Q8_K >= ggml', ratio(get('ours', 'wasm-scalar', 'quantize_q8_k'), get('ggml', 'wasm-scalar', 'quantize_q8_k')), 1],
 ];
 console.log('goals:');

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other, for the README's tables:
 #   1. native kernels per backend (criterion: quantize, pack, Q8_0, dot, GEMV, scans);
-#   2. the wasm kernels under Node's WASI, built with SIMD128 and without;
+#   2. the wasm kernels under Node's WASI, built with relaxed SIMD, with SIMD128 and
+#      without;
 #   3. the npm package in Node: wasm SIMD128 against wasm scalar against plain JS, and
 #      ternary GEMV against f32 GEMV (scripts/bench-node.mjs);
 #   4. the CLI converting a ~90 MB F32 model (scripts/bench-convert.sh);
 #   5. side by side with ggml in this same run (scripts/bench-report.mjs prints the table):
 #      the machine's single-core read bandwidth, then the same cases on the same generated
-#      4096 x 4096 data, ours and ggml's, natively and in wasm (SIMD128 and scalar).
+#      4096 x 4096 data, ours and ggml's, natively and in wasm (relaxed SIMD, SIMD128
+#      and scalar; ggml has no relaxed build).
 # Benchmarks are single-threaded; run them on an otherwise idle machine. Absolute figures
 # belong to the machine that ran them; the ratios are what carries across machines.
 #
@@ -40,6 +42,12 @@ runner="node --no-warnings scripts/wasi-run.mjs"
 # backing store after memory.grow moves it, which has crashed the process. Steps 2 and 5
 # share these builds.
 wasi_flags="-C link-arg=--initial-memory=1073741824"
+# Node 20 has relaxed SIMD behind a flag.
+relaxed_runner="node --no-warnings --experimental-wasm-relaxed-simd scripts/wasi-run.mjs"
+log "wasm kernels, relaxed-SIMD build"
+CARGO_TARGET_DIR=target/bench-wasi-relaxed CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128 $wasi_flags" \
+    cargo build --quiet --release --target wasm32-wasip1 --example wasm_kernel_bench --features relaxed-simd
+$relaxed_runner target/bench-wasi-relaxed/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm quantize dot gemv
 log "wasm kernels, SIMD128 build"
 CARGO_TARGET_DIR=target/bench-wasi-simd CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128 $wasi_flags" \
     cargo build --quiet --release --target wasm32-wasip1 --example wasm_kernel_bench
@@ -61,6 +69,8 @@ side_log="target/bench-side-by-side.log"
 cargo build --quiet --release --example wasm_kernel_bench
 ./target/release/examples/wasm_kernel_bench --side-by-side --bandwidth | tee -a "$side_log"
 $runner target/bench-wasi-simd/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm --side-by-side --bandwidth \
+    | tee -a "$side_log"
+$relaxed_runner target/bench-wasi-relaxed/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm --side-by-side \
     | tee -a "$side_log"
 $runner target/bench-wasi-scalar/wasm32-wasip1/release/examples/wasm_kernel_bench.wasm --side-by-side | tee -a "$side_log"
 if [ -n "${GGML_HARNESS:-}" ]; then

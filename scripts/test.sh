@@ -2,7 +2,7 @@
 # Runs every test of the project, stopping at the first failure:
 #   setup, rustfmt, clippy (native, wasm32+simd128, wasm32 scalar), rustdoc, native tests,
 #   doctests and a demo run, the core's tests as wasm32-wasip1 under Node's WASI
-#   (SIMD128 and scalar), the gguf-py oracle, and the wasm build plus the npm package
+#   (relaxed SIMD, SIMD128 and scalar), the gguf-py oracle, and the wasm build plus the npm package
 #   tests (the packed tarball installed into a temporary project).
 # Installs what it needs first (scripts/setup.sh). Ends with "test.sh: N passed, 0 failed".
 #
@@ -61,21 +61,33 @@ test_binary() {
         '
 }
 
-# wasip1_lib_tests simd128|scalar: the core's #[test]s as wasm32-wasip1 under Node's WASI,
-# after checking that the test binary does (or does not) declare simd128.
+# wasip1_lib_tests relaxed|simd128|scalar: the core's #[test]s as wasm32-wasip1 under
+# Node's WASI, after checking that the test binary does (or does not) declare simd128.
+# The relaxed flavor (feature relaxed-simd) needs Node 20's flag, and is compiled without
+# LLVM's auto-vectorizer: with relaxed SIMD in the module, LLVM would turn the scalar
+# spec's vectorized min/max into relaxed_min/max (src/kernels/wasm32/mod.rs).
 wasip1_lib_tests() {
-    local flavor=$1 wasm features
+    local flavor=$1 wasm features ops cargo_features=()
     [ -f "$WASI_RUNNER" ] || die "WASI runner not found: $WASI_RUNNER"
     export CARGO_TARGET_DIR="$ROOT/target/wasip1-$flavor"
     export CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $WASI_RUNNER"
-    if [ "$flavor" = simd128 ]; then
+    if [ "$flavor" = relaxed ]; then
+        export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128 -C no-vectorize-loops -C no-vectorize-slp"
+        export CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings --experimental-wasm-relaxed-simd $WASI_RUNNER"
+        cargo_features=(--features relaxed-simd)
+    elif [ "$flavor" = simd128 ]; then
         export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128"
     else
         export RUSTFLAGS=""
     fi
-    wasm="$(test_binary --release --target wasm32-wasip1 --lib)" || die "could not build the wasm32-wasip1 test binary"
+    wasm="$(test_binary --release --target wasm32-wasip1 --lib "${cargo_features[@]}")" || die "could not build the wasm32-wasip1 test binary"
     features="$(wasm_features "$wasm")" || die "$wasm has no target_features section"
-    if [ "$flavor" = simd128 ]; then
+    if [ "$flavor" = relaxed ]; then
+        grep -q relaxed-simd <<<"$features" || die "$wasm was built without relaxed-simd"
+        ops="$(wasm-objdump -d "$wasm" | { grep -oE '[a-z0-9]+\.(relaxed_[a-z0-9_]+|dot_i8x16_i7x16[a-z_]*)' || true; } | sort -u | tr '\n' ' ')"
+        [ "$ops" = "i16x8.dot_i8x16_i7x16_s " ] || die "$wasm: relaxed instructions '$ops', want only i16x8.dot_i8x16_i7x16_s"
+        log "test binary declares relaxed-simd; its only relaxed instruction is the dot product"
+    elif [ "$flavor" = simd128 ]; then
         grep -q simd128 <<<"$features" || die "$wasm was built without simd128"
         log "test binary declares simd128"
     elif grep -q simd128 <<<"$features"; then
@@ -83,7 +95,7 @@ wasip1_lib_tests() {
     else
         log "test binary does not declare simd128"
     fi
-    cargo test --release --target wasm32-wasip1 --lib --tests
+    cargo test --release --target wasm32-wasip1 --lib --tests "${cargo_features[@]}"
 }
 
 oracle_vectors() {
@@ -111,14 +123,17 @@ step "cargo fmt --check" cargo fmt --check
 step "clippy, native" cargo clippy --all-targets -- -D warnings
 step "clippy, wasm32 + simd128" cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
 step "clippy, wasm32 scalar" env RUSTFLAGS="" CARGO_TARGET_DIR=target/nosimd cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
+step "clippy, wasm32 + simd128 + relaxed SIMD" env CARGO_TARGET_DIR=target/wasm-relaxed-lint cargo clippy --target wasm32-unknown-unknown --lib --features relaxed-simd -- -D warnings
 step "clippy, native without model files" cargo clippy --all-targets --no-default-features -- -D warnings
 step "clippy, wasm32 + simd128 without model files" env CARGO_TARGET_DIR=target/wasm-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook -- -D warnings
+step "clippy, wasm32 + relaxed SIMD without model files (the package build)" env CARGO_TARGET_DIR=target/wasm-relaxed-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook,relaxed-simd -- -D warnings
 step "clippy, wasm32 scalar without model files" env RUSTFLAGS="" CARGO_TARGET_DIR=target/nosimd-lean cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook -- -D warnings
 step "clippy, wasm32 + simd128 as the model-file package build" env CARGO_TARGET_DIR=target/wasm-io-lint cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --features console_error_panic_hook,model-files -- -D warnings
 step "rustdoc, warnings denied" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step "native tests (lib, tests, examples)" cargo test --lib --tests --examples
 step "native doctests" cargo test --doc
 step "demo runs (cargo run --example demo)" demo_smoke
+step "wasm32-wasip1 core tests (lib + integration), relaxed SIMD (Node WASI)" wasip1_lib_tests relaxed
 step "wasm32-wasip1 core tests (lib + integration), simd128 (Node WASI)" wasip1_lib_tests simd128
 step "wasm32-wasip1 core tests (lib + integration), scalar (Node WASI)" wasip1_lib_tests scalar
 step "oracle vectors (gguf-py)" oracle_vectors

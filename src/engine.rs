@@ -242,6 +242,9 @@ pub fn quantize_batch(tensors: &[NamedTensor<'_>], opts: &TernaryOptions) -> Res
         let q = quantize_ternary(t.data, t.rows, t.cols, opts).map_err(|e| e.in_tensor(t.name))?;
         let stats = error_stats(t.data, &q.dequantize(), opts.backend).map_err(|e| e.in_tensor(t.name))?;
         let zeros = q.codes().iter().filter(|&&c| c == 0).count();
+        // The min_max kernel, not a fold of f32::min/max: LLVM vectorizes that fold to
+        // relaxed min/max in wasm builds with relaxed SIMD (see kernels::wasm32).
+        let (scale_min, scale_max) = (opts.backend.kernels_or_scalar().min_max)(&q.scales);
         reports.push(TensorReport {
             name: t.name.to_string(),
             rows: t.rows,
@@ -252,8 +255,8 @@ pub fn quantize_batch(tensors: &[NamedTensor<'_>], opts: &TernaryOptions) -> Res
             bits_per_weight: q.bits_per_weight(),
             compression: q.compression_vs_f32(),
             zero_fraction: zeros as f64 / q.len() as f64,
-            scale_min: q.scales.iter().copied().fold(f32::INFINITY, f32::min),
-            scale_max: q.scales.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            scale_min,
+            scale_max,
             stats,
         });
         out.push(q);

@@ -5,9 +5,9 @@ import type { BatchReport, ErrorStats, Int8Tensor, ModelInfo, NeedBytes, SizeEst
 
 const { backend, ConversionPlan, errorStats, estimateModelSize, init, inspectModel, loadBuild, matVecF32 } = tq;
 const { decodeFloats, folderFiles, folderWeights, formats, memoryBytes, ternaryFitWarning, parseSafetensorsIndex, planConversion, presets, QuantizationEngine, quantizeBatch } = tq;
-const { F32Buffer, quantizeInt8, quantizeTernary, simdSupported, ternaryMatVec } = tq;
+const { F32Buffer, quantizeInt8, quantizeTernary, relaxedSupported, simdSupported, ternaryMatVec } = tq;
 
-const info: { backend: 'simd128' | 'scalar'; modelFiles: boolean } = await init({ simd: simdSupported() });
+const info: { backend: 'relaxed-simd' | 'simd128' | 'scalar'; modelFiles: boolean } = await init({ simd: simdSupported(), relaxed: relaxedSupported() });
 const name: string = info.backend + backend() + memoryBytes();
 
 const rows = 4;

@@ -1,9 +1,9 @@
 //! Kernels and their backends.
 //!
-//! Every backend module (`scalar`, `x86_64::avx2`, `x86_64::avx512`, `wasm32::simd128`)
-//! has functions of the same names and signatures; [`Kernels`] is the table of them.
+//! Every backend module (`scalar`, `x86_64::avx2`, `x86_64::avx512`, `wasm32::simd128`,
+//! `wasm32::relaxed`) has functions of the same names and signatures; [`Kernels`] is the table of them.
 //! On x86_64 the best backend is detected at run time and cached; on wasm32 it is fixed
-//! at compile time by the `simd128` target feature. The scalar module is the spec.
+//! at compile time by the `simd128` target feature and the `relaxed-simd` crate feature. The scalar module is the spec.
 
 /// The kernel list, written once: every backend module has each of these functions
 /// under the same name and signature. `for_each_kernel!(m)` (or `for_each_kernel!(m, arg)`)
@@ -173,11 +173,15 @@ pub enum Backend {
     Avx512,
     /// wasm32 SIMD128.
     Simd128,
+    /// wasm32 SIMD128 with relaxed SIMD, in the instructions whose results are the same
+    /// on every engine for the values they get.
+    RelaxedSimd,
 }
 
 impl Backend {
     /// Every backend, whether or not this machine runs it.
-    pub const ALL: [Backend; 4] = [Backend::Scalar, Backend::Avx2, Backend::Avx512, Backend::Simd128];
+    pub const ALL: [Backend; 5] =
+        [Backend::Scalar, Backend::Avx2, Backend::Avx512, Backend::Simd128, Backend::RelaxedSimd];
 
     /// The lower-case name used in the JS API and reports.
     pub fn name(self) -> &'static str {
@@ -186,6 +190,7 @@ impl Backend {
             Backend::Avx2 => "avx2",
             Backend::Avx512 => "avx512",
             Backend::Simd128 => "simd128",
+            Backend::RelaxedSimd => "relaxed-simd",
         }
     }
 
@@ -224,6 +229,8 @@ impl Backend {
             Backend::Avx512 => x86_64::avx512_kernels(),
             #[cfg(target_arch = "wasm32")]
             Backend::Simd128 => wasm32::simd128_kernels(),
+            #[cfg(target_arch = "wasm32")]
+            Backend::RelaxedSimd => wasm32::relaxed_kernels(),
             #[allow(unreachable_patterns)]
             _ => None,
         }

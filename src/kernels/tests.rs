@@ -917,11 +917,24 @@ fn clamp_ordered_is_f32_clamp_for_ordered_bounds() {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(feature = "relaxed-simd")))]
 #[test]
 fn simd128_builds_run_the_simd128_table() {
     assert!(Backend::Simd128.is_supported());
+    assert!(!Backend::RelaxedSimd.is_supported());
     assert_eq!(Backend::best(), Backend::Simd128);
+}
+
+/// Relaxed builds run the relaxed table and keep the SIMD128 one, so the differential
+/// tests compare both with the spec.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+#[test]
+fn relaxed_builds_run_the_relaxed_table() {
+    assert!(Backend::Simd128.is_supported());
+    assert_eq!(Backend::best(), Backend::RelaxedSimd);
+    assert!(backends().iter().any(|&(b, _)| b == Backend::RelaxedSimd));
+    let relaxed = Backend::RelaxedSimd.kernels().unwrap().dot_tq2_0_q8_k as usize;
+    assert_ne!(relaxed, Backend::Simd128.kernels().unwrap().dot_tq2_0_q8_k as usize);
 }
 
 /// f32 to f16 gives the spec's bits on every backend, NaNs included: every f16 value and

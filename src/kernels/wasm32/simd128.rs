@@ -12,7 +12,8 @@
 //!   |v| <= 512, which covers every value that is not saturated to the int8 range anyway;
 //!   `f32x4_nearest` (half to even) is never used.
 //! - Element-wise kernels run their tail (fewer than one vector) through `scalar`.
-//! - No relaxed-simd and no fused multiply-add.
+//! - No relaxed-simd and no fused multiply-add (`relaxed` overrides the kernels where a
+//!   relaxed instruction gives the same bits on every engine).
 //! - Some operations are written in a roundabout form because LLVM rewrites the obvious
 //!   one into a sequence that V8 runs several times slower (nested saturating narrows,
 //!   `u8x16_narrow_i16x8`, `x + x + x` on bytes, integer compares of small values); the
@@ -28,7 +29,7 @@ use crate::layout::blocks::{f16_bits, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_
 
 /// Element types that 16-byte loads and stores may read and write: plain numbers of 1, 2
 /// or 4 bytes, for which every bit pattern is a valid value.
-trait Lane: Copy {}
+pub(super) trait Lane: Copy {}
 impl Lane for f32 {}
 impl Lane for u8 {}
 impl Lane for i8 {}
@@ -38,7 +39,7 @@ impl Lane for u32 {}
 
 /// Loads the 16 bytes that start at element `at` of `s` (bounds-checked).
 #[inline(always)]
-fn ld<T: Lane>(s: &[T], at: usize) -> v128 {
+pub(super) fn ld<T: Lane>(s: &[T], at: usize) -> v128 {
     let c = &s[at..at + 16 / core::mem::size_of::<T>()];
     // SAFETY: `c` is exactly 16 readable bytes (16 / size_of::<T>() elements of T), and
     // v128_load has no alignment requirement.
@@ -47,11 +48,45 @@ fn ld<T: Lane>(s: &[T], at: usize) -> v128 {
 
 /// Stores 16 bytes at element `at` of `s` (bounds-checked).
 #[inline(always)]
-fn st<T: Lane>(s: &mut [T], at: usize, v: v128) {
+pub(super) fn st<T: Lane>(s: &mut [T], at: usize, v: v128) {
     let c = &mut s[at..at + 16 / core::mem::size_of::<T>()];
     // SAFETY: `c` is exactly 16 writable bytes, every bit pattern is a valid T (`Lane`),
     // and v128_store has no alignment requirement.
     unsafe { v128_store(c.as_mut_ptr().cast::<v128>(), v) }
+}
+
+// pmax(a, b) = a < b ? b : a and pmin(a, b) = b < a ? b : a, lane by lane. In builds
+// with relaxed SIMD, LLVM lowers `f32x4_pmax`/`f32x4_pmin` (and f64x2_pmax) to
+// `relaxed_max`/`relaxed_min`, whose results for a NaN or two zeros differ between
+// engines (V8 on x86 returns the other operand), and the target features of a wasm
+// module apply to every function in it; there the comparison and `v128_bitselect`
+// are written out, which LLVM leaves as they are.
+
+/// pmax of four f32 lanes: the first operand unless it is less than the second.
+#[inline(always)]
+fn pmax(a: v128, b: v128) -> v128 {
+    #[cfg(not(feature = "relaxed-simd"))]
+    return f32x4_pmax(a, b);
+    #[cfg(feature = "relaxed-simd")]
+    return v128_bitselect(b, a, f32x4_lt(a, b));
+}
+
+/// pmin of four f32 lanes: the first operand unless the second is less than it.
+#[inline(always)]
+fn pmin(a: v128, b: v128) -> v128 {
+    #[cfg(not(feature = "relaxed-simd"))]
+    return f32x4_pmin(a, b);
+    #[cfg(feature = "relaxed-simd")]
+    return v128_bitselect(b, a, f32x4_lt(b, a));
+}
+
+/// pmax of two f64 lanes.
+#[inline(always)]
+fn pmax_f64(a: v128, b: v128) -> v128 {
+    #[cfg(not(feature = "relaxed-simd"))]
+    return f64x2_pmax(a, b);
+    #[cfg(feature = "relaxed-simd")]
+    return v128_bitselect(b, a, f64x2_lt(a, b));
 }
 
 /// |v| of four f32 lanes. (`f32x4_abs` costs V8 three instructions, as it rebuilds the
@@ -81,14 +116,14 @@ fn f64_lanes(acc: &[v128; 8]) -> [f64; SUM_LANES] {
 /// Largest of the four f32 lanes; the lanes hold no NaN.
 #[inline(always)]
 fn hmax(v: v128) -> f32 {
-    let v = f32x4_pmax(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
-    let v = f32x4_pmax(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
+    let v = pmax(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+    let v = pmax(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
     f32x4_extract_lane::<0>(v)
 }
 
 /// Wrapping sum of the four i32 lanes.
 #[inline(always)]
-fn hsum_i32(v: v128) -> i32 {
+pub(super) fn hsum_i32(v: v128) -> i32 {
     let v = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
     let v = i32x4_add(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
     i32x4_extract_lane::<0>(v)
@@ -105,7 +140,7 @@ fn round_away_f32(v: v128) -> v128 {
 #[inline(always)]
 fn clamp(v: v128, lo: v128, hi: v128) -> v128 {
     // pmax(v, lo) = v < lo ? lo : v, then pmin(., hi) = hi < . ? hi : .
-    f32x4_pmin(f32x4_pmax(v, lo), hi)
+    pmin(pmax(v, lo), hi)
 }
 
 /// Sixteen f32 lanes (four vectors) holding integers r >= -1024 (of any size above, +inf
@@ -244,11 +279,19 @@ pub fn abs_max(x: &[f32]) -> f32 {
     let mut chunks = x.chunks_exact(16);
     for c in chunks.by_ref() {
         for (j, mj) in m.iter_mut().enumerate() {
-            *mj = f32x4_pmax(*mj, abs_f32(ld(c, 4 * j)));
+            *mj = pmax(*mj, abs_f32(ld(c, 4 * j)));
         }
     }
-    let m = hmax(f32x4_pmax(f32x4_pmax(m[0], m[1]), f32x4_pmax(m[2], m[3])));
-    chunks.remainder().iter().fold(m, |m, &v| m.max(v.abs()))
+    // The tail as one more chunk, padded with zeros (|x| >= 0 leaves the maxima as they
+    // are), rather than a scalar fold, which LLVM vectorizes to relaxed_max in relaxed
+    // builds.
+    let rest = chunks.remainder();
+    let mut tail = [0f32; 16];
+    tail[..rest.len()].copy_from_slice(rest);
+    for (j, mj) in m.iter_mut().enumerate() {
+        *mj = pmax(*mj, abs_f32(ld(&tail, 4 * j)));
+    }
+    hmax(pmax(pmax(m[0], m[1]), pmax(m[2], m[3])))
 }
 
 /// (min, max) of x; (+inf, -inf) for an empty slice. Which zero comes back for a signed
@@ -260,8 +303,8 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
     for c in chunks.by_ref() {
         for j in 0..4 {
             let v = ld(c, 4 * j);
-            lo[j] = f32x4_pmin(lo[j], v);
-            hi[j] = f32x4_pmax(hi[j], v);
+            lo[j] = pmin(lo[j], v);
+            hi[j] = pmax(hi[j], v);
         }
     }
     let (mut l, mut h) = (f32::INFINITY, f32::NEG_INFINITY);
@@ -656,7 +699,7 @@ pub fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]) {
         // Above 127 only the saturating narrowing clamps, to the same 127.
         let r: [v128; 4] = core::array::from_fn(|j| {
             let s = f32x4_mul(clamp(ld(xc, 4 * j), neg_clip, clip_v), idv);
-            round_away_f32(f32x4_pmax(s, lo))
+            round_away_f32(pmax(s, lo))
         });
         st(oc, 0, integral_f32_to_i8(r));
     }
@@ -715,10 +758,10 @@ fn block_abs_max(xb: &[f32]) -> f32 {
     let mut m = [f32x4_splat(0.0); 4];
     for c in xb.chunks_exact(16) {
         for (j, mj) in m.iter_mut().enumerate() {
-            *mj = f32x4_pmax(*mj, abs_f32(ld(c, 4 * j)));
+            *mj = pmax(*mj, abs_f32(ld(c, 4 * j)));
         }
     }
-    hmax(f32x4_pmax(f32x4_pmax(m[0], m[1]), f32x4_pmax(m[2], m[3])))
+    hmax(pmax(pmax(m[0], m[1]), pmax(m[2], m[3])))
 }
 
 /// round_away_i8(x * id) of x[at..at+16], as i8 lanes.
@@ -726,7 +769,7 @@ fn block_abs_max(xb: &[f32]) -> f32 {
 fn quantize_16(x: &[f32], at: usize, id: v128) -> v128 {
     // Above 127 only the saturating narrowing clamps, to the same 127.
     let lo = f32x4_splat(-127.0);
-    integral_f32_to_i8(core::array::from_fn(|j| round_away_f32(f32x4_pmax(f32x4_mul(ld(x, at + 4 * j), id), lo))))
+    integral_f32_to_i8(core::array::from_fn(|j| round_away_f32(pmax(f32x4_mul(ld(x, at + 4 * j), id), lo))))
 }
 
 /// The block scale d = max|x| / 127 and its reciprocal (0 for d = 0), as the spec.
@@ -750,13 +793,13 @@ pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
         let m: [v128; 4] = core::array::from_fn(|b| {
             let mut m = [zero; 2];
             for k in 0..8 {
-                m[k % 2] = f32x4_pmax(m[k % 2], abs_f32(ld(xc, QK8_0 * b + 4 * k)));
+                m[k % 2] = pmax(m[k % 2], abs_f32(ld(xc, QK8_0 * b + 4 * k)));
             }
-            f32x4_pmax(m[0], m[1])
+            pmax(m[0], m[1])
         });
-        let half = |a: v128, b: v128| f32x4_pmax(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b));
+        let half = |a: v128, b: v128| pmax(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b));
         let (m01, m23) = (half(m[0], m[1]), half(m[2], m[3]));
-        let amax = f32x4_pmax(i32x4_shuffle::<0, 2, 4, 6>(m01, m23), i32x4_shuffle::<1, 3, 5, 7>(m01, m23));
+        let amax = pmax(i32x4_shuffle::<0, 2, 4, 6>(m01, m23), i32x4_shuffle::<1, 3, 5, 7>(m01, m23));
         // d = max/127 and id = d == 0 ? 0 : 1/d, as the spec's scalar divisions.
         let d = f32x4_div(amax, f32x4_splat(127.0));
         let id = v128_andnot(f32x4_div(f32x4_splat(1.0), d), f32x4_eq(d, zero));
@@ -918,7 +961,7 @@ pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
                 err_sq[i] = f64x2_add(err_sq[i], f64x2_mul(e, e));
                 dot[i] = f64x2_add(dot[i], f64x2_mul(r, a));
                 approx_sq[i] = f64x2_add(approx_sq[i], f64x2_mul(a, a));
-                max_err = f64x2_pmax(max_err, v128_and(e, u64x2_splat(0x7fff_ffff_ffff_ffff)));
+                max_err = pmax_f64(max_err, v128_and(e, u64x2_splat(0x7fff_ffff_ffff_ffff)));
             }
         }
     }
