@@ -44,6 +44,9 @@ const WASM_PAGE = 65536;
 const WASM_MAX_BYTES = 65536 * WASM_PAGE; // wasm32 linear memory: 4 GiB
 const MAX_DIM = 2 ** 31 - 1;
 const MAX_F32S = WASM_MAX_BYTES / 4;
+// What a quantization may hold in wasm memory besides its input, per value: the output,
+// and for some rules a sorted or selected copy of the magnitudes.
+const WORK_BYTES_PER_VALUE = 8;
 
 let defaultBuild = null;
 let loading = null;
@@ -427,14 +430,14 @@ export class Int8Tensor extends Handle {
 /** Quantizes row-major f32 weights to ternary. */
 function quantizeTernaryIn(build, data, rows, cols, options) {
   checkInputShape(data, rows, cols);
-  checkFits(build, inputBytes(data) + rows * cols * 2, 'quantizeTernary');
+  checkFits(build, inputBytes(data) + rows * cols * WORK_BYTES_PER_VALUE, 'quantizeTernary');
   return new TernaryTensor(withInputs(build, [['data', data]], (d) => build.glue.quantizeTernary(d, rows, cols, options)));
 }
 
 /** Quantizes row-major f32 activations to int8. */
 function quantizeInt8In(build, data, rows, cols, options) {
   checkInputShape(data, rows, cols);
-  checkFits(build, inputBytes(data) + rows * cols * 2, 'quantizeInt8');
+  checkFits(build, inputBytes(data) + rows * cols * WORK_BYTES_PER_VALUE, 'quantizeInt8');
   return new Int8Tensor(withInputs(build, [['data', data]], (d) => build.glue.quantizeInt8(d, rows, cols, options)));
 }
 
@@ -477,20 +480,20 @@ export class QuantizationEngine extends Handle {
   quantizeWeights(data, rows, cols) {
     const raw = live(this, 'QuantizationEngine');
     checkInputShape(data, rows, cols);
-    checkFits(this[BUILD], inputBytes(data) + rows * cols * 2, 'quantizeWeights');
+    checkFits(this[BUILD], inputBytes(data) + rows * cols * WORK_BYTES_PER_VALUE, 'quantizeWeights');
     return new TernaryTensor(withInputs(this[BUILD], [['data', data]], (d) => raw.quantizeWeights(d, rows, cols)));
   }
   quantizeActivations(data, rows, cols) {
     const raw = live(this, 'QuantizationEngine');
     checkInputShape(data, rows, cols);
-    checkFits(this[BUILD], data.length * 7, 'quantizeActivations');
+    checkFits(this[BUILD], data.length * (4 + WORK_BYTES_PER_VALUE), 'quantizeActivations');
     return new Int8Tensor(raw.quantizeActivations(vectorInput(this[BUILD], 'data', data), rows, cols));
   }
   /** Returns { tensor, stats }. */
   quantizeAndMeasure(data, rows, cols) {
     const raw = live(this, 'QuantizationEngine');
     checkInputShape(data, rows, cols);
-    checkFits(this[BUILD], inputBytes(data) + rows * cols * 6, 'quantizeAndMeasure');
+    checkFits(this[BUILD], inputBytes(data) + rows * cols * (WORK_BYTES_PER_VALUE + 4), 'quantizeAndMeasure');
     const t = withInputs(this[BUILD], [['data', data]], (d) => raw.quantizeAndMeasure(d, rows, cols));
     const stats = t.stats;
     return { tensor: new TernaryTensor(t), stats };
