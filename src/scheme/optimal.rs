@@ -14,7 +14,11 @@
 //! with the strictly greatest score wins; s = S / K rounded to f32, and the codes take
 //! |x| >= a.
 //!
-//! The fast path never sorts the scope. One pass counts the values and sums their
+//! Short scopes (blocks) probe first: a vector pass per threshold gives the exact sum and
+//! count of |x| above it, and thresholds are added near the optimum until few values
+//! there are left to sort ([`by_probes`]). Longer scopes, and short ones whose optimum may
+//! lie among values too small for exact f64 sums, take the slot path, which never sorts
+//! the scope. One pass counts the values and sums their
 //! mantissas (exactly, in integers) per slot of the leading bits of |x|; the slots' edges
 //! give exact candidates, and a slot's inner candidates can beat its edges by no more
 //! than a bound computed from the slot's upper edge, (S + n hi)^2 / (K + n). Only the
@@ -540,13 +544,13 @@ mod tests {
     fn adversarial_value() -> impl proptest::strategy::Strategy<Value = f32> {
         use proptest::prelude::*;
         prop_oneof![
-            4 => (-2.0f32..2.0),
+            4 => -2.0f32..2.0,
             2 => proptest::sample::select(vec![0.0f32, -0.0, 0.5, -0.5, 1.0, -1.0, 0.25, 0.75]),
             1 => (1u32..0x80_0000).prop_map(f32::from_bits),
-            1 => (-1e-30f32..1e-30),
+            1 => -1e-30f32..1e-30,
             1 => (1u32..0x7f80_0000).prop_map(f32::from_bits),
             1 => proptest::sample::select(vec![f32::MAX, -f32::MAX, f32::MIN_POSITIVE, f32::from_bits(1)]),
-            1 => (-1e-7f32..1e-7),
+            1 => -1e-7f32..1e-7,
         ]
     }
 
