@@ -14,7 +14,7 @@
 //! with the strictly greatest score wins; s = S / K rounded to f32, and the codes take
 //! |x| >= a.
 //!
-//! Short scopes (blocks) probe first: a vector pass per threshold gives the exact sum and
+//! Short scopes (blocks, rows of up to 4096 values) probe first: a vector pass per threshold gives the exact sum and
 //! count of |x| above it, and thresholds are added near the optimum until few values
 //! there are left to sort ([`by_probes`]). Longer scopes, and short ones whose optimum may
 //! lie among values too small for exact f64 sums, take the slot path, which never sorts
@@ -162,15 +162,15 @@ fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     found.unwrap_or(ScopeScale::ZERO)
 }
 
-/// The longest scope that [`by_probes`] takes (its sums stay exact over 19 binades);
-/// longer ones are counted in fewer passes by the slot path.
-const PROBED_LEN: usize = 1024;
+/// The longest scope that [`by_probes`] takes: its sums stay exact over 17 binades, and
+/// a few vector passes over a row cost less than the slot path's one counting pass.
+const PROBED_LEN: usize = 4096;
 
 /// How many thresholds [`by_probes`] may probe before it gathers what is left.
 const MOST_PROBES: usize = 14;
 
 /// How many values [`by_probes`] is content to gather, sort and score one by one.
-const FEW_ENOUGH: u64 = 24;
+const FEW_ENOUGH: u64 = 40;
 
 /// The fast path for short scopes, from the sums and counts of |x| above a few
 /// thresholds (`abs_sum_above`, a vector pass each). Every value above the lowest
@@ -227,7 +227,13 @@ fn by_probes(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
         let (_, best_sum, best_count) = probes[best_at];
         let guess = (best_sum / (2 * best_count.max(1)) as f64) as f32;
         let inset = (upper - lower) * 0.125;
-        let t = if guess > lower + inset && guess < upper - inset { guess } else { lower + (upper - lower) * 0.5 };
+        let t = if guess > lower + inset && guess < upper - inset {
+            guess
+        } else if i < best_at {
+            lower + (upper - lower) * 0.3
+        } else {
+            upper - (upper - lower) * 0.3
+        };
         let t = if t > lower && t < upper { t } else { f32::from_bits(lower.to_bits() + 1) };
         let (sum, count) = (k.abs_sum_above)(x, t);
         probes.copy_within(i + 1..len, i + 2);
@@ -254,15 +260,22 @@ fn by_probes(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
 
 /// The most that a candidate between two probed thresholds can score: it takes every
 /// value above `upper.0` and j >= 1 of the values in (lower.0, upper.0], whose sum is at
-/// most j * upper.0, and at most their total less the rest at more than lower.0 each;
-/// either bound is convex in j, so its largest value is at j = 1 or at the end.
+/// most j * upper.0 (bound `by_high`) and at most their total less the rest at more than
+/// lower.0 each (bound `by_low`). The first is the smaller up to the j where the two
+/// meet, the second after it, and each is convex in j (real j included), so the most is
+/// at j = 1, where they meet, or at the end; both are taken where they meet, so that
+/// rounding of the meeting point cannot lower the bound.
 fn interval_bound(upper: (f32, f64, u64), lower: (f32, f64, u64)) -> f64 {
     let ((high, sum_above, above), (low, sum_below, below)) = (upper, lower);
-    let values = below - above;
+    if below == above {
+        return 0.0; // no candidates
+    }
+    let values = (below - above) as f64;
     let (high, low) = (f64::from(high), f64::from(low));
-    let by_high = |j: u64| (sum_above + j as f64 * high).powi(2) / (above + j) as f64;
-    let by_low = |j: u64| (sum_below - (values - j) as f64 * low).max(0.0).powi(2) / (above + j) as f64;
-    by_high(1).max(by_high(values)).min(by_low(1).max(by_low(values)))
+    let by_high = |j: f64| (sum_above + j * high).powi(2) / (above as f64 + j);
+    let by_low = |j: f64| (sum_below - (values - j) * low).max(0.0).powi(2) / (above as f64 + j);
+    let meet = ((sum_below - sum_above - values * low) / (high - low)).clamp(1.0, values);
+    by_high(1.0).max(by_high(meet)).max(by_low(meet)).max(by_low(values))
 }
 
 /// Scores, in decreasing order, every candidate among the values in (lower.0, upper.0],
