@@ -252,7 +252,7 @@ fn by_probes(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
     let (_, low_sum, low_count) = probes[len - 1];
     let rest = x.len() as u64 - low_count;
     let reach = |j: u64| (low_sum + j as f64 * f64::from(floor)).powi(2) / (low_count + j) as f64;
-    if first > last || (rest > 0 && reach(1).max(reach(rest)) >= limit) {
+    if first > last || (rest > 0 && (reach(1) >= limit || reach(rest) >= limit)) {
         return None;
     }
     Some(gather_and_scan(x, probes[first], probes[last + 1]))
@@ -272,10 +272,13 @@ fn interval_bound(upper: (f32, f64, u64), lower: (f32, f64, u64)) -> f64 {
     }
     let values = (below - above) as f64;
     let (high, low) = (f64::from(high), f64::from(low));
-    let by_high = |j: f64| (sum_above + j * high).powi(2) / (above as f64 + j);
-    let by_low = |j: f64| (sum_below - (values - j) * low).max(0.0).powi(2) / (above as f64 + j);
-    let meet = ((sum_below - sum_above - values * low) / (high - low)).clamp(1.0, values);
-    by_high(1.0).max(by_high(meet)).max(by_low(meet)).max(by_low(values))
+    // Comparisons, not f64::max: wasm's f64.max treats NaN otherwise, so max is a call.
+    let larger = |a: f64, b: f64| if a > b { a } else { b };
+    let by_high = |j: f64| (sum_above + j * high) * (sum_above + j * high) / (above as f64 + j);
+    let by_low = |j: f64| larger(sum_below - (values - j) * low, 0.0).powi(2) / (above as f64 + j);
+    let meet = (sum_below - sum_above - values * low) / (high - low);
+    let meet = if meet > values { values } else { larger(meet, 1.0) };
+    larger(larger(by_high(1.0), by_high(meet)), larger(by_low(meet), by_low(values)))
 }
 
 /// Scores, in decreasing order, every candidate among the values in (lower.0, upper.0],
