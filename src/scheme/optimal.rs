@@ -14,11 +14,11 @@
 //! with the strictly greatest score wins; s = S / K rounded to f32, and the codes take
 //! |x| >= a.
 //!
-//! Short scopes (blocks, rows of up to 4096 values) probe first: a vector pass per threshold gives the exact sum and
-//! count of |x| above it, and thresholds are added near the optimum until few values
-//! there are left to sort ([`by_probes`]). Longer scopes, and short ones whose optimum may
-//! lie among values too small for exact f64 sums, take the slot path, which never sorts
-//! the scope. One pass counts the values and sums their
+//! Short scopes (blocks, rows of up to 4096 values) probe first: a vector pass per
+//! threshold gives the exact sum and count of |x| above it, and thresholds are added near
+//! the optimum until few values there are left to sort ([`by_probes`]). Longer scopes,
+//! and short ones whose optimum may lie among values too small for exact f64 sums, take
+//! the slot path, which never sorts the scope. One pass counts the values and sums their
 //! mantissas (exactly, in integers) per slot of the leading bits of |x|; the slots' edges
 //! give exact candidates, and a slot's inner candidates can beat its edges by no more
 //! than a bound computed from the slot's upper edge, (S + n hi)^2 / (K + n). Only the
@@ -222,7 +222,8 @@ fn by_probes(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
             break (first, last);
         };
         // Split where the best candidate so far would put its threshold (half its scale,
-        // where the next value starts to pay), if that is well inside; else halfway.
+        // where the next value starts to pay), if that is well inside; else nearer the
+        // side of the best, where the bounds are closest to it.
         let (upper, lower) = (probes[i].0, probes[i + 1].0);
         let (_, best_sum, best_count) = probes[best_at];
         let guess = (best_sum / (2 * best_count.max(1)) as f64) as f32;
