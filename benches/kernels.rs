@@ -158,6 +158,9 @@ fn quantize_tq2_0(c: &mut Bench) {
         ("absmax_block", ScaleRule::AbsMax, Scope::Block(QK_K)),
         ("absmean_row", ScaleRule::AbsMean, Scope::Row),
         ("absmean_tensor", ScaleRule::AbsMean, Scope::Tensor),
+        ("optimal_block", ScaleRule::Optimal, Scope::Block(QK_K)),
+        ("optimal_row", ScaleRule::Optimal, Scope::Row),
+        ("optimal_tensor", ScaleRule::Optimal, Scope::Tensor),
     ];
     for (rows, cols) in [(4096, 4096), (256, 1024), (64, 256)] {
         let w = weights(rows * cols, 2);

@@ -14,7 +14,11 @@
 //! with the strictly greatest score wins; s = S / K rounded to f32, and the codes take
 //! |x| >= a.
 //!
-//! The fast path never sorts the scope. One pass counts the values and sums their
+//! Short scopes (blocks, rows of up to 4096 values) probe first: a vector pass per
+//! threshold gives the exact sum and count of |x| above it, and thresholds are added near
+//! the optimum until few values there are left to sort ([`by_probes`]). Longer scopes,
+//! and short ones whose optimum may lie among values too small for exact f64 sums, take
+//! the slot path, which never sorts the scope. One pass counts the values and sums their
 //! mantissas (exactly, in integers) per slot of the leading bits of |x|; the slots' edges
 //! give exact candidates, and a slot's inner candidates can beat its edges by no more
 //! than a bound computed from the slot's upper edge, (S + n hi)^2 / (K + n). Only the
@@ -134,6 +138,17 @@ impl Best {
 
 /// The optimal scale of one scope of finite values.
 pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
+    if x.len() <= PROBED_LEN {
+        if let Some(found) = by_probes(k, x) {
+            return found;
+        }
+    }
+    optimal_by_slots(k, x)
+}
+
+/// The slot path: for long scopes, and for short ones whose optimum may lie among values
+/// too small for [`by_probes`].
+fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     // Short scopes (blocks, short rows) count in 128 slots of 1/8 binade below their
     // largest value; the whole range in slots of 1/256 binade is the way for longer ones
     // and the fallback (its window holds every value, so it always decides).
@@ -145,6 +160,164 @@ pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
         whole_range()
     };
     found.unwrap_or(ScopeScale::ZERO)
+}
+
+/// The longest scope that [`by_probes`] takes: its sums stay exact over 17 binades, and
+/// a few vector passes over a row cost less than the slot path's one counting pass.
+const PROBED_LEN: usize = 4096;
+
+/// How many thresholds [`by_probes`] may probe before it gathers what is left.
+const MOST_PROBES: usize = 14;
+
+/// How many values [`by_probes`] is content to gather, sort and score one by one.
+const FEW_ENOUGH: u64 = 40;
+
+/// The fast path for short scopes, from the sums and counts of |x| above a few
+/// thresholds (`abs_sum_above`, a vector pass each). Every value above the lowest
+/// threshold lies within `29 - log2(len)` binades of the largest, so any sum of them is
+/// a multiple of the least one's unit below 2^53 units: the kernel's f64 sums are then
+/// exact, and so is every candidate score at a threshold. Between two thresholds the
+/// values' candidates score at most what convexity allows (see [`interval_bound`]);
+/// thresholds are added where that bound still reaches the best score, until few
+/// values are left there, and those are gathered, sorted and scored like the slot
+/// path's. `None` when the optimum may lie among the values too small for exact sums.
+fn by_probes(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
+    let top = (k.abs_max)(x);
+    if top == 0.0 {
+        return Some(ScopeScale::ZERO);
+    }
+    let exact_binades = 29 - x.len().next_power_of_two().trailing_zeros() as i32;
+    let floor_exponent = (top.to_bits() >> 23).max(1) as i32 - exact_binades;
+    let floor = if floor_exponent >= 1 { f32::from_bits((floor_exponent as u32) << 23) } else { 0.0 };
+    // Thresholds in decreasing order, with the sum and count of the values above each
+    // (none are above the largest value), and for the interval below each threshold the
+    // most its candidates can score.
+    let mut probes = [(0f32, 0f64, 0u64); MOST_PROBES + 2];
+    let mut bounds = [0f64; MOST_PROBES + 1];
+    probes[0] = (top, 0.0, 0);
+    let (sum, count) = (k.abs_sum_above)(x, floor);
+    probes[1] = (floor, sum, count);
+    bounds[0] = interval_bound(probes[0], probes[1]);
+    let mut len = 2;
+    let score = |(_, sum, count): (f32, f64, u64)| if count == 0 { 0.0 } else { sum * sum / count as f64 };
+    let (mut best, mut best_at) = (score(probes[1]), 1);
+    let (first, last) = loop {
+        let limit = best * (1.0 - MARGIN);
+        // The intervals whose candidates could reach the best: how many values they
+        // hold, and the one with the most that a threshold can still split.
+        let (mut first, mut last, mut alive, mut widest) = (usize::MAX, 0, 0u64, None);
+        for i in 0..len - 1 {
+            let (upper, lower) = (probes[i], probes[i + 1]);
+            let values = lower.2 - upper.2;
+            if values == 0 || bounds[i] < limit {
+                continue;
+            }
+            (first, last, alive) = (first.min(i), i, alive + values);
+            let splittable = f32::from_bits(lower.0.to_bits() + 1) < upper.0;
+            if values > 1 && splittable && widest.is_none_or(|(_, most)| values > most) {
+                widest = Some((i, values));
+            }
+        }
+        let Some((i, _)) = widest.filter(|_| alive > FEW_ENOUGH && len < probes.len()) else {
+            break (first, last);
+        };
+        // Split where the best candidate so far would put its threshold (half its scale,
+        // where the next value starts to pay), if that is well inside; else nearer the
+        // side of the best, where the bounds are closest to it.
+        let (upper, lower) = (probes[i].0, probes[i + 1].0);
+        let (_, best_sum, best_count) = probes[best_at];
+        let guess = (best_sum / (2 * best_count.max(1)) as f64) as f32;
+        let inset = (upper - lower) * 0.125;
+        let t = if guess > lower + inset && guess < upper - inset {
+            guess
+        } else if i < best_at {
+            lower + (upper - lower) * 0.3
+        } else {
+            upper - (upper - lower) * 0.3
+        };
+        let t = if t > lower && t < upper { t } else { f32::from_bits(lower.to_bits() + 1) };
+        let (sum, count) = (k.abs_sum_above)(x, t);
+        probes.copy_within(i + 1..len, i + 2);
+        bounds.copy_within(i + 1..len - 1, i + 2);
+        probes[i + 1] = (t, sum, count);
+        bounds[i] = interval_bound(probes[i], probes[i + 1]);
+        bounds[i + 1] = interval_bound(probes[i + 1], probes[i + 2]);
+        len += 1;
+        best_at += usize::from(best_at > i);
+        if score(probes[i + 1]) > best {
+            (best, best_at) = (score(probes[i + 1]), i + 1);
+        }
+    };
+    // Below the floor: the values left each at most the floor, taken one or all.
+    let limit = best * (1.0 - MARGIN);
+    let (_, low_sum, low_count) = probes[len - 1];
+    let rest = x.len() as u64 - low_count;
+    let reach = |j: u64| (low_sum + j as f64 * f64::from(floor)).powi(2) / (low_count + j) as f64;
+    if first > last || (rest > 0 && (reach(1) >= limit || reach(rest) >= limit)) {
+        return None;
+    }
+    Some(gather_and_scan(x, probes[first], probes[last + 1]))
+}
+
+/// The most that a candidate between two probed thresholds can score: it takes every
+/// value above `upper.0` and j >= 1 of the values in (lower.0, upper.0], whose sum is at
+/// most j * upper.0 (bound `by_high`) and at most their total less the rest at more than
+/// lower.0 each (bound `by_low`). The first is the smaller up to the j where the two
+/// meet, the second after it, and each is convex in j (real j included), so the most is
+/// at j = 1, where they meet, or at the end; both are taken where they meet, so that
+/// rounding of the meeting point cannot lower the bound.
+fn interval_bound(upper: (f32, f64, u64), lower: (f32, f64, u64)) -> f64 {
+    let ((high, sum_above, above), (low, sum_below, below)) = (upper, lower);
+    if below == above {
+        return 0.0; // no candidates
+    }
+    let values = (below - above) as f64;
+    let (high, low) = (f64::from(high), f64::from(low));
+    // Comparisons, not f64::max: wasm's f64.max treats NaN otherwise, so max is a call.
+    let larger = |a: f64, b: f64| if a > b { a } else { b };
+    let by_high = |j: f64| (sum_above + j * high) * (sum_above + j * high) / (above as f64 + j);
+    let by_low = |j: f64| larger(sum_below - (values - j) * low, 0.0).powi(2) / (above as f64 + j);
+    let meet = (sum_below - sum_above - values * low) / (high - low);
+    let meet = if meet > values { values } else { larger(meet, 1.0) };
+    larger(larger(by_high(1.0), by_high(meet)), larger(by_low(meet), by_low(values)))
+}
+
+/// Scores, in decreasing order, every candidate among the values in (lower.0, upper.0],
+/// starting from the exact sum and count above `upper.0`.
+fn gather_and_scan(x: &[f32], upper: (f32, f64, u64), lower: (f32, f64, u64)) -> ScopeScale {
+    let (high, sum_above, above) = (upper.0.to_bits(), upper.1, upper.2);
+    let low = lower.0.to_bits();
+    let span = high - low;
+    let in_span = |v: &f32| (v.to_bits() & 0x7fff_ffff).wrapping_sub(low + 1) < span;
+    let (mut on_stack, mut on_heap) = ([0u32; 65], Vec::new());
+    let in_range = (lower.2 - above) as usize;
+    let buffer = if in_range < on_stack.len() {
+        &mut on_stack[..=in_range]
+    } else {
+        on_heap.resize(in_range + 1, 0);
+        &mut on_heap[..]
+    };
+    // A mask of 32 values at a time (a vector compare), then only the few set bits.
+    let mut kept = 0;
+    for (c, part) in x.chunks(32).enumerate() {
+        let mut mask = part.iter().enumerate().fold(0u32, |m, (i, v)| m | (u32::from(in_span(v)) << i));
+        while mask != 0 {
+            buffer[kept] = x[32 * c + mask.trailing_zeros() as usize].to_bits() & 0x7fff_ffff;
+            kept += 1;
+            mask &= mask - 1;
+        }
+    }
+    let taken = &mut buffer[..in_range];
+    sort_decreasing(taken);
+    let (mut sum, mut best) = (sum_above, Best::NONE);
+    for (j, &bits) in taken.iter().enumerate() {
+        // Exact: every value here is within the exact binades of the largest.
+        sum += f64::from(f32::from_bits(bits));
+        if taken.get(j + 1) != Some(&bits) {
+            best.offer(sum, (above as usize + j + 1) as f64, bits);
+        }
+    }
+    best.scale()
 }
 
 /// The optimal scale with value i's error weighted by `weight(i)` (finite, not negative).
@@ -380,6 +553,72 @@ mod tests {
         // 2^-16 of the largest or less cannot score as high as it does alone.
         assert_eq!(decided[..2], [all.len(); 2]);
         assert!(decided[2] >= all.len() / 2, "{decided:?}");
+    }
+
+    /// Magnitudes that make the probing path work: a few shared values (long runs of
+    /// ties), zeros of both signs, subnormals, the extremes of f32, and values spread
+    /// over more binades than its sums stay exact for.
+    fn adversarial_value() -> impl proptest::strategy::Strategy<Value = f32> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => -2.0f32..2.0,
+            2 => proptest::sample::select(vec![0.0f32, -0.0, 0.5, -0.5, 1.0, -1.0, 0.25, 0.75]),
+            1 => (1u32..0x80_0000).prop_map(f32::from_bits),
+            1 => -1e-30f32..1e-30,
+            1 => (1u32..0x7f80_0000).prop_map(f32::from_bits),
+            1 => proptest::sample::select(vec![f32::MAX, -f32::MAX, f32::MIN_POSITIVE, f32::from_bits(1)]),
+            1 => -1e-7f32..1e-7,
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(600))]
+
+        /// The probing path, taken alone and through `optimal_scale` on every backend
+        /// of the build, gives the sorting path's scale and threshold bit for bit.
+        #[test]
+        fn probes_agree_with_sorting(
+            // Blocks mostly, and rows up to the longest probed scope.
+            x in proptest::prop_oneof![
+                proptest::collection::vec(adversarial_value(), 1..=300),
+                proptest::collection::vec(adversarial_value(), 1..=PROBED_LEN),
+            ],
+            scale in proptest::sample::select(vec![1.0f32, 1e-20, 1e20, 3.0e-39]),
+        ) {
+            // Scopes are checked for NaN and infinity before their scale is sought.
+            let x: Vec<f32> = x.iter().map(|v| v * scale).filter(|v| v.is_finite()).collect();
+            let want = by_sorting(&x, |_| 1.0);
+            for backend in [crate::kernels::Backend::Scalar, crate::kernels::Backend::best()] {
+                let k = backend.kernels().unwrap();
+                same(optimal_scale(k, &x), want, &format!("{backend}, {} values", x.len()));
+                if let Some(got) = by_probes(k, &x) {
+                    same(got, want, &format!("{backend}, probes alone, {} values", x.len()));
+                }
+            }
+        }
+    }
+
+    /// On Gaussian-like blocks with outliers (the benchmark's weights) the probing path
+    /// decides every block itself, and as the sorting path does.
+    #[test]
+    fn probes_decide_ordinary_blocks() {
+        let k = crate::kernels::Backend::best().kernels().unwrap();
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut uniform = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
+        for block in 0..400 {
+            let x: Vec<f32> = (0..256)
+                .map(|i| {
+                    let g = uniform() + uniform() + uniform() + uniform() - 2.0;
+                    if (block * 256 + i) % 997 == 0 {
+                        g * 8.0
+                    } else {
+                        g * 0.02
+                    }
+                })
+                .collect();
+            let got = by_probes(k, &x).expect("decided");
+            same(got, by_sorting(&x, |_| 1.0), &format!("block {block}"));
+        }
     }
 
     /// Exact sums round like f64 addition does where that is exact, and ties go to even.
