@@ -705,6 +705,7 @@ async function convert() {
     ms: c.ms,
     workers: c.workers,
     workersAsked: c.workersAsked,
+    workersReadyMs: c.workersReadyMs,
     fileName: c.fileName,
     output: c.output,
     warning: c.warning ?? null,

@@ -548,7 +548,8 @@ let stopWorkers = null;
  * same header bytes and options. The ops are handed out largest first, the next one to
  * whichever worker finishes first; each posts back its op's output bytes (transferred,
  * not copied), which are kept by op index so that the output is assembled in output
- * order whatever order the ops finish in.
+ * order whatever order the ops finish in. Resolves to the milliseconds until the last
+ * worker was ready to convert (its start-up: loading the module and planning).
  */
 function convertOnWorkers(id, request, plan, work, count, files, outputs) {
   const queue = [...work].sort((a, b) => b.inputLength - a.inputLength || a.index - b.index);
@@ -557,6 +558,9 @@ function convertOnWorkers(id, request, plan, work, count, files, outputs) {
   const totalIn = work.reduce((s, o) => s + o.inputLength, 0) || 1;
   let doneIn = 0;
   let finished = 0;
+  let ready = 0;
+  let readyMs = null;
+  const started = now();
   const workers = [];
   return new Promise((resolve, reject) => {
     let over = false;
@@ -566,7 +570,7 @@ function convertOnWorkers(id, request, plan, work, count, files, outputs) {
       stopWorkers = null;
       for (const w of workers) w.terminate();
       if (error) reject(error);
-      else resolve();
+      else resolve(readyMs);
     };
     stopWorkers = () => end(new Error(STOPPED));
     const handOut = (worker) => {
@@ -585,6 +589,7 @@ function convertOnWorkers(id, request, plan, work, count, files, outputs) {
         if (m.opCount !== plan.opCount || m.outputSize !== plan.outputSize) {
           end(new Error('A conversion worker planned a different conversion.'));
         } else {
+          if (++ready === count) readyMs = now() - started;
           handOut(worker);
         }
       } else if (m.type === 'piece') {
@@ -654,7 +659,8 @@ async function convertModel(id, options, workersAsked) {
     }
     const work = ops.filter((o) => !o.copiesBytes);
     const workers = Math.max(1, Math.min(workersAsked, work.length));
-    if (workers > 1) await convertOnWorkers(id, request, plan, work, workers, files, outputs);
+    let workersReadyMs = null;
+    if (workers > 1) workersReadyMs = await convertOnWorkers(id, request, plan, work, workers, files, outputs);
     else await convertHere(id, plan, work, files, outputs);
 
     const parts = [plan.header];
@@ -693,6 +699,7 @@ async function convertModel(id, options, workersAsked) {
       ms,
       workers,
       workersAsked,
+      workersReadyMs,
       fileName: outputName(model.name, options),
       warning: plan.trainedTernary ? null : (ioApi.ternaryFitWarning(fits) ?? null),
       plan: planSummary(options),
