@@ -589,6 +589,12 @@ test('an error in a conversion worker reaches the page as the same message as on
   }
   assert.equal(messages[0], "tensor 'b.weight': non-finite value NaN at index 7 of input");
   assert.equal(messages[1], messages[0], 'the same message on 2 workers');
+  const before = await page.evaluate(() => window.demo.errors.length);
+  await page.fill('#workers', '0');
+  await page.click('#convert');
+  await page.waitForFunction((k) => window.demo.errors.length > k, before);
+  assert.equal(await page.textContent('#message'), 'The number of workers must be a whole number from 1 to 16; got 0.');
+  await page.fill('#workers', '2');
   await page.evaluate(() => (window.demo.errors.length = 0));
   noProblems();
 });

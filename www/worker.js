@@ -612,6 +612,7 @@ function convertOnWorkers(id, request, plan, work, count, files, outputs) {
         end(new Error(m.message));
       }
     };
+    progress(id, 0, `Starting ${count} conversion workers`);
     for (let k = 0; k < count; k++) {
       const worker = new Worker(new URL(import.meta.url), { type: 'module', name: CONVERTER_NAME });
       workers.push(worker);
