@@ -720,7 +720,9 @@ function serveConversions() {
   const loading = loadBuild({ simd: simdSupported(), modelFiles: true });
   let plan = null;
   let files = null;
-  let queue = Promise.resolve();
+  // Messages are handled one at a time: an op arrives only after 'ready', but the
+  // module may still be loading when the plan arrives.
+  let handled = Promise.resolve();
   const handle = async (m) => {
     try {
       if (m.type === 'plan') {
@@ -748,7 +750,7 @@ function serveConversions() {
     }
   };
   self.onmessage = ({ data }) => {
-    queue = queue.then(() => handle(data));
+    handled = handled.then(() => handle(data));
   };
 }
 
