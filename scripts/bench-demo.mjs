@@ -11,7 +11,7 @@
 //
 // Usage: node scripts/bench-demo.mjs [RUNS]    (default 7)
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,44 @@ if (!existsSync(MODEL) || (existsSync(`${MODEL}.args`) ? readFileSync(`${MODEL}.
 }
 const inputBytes = readFileSync(MODEL).length;
 
+/**
+ * CPU time (user + system, ms) of the Chromium that this script started and all its
+ * descendants, from /proc: the browser process (it serves the file reads), the renderer
+ * (the page and its workers) and the helpers. Where /proc is missing, null.
+ */
+function chromiumCpuMs() {
+  if (!existsSync('/proc/self/stat')) return null;
+  const children = new Map();
+  const ticks = new Map();
+  const roots = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // it exited meanwhile
+    }
+    // Fields after the parenthesised command name: state ppid ... utime (14) stime (15).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const command = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const pid = Number(name);
+    if (Number(f[1]) === process.pid && /chrom/i.test(command)) roots.push(pid);
+    const ppid = Number(f[1]);
+    ticks.set(pid, Number(f[11]) + Number(f[12]));
+    if (!children.has(ppid)) children.set(ppid, []);
+    children.get(ppid).push(pid);
+  }
+  let total = 0;
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const pid = stack.pop();
+    total += ticks.get(pid) ?? 0;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return (total * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
 const median = (values) => {
   const s = [...values].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -68,8 +106,10 @@ try {
     await page.waitForFunction(() => document.body.dataset.state === 'ready');
     await page.fill('#workers', String(workers));
     const before = await page.evaluate(() => window.demo.conversions);
+    const cpuBefore = chromiumCpuMs();
     await page.click('#convert');
     await page.waitForFunction((n) => window.demo.conversions > n || window.demo.errors.length > 0, before, { timeout: 600_000 });
+    const cpuAfter = chromiumCpuMs();
     const errors = await page.evaluate(() => window.demo.errors);
     if (errors.length > 0 || problems.length > 0) fail(`the page failed: ${[...errors, ...problems].join('; ')}`);
     const c = await page.evaluate(() => {
@@ -77,6 +117,7 @@ try {
       return { ms, workers, workersReadyMs, outputSize, opMs: rows.reduce((s, r) => s + r.ms, 0) };
     });
     if (c.workers !== workers) fail(`asked for ${workers} workers, the page converted on ${c.workers}`);
+    c.cpuMs = cpuBefore === null ? null : cpuAfter - cpuBefore;
     if (hash) {
       const bytes = await page.evaluate(async () => {
         const blob = await (await fetch(document.getElementById('download').href)).arrayBuffer();
@@ -103,9 +144,10 @@ try {
     const ms = r.map((x) => x.ms);
     const m = median(ms);
     const ready = r[0].workersReadyMs === null ? '' : `; workers ready after ${median(r.map((x) => x.workersReadyMs)).toFixed(0)} ms`;
+    const cpu = r[0].cpuMs === null ? '' : `; Chromium's CPU time ${median(r.map((x) => x.cpuMs)).toFixed(0)} ms`;
     console.log(
       `  ${workers} worker${workers === 1 ? ': ' : 's:'} median ${m.toFixed(0)} ms (${(inputBytes / 1e3 / m).toFixed(0)} MB/s of input), ` +
-        `best ${Math.min(...ms).toFixed(0)}, worst ${Math.max(...ms).toFixed(0)}; ops' own time summed ${median(r.map((x) => x.opMs)).toFixed(0)} ms${ready}`,
+        `best ${Math.min(...ms).toFixed(0)}, worst ${Math.max(...ms).toFixed(0)}; ops' own time summed ${median(r.map((x) => x.opMs)).toFixed(0)} ms${ready}${cpu}`,
     );
   }
   const speedup = median(runs[1].map((x) => x.ms)) / median(runs[2].map((x) => x.ms));
