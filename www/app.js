@@ -675,12 +675,12 @@ async function viewTensor(index, name) {
 
 // ------------------------------------------------------------------ conversion workers
 
-// More workers than cores only take turns; past 4, the tensors of a typical model are
-// too few and too uneven to keep more busy, and each worker costs memory.
+// More workers than cores only take turns, and each worker holds its own wasm memory:
+// hence at most 4 by default.
 const DEFAULT_WORKERS = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4));
 $('workers').value = String(DEFAULT_WORKERS);
 $('workers-hint').textContent =
-  `Each worker runs its own copy of the WebAssembly module and holds the tensors it is converting, so n workers take up to n times the memory of one. ` +
+  `Each worker has its own WebAssembly instance, whose memory holds the tensors it converts, so n workers take up to n times the memory of one. ` +
   `With 1, the page's own worker converts alone. This device reports ${navigator.hardwareConcurrency || 'an unknown number of'} logical cores.`;
 
 /** "on 1 worker", "on 2 workers", and how many were asked when there was less to do. */
