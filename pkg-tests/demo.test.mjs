@@ -5,8 +5,11 @@
 // 2. a generated .safetensors file is uploaded, listed and converted tensor by tensor;
 // 3. the downloaded GGUF parses, and equals a conversion done here in Node byte for byte;
 //    a Hugging Face model folder, chosen as a folder, downloads as the GGUF the CLI writes;
-// 4. a bad file and an unsupported dtype get clear messages;
-// 5. screenshots (1280x800 and a 400 px wide window) go to test-output/.
+// 4. a conversion on 2 workers gives the bytes, statistics and warning of one on 1 worker,
+//    Stop halts it and leaves the page usable, and an error in a conversion worker
+//    reaches the page as the same message as on 1 worker;
+// 5. a bad file and an unsupported dtype get clear messages;
+// 6. screenshots (1280x800 and a 400 px wide window) go to test-output/.
 // Any console error or warning, page error, failed request, HTTP error or request to
 // another origin fails the test.
 //
@@ -22,6 +25,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CHROMIUM, launchChromium, startServer } from './fixtures/browser.mjs';
 import { cliOk, FIXTURES, python } from './fixtures/cli.mjs';
+import { writeModel } from './fixtures/make-model.mjs';
 
 const REPO = resolve(process.env.TQ_REPO_ROOT ?? join(dirname(fileURLToPath(import.meta.url)), '..'));
 const SITE = join(REPO, 'target', 'www');
@@ -300,6 +304,8 @@ test('an uploaded .safetensors is listed tensor by tensor and converted', async 
   assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
   const listed = await page.$$eval('#tensor-table tbody tr', (rows) => rows.map((r) => r.dataset.name));
   assert.deepEqual([...listed].sort(), [...sampleNames].sort(), 'every tensor is listed');
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  assert.equal(await page.inputValue('#workers'), String(Math.min(cores, 4)), 'workers by default: min(cores, 4)');
 
   await page.click('#convert');
   await page.waitForFunction(() => window.demo.conversions >= 1 || window.demo.errors.length > 0, null, { timeout: 30_000 });
@@ -422,10 +428,13 @@ test('a Hugging Face model folder, chosen as a folder, downloads as the runnable
   await page.waitForFunction(() => window.demo.model?.summary.name === 'model' || window.demo.errors.length > 0);
   assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
   assert.match(await page.textContent('#model-summary'), /^model: model folder, 21 tensors/);
+  // On 2 workers: the warning and the CLI's bytes come out of the worker pool.
+  await page.fill('#workers', '2');
   const conversions = await page.evaluate(() => window.demo.conversions);
   await page.click('#convert');
   await page.waitForFunction((n) => window.demo.conversions > n || window.demo.errors.length > 0, conversions, { timeout: 30_000 });
   assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  assert.equal(await page.evaluate(() => window.demo.converted.workers), 2);
   // Its random weights were never trained ternary: the page says so.
   assert.match(await page.textContent('#model-notes'), /Warning: these weights are far from ternary/);
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
@@ -442,7 +451,155 @@ test('a Hugging Face model folder, chosen as a folder, downloads as the runnable
   noProblems();
 });
 
-// ------------------------------------------------------------------ 4. bad input
+// ------------------------------------------------------------------ 4. conversion workers
+
+// Its two F32 embeddings of 16.8 MB are over the 16 MiB that the page converts a piece at
+// a time (PIECE_BYTES in www/worker.js), so a worker posts them back in several pieces.
+const WORKERS_MODEL = join(TMP, 'workers.safetensors');
+const WORKERS_OPTIONS = { output: 'gguf', layout: 'tq2_0', rule: 'absmean', scope: 'tensor' };
+let workersBytes; // the model converted on 1 worker
+
+/** The page's dedicated workers (its own worker and any conversion workers), once their count settles at `n`. */
+async function waitForWorkers(n) {
+  const until = Date.now() + 10_000;
+  while (page.workers().length !== n && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(page.workers().length, n, 'dedicated workers of the page');
+}
+
+/** Converts the open model on `workers` workers; the download's bytes and what the page shows. */
+async function convertOn(workers) {
+  await page.fill('#workers', String(workers));
+  let started = 0;
+  const count = () => started++;
+  page.on('worker', count);
+  const conversions = await page.evaluate(() => window.demo.conversions);
+  await page.click('#convert');
+  await page.waitForFunction((n) => window.demo.conversions > n || window.demo.errors.length > 0, conversions, { timeout: 60_000 });
+  page.off('worker', count);
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const saved = join(TMP, `workers-${workers}.gguf`);
+  await download.saveAs(saved);
+  const converted = await page.evaluate(() => {
+    const c = window.demo.converted;
+    return { workers: c.workers, warning: c.warning, rows: c.rows.map(({ ms, ...row }) => row) };
+  });
+  return {
+    bytes: readFileSync(saved),
+    started,
+    converted,
+    label: await page.textContent('#progress-label'),
+    summary: await page.textContent('#model-summary'),
+  };
+}
+
+test('a model converted on 2 workers equals the same model converted on 1: bytes, statistics, warning', async () => {
+  writeModel(WORKERS_MODEL, { hidden: 256, inter: 384, layers: 2, vocab: 16400 });
+  const input = new Uint8Array(readFileSync(WORKERS_MODEL));
+  const plan = io.planConversion([{ prefix: input, fileSize: input.length }], WORKERS_OPTIONS);
+  const pieced = plan.ops().filter((o) => o.chunkable && o.inputLength > 16 * 2 ** 20).map((o) => o.name);
+  plan.free();
+  assert.deepEqual(pieced, ['model.embed_tokens.weight', 'lm_head.weight'], 'ops converted a piece at a time');
+
+  await page.selectOption('#preset', 'bitnet');
+  await page.setInputFiles('#file', WORKERS_MODEL);
+  await page.waitForFunction(() => window.demo.model?.summary.name === 'workers.safetensors' || window.demo.errors.length > 0);
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  const one = await convertOn(1);
+  const two = await convertOn(2);
+  assert.equal(one.started, 0, '1 worker: no conversion worker is started');
+  assert.equal(two.started, 2, '2 workers: two conversion workers are started');
+  await waitForWorkers(1);
+  assert.equal(one.converted.workers, 1);
+  assert.equal(two.converted.workers, 2);
+  assert.match(one.label, /^Converted 21 tensors in [\d.]+ ms on 1 worker\.$/, one.label);
+  assert.match(two.label, /^Converted 21 tensors in [\d.]+ ms on 2 workers\.$/, two.label);
+  assert.match(two.summary, /Converted in [\d.]+ ms on 2 workers\./, two.summary);
+  assert.ok(one.bytes.equals(two.bytes), 'the same bytes on 1 and on 2 workers');
+  assert.ok(one.bytes.equals(Buffer.from(convertInNode(input, WORKERS_OPTIONS))), 'and the Node conversion');
+  assert.deepEqual(two.converted.rows, one.converted.rows, 'per-tensor statistics and fallbacks');
+  assert.ok(two.converted.rows.some((r) => r.fallbackReason && r.stats), 'a fallback with its statistics is among them');
+  assert.match(two.converted.warning ?? '', /far from ternary/, 'the far-from-ternary warning');
+  assert.equal(two.converted.warning, one.converted.warning);
+  workersBytes = one.bytes;
+  noProblems();
+});
+
+test('Stop during a conversion on 2 workers stops it, ends the workers, and the page converts again', async () => {
+  assert.ok(workersBytes, 'needs the 1-and-2-workers test');
+  await page.fill('#workers', '2');
+  const conversions = await page.evaluate(() => window.demo.conversions);
+  // Stop as soon as the first output bytes come back from a conversion worker, while
+  // the other ops are still to do.
+  await page.evaluate(() => {
+    const label = document.getElementById('progress-label');
+    const observer = new MutationObserver(() => {
+      if (/, 2 workers\)$/.test(label.textContent)) {
+        observer.disconnect();
+        document.getElementById('stop').click();
+      }
+    });
+    observer.observe(label, { childList: true, characterData: true, subtree: true });
+  });
+  await page.click('#convert');
+  await page.waitForFunction(() => document.body.dataset.state === 'ready' && !document.getElementById('message').hidden, null, { timeout: 60_000 });
+  assert.equal(await page.textContent('#message'), 'Conversion stopped.');
+  assert.equal(await page.textContent('#progress-label'), 'Stopped.');
+  assert.equal(await page.evaluate(() => window.demo.conversions), conversions, 'the conversion did not finish');
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), [], 'stopping is not an error');
+  assert.equal(await page.isHidden('#stop'), true);
+  assert.equal(await page.isEnabled('#convert'), true);
+  await waitForWorkers(1);
+
+  const again = await convertOn(2);
+  assert.equal(again.converted.workers, 2);
+  assert.ok(again.bytes.equals(workersBytes), 'the next conversion gives the same bytes');
+  await waitForWorkers(1);
+  noProblems();
+});
+
+test('an error in a conversion worker reaches the page as the same message as on 1 worker', async () => {
+  // Two 256 x 256 F32 tensors, the second with a NaN: the plan holds, its conversion fails.
+  const n = 256 * 256;
+  const file = safetensors(
+    {
+      'a.weight': { dtype: 'F32', shape: [256, 256], data_offsets: [0, 4 * n] },
+      'b.weight': { dtype: 'F32', shape: [256, 256], data_offsets: [4 * n, 8 * n] },
+    },
+    8 * n,
+  );
+  const data = file.length - 8 * n;
+  for (let i = 0; i < 2 * n; i++) file.writeFloatLE(0.01 * ((i % 7) - 3), data + 4 * i);
+  file.writeFloatLE(NaN, data + 4 * (n + 7));
+  const path = join(TMP, 'nan.safetensors');
+  writeFileSync(path, file);
+  await page.setInputFiles('#file', path);
+  await page.waitForFunction(() => window.demo.model?.summary.name === 'nan.safetensors' || window.demo.errors.length > 0);
+  assert.deepEqual(await page.evaluate(() => window.demo.errors), []);
+  const messages = [];
+  for (const workers of [1, 2]) {
+    await page.fill('#workers', String(workers));
+    const before = await page.evaluate(() => window.demo.errors.length);
+    await page.click('#convert');
+    await page.waitForFunction((k) => window.demo.errors.length > k, before, { timeout: 30_000 });
+    messages.push(await page.textContent('#message'));
+    assert.equal(await page.evaluate(() => window.demo.converted), null, 'nothing was converted');
+    assert.equal(await page.isHidden('#download'), true, 'no download');
+    await waitForWorkers(1);
+  }
+  assert.equal(messages[0], "tensor 'b.weight': non-finite value NaN at index 7 of input");
+  assert.equal(messages[1], messages[0], 'the same message on 2 workers');
+  const before = await page.evaluate(() => window.demo.errors.length);
+  await page.fill('#workers', '0');
+  await page.click('#convert');
+  await page.waitForFunction((k) => window.demo.errors.length > k, before);
+  assert.equal(await page.textContent('#message'), 'The number of workers must be a whole number from 1 to 16; got 0.');
+  await page.fill('#workers', '2');
+  await page.evaluate(() => (window.demo.errors.length = 0));
+  noProblems();
+});
+
+// ------------------------------------------------------------------ 5. bad input
 
 /** A safetensors file from a header object and a data length (zeros). */
 function safetensors(header, dataLength) {
@@ -519,7 +676,7 @@ test('a model larger than memory (a sparse 32 GiB file) is listed and planned fr
   noProblems();
 });
 
-// ------------------------------------------------------------------ 5. a narrow window
+// ------------------------------------------------------------------ 6. a narrow window
 
 test('a 400 px wide window: one column, no sideways scrolling', async () => {
   const narrow = await watchedPage({ width: 400, height: 800 });

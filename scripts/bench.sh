@@ -5,7 +5,9 @@
 #      without;
 #   3. the npm package in Node: wasm SIMD128 against wasm scalar against plain JS, and
 #      ternary GEMV against f32 GEMV (scripts/bench-node.mjs);
-#   4. the CLI converting a ~90 MB F32 model (scripts/bench-convert.sh);
+#   4. the CLI converting a ~90 MB F32 model (scripts/bench-convert.sh), and the demo page
+#      converting the same model in headless Chromium on 1 and on 2 workers
+#      (scripts/bench-demo.mjs);
 #   5. side by side with ggml in this same run (scripts/bench-report.mjs prints the table):
 #      the machine's single-core read bandwidth, then the same cases on the same generated
 #      4096 x 4096 data, ours and ggml's, natively and in wasm (relaxed SIMD, SIMD128
@@ -62,6 +64,9 @@ log "the npm package in Node (scripts/bench-node.mjs)"
 node --no-liftoff scripts/bench-node.mjs
 log "model conversion (scripts/bench-convert.sh)"
 bash scripts/bench-convert.sh
+log "the demo page converting on 1 and 2 workers (scripts/bench-demo.mjs)"
+bash scripts/build-www.sh
+node scripts/bench-demo.mjs
 
 log "side by side with ggml (GGML_HARNESS=${GGML_HARNESS:-unset})"
 side_log="target/bench-side-by-side.log"

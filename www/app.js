@@ -140,6 +140,7 @@ function lockControls(locked) {
   $('convert').disabled = locked || !demo.model || !!demo.model.plan.error;
   $('file').disabled = locked;
   $('folder').disabled = locked;
+  $('workers').disabled = locked;
   $('stop').hidden = !(locked && currentRequest === 'convert');
   for (const b of document.querySelectorAll('#tensor-table button')) b.disabled = locked;
 }
@@ -570,7 +571,7 @@ function renderModel() {
   const out = plan.error
     ? ''
     : ` → ${plan.output === 'gguf' ? 'GGUF' : 'bitnet-hf safetensors'} of ${fmtBytes(plan.outputSize)} (${(s.size / plan.outputSize).toFixed(1)}× smaller)`;
-  const done = demo.converted ? ` Converted in ${fmtMs(demo.converted.ms)} ms.` : ' Press Convert to convert it tensor by tensor.';
+  const done = demo.converted ? ` Converted in ${fmtMs(demo.converted.ms)} ms ${onWorkers(demo.converted)}.` : ' Press Convert to convert it tensor by tensor.';
   $('model-summary').textContent = `${s.name}: ${s.format}${version}${arch}, ${s.tensors.length} tensors, ${fmtBytes(s.size)}${out}.${plan.error ? '' : done}`;
   const converted = demo.converted;
   const byName = new Map(s.tensors.map((t, i) => [t.name, { ...t, index: i }]));
@@ -672,16 +673,43 @@ async function viewTensor(index, name) {
   }
 }
 
+// ------------------------------------------------------------------ conversion workers
+
+// More workers than cores only take turns, and each worker holds its own wasm memory:
+// hence at most 4 by default.
+const DEFAULT_WORKERS = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4));
+$('workers').value = String(DEFAULT_WORKERS);
+$('workers-hint').textContent =
+  `Each worker has its own WebAssembly instance, whose memory holds the tensors it converts, so n workers take up to n times the memory of one. ` +
+  `With 1, the page's own worker converts alone. This device reports ${navigator.hardwareConcurrency || 'an unknown number of'} logical cores.`;
+
+/** "on 1 worker", "on 2 workers", and how many were asked when there was less to do. */
+function onWorkers({ workers, workersAsked }) {
+  const n = `on ${workers} worker${workers === 1 ? '' : 's'}`;
+  return workersAsked > workers ? `${n} (${workersAsked} asked; no more tensors to share out)` : n;
+}
+
 async function convert() {
   currentRequest = 'convert';
-  const r = await run('convert', { options: options() }, 'Converting', $('convert'));
+  const r = await run('convert', { options: options(), workers: Number($('workers').value) }, 'Converting', $('convert'));
   currentRequest = null;
   lockControls(false);
   if (!r) return;
   const c = r.result;
   demo.conversions++;
   demo.model.plan = c.plan;
-  demo.converted = { rows: c.rows, outputSize: c.outputSize, inputSize: c.inputSize, ms: c.ms, fileName: c.fileName, output: c.output, warning: c.warning ?? null };
+  demo.converted = {
+    rows: c.rows,
+    outputSize: c.outputSize,
+    inputSize: c.inputSize,
+    ms: c.ms,
+    workers: c.workers,
+    workersAsked: c.workersAsked,
+    workersReadyMs: c.workersReadyMs,
+    fileName: c.fileName,
+    output: c.output,
+    warning: c.warning ?? null,
+  };
   renderModel();
   const a = $('download');
   if (a.href) URL.revokeObjectURL(a.href);
@@ -690,7 +718,7 @@ async function convert() {
   a.textContent = `Download ${c.fileName} (${fmtBytes(c.outputSize)})`;
   a.className = 'button primary';
   a.hidden = false;
-  setProgress(1, `Converted ${c.rows.length} tensors in ${fmtMs(c.ms)} ms.`);
+  setProgress(1, `Converted ${c.rows.length} tensors in ${fmtMs(c.ms)} ms ${onWorkers(c)}.`);
 }
 
 $('convert').addEventListener('click', convert);
