@@ -26,6 +26,12 @@ macro_rules! for_each_kernel {
         fn min_max(x: &[f32]) -> (f32, f32);
         /// (sum of |x| over |x| > t, count of such x).
         fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64);
+        /// For each threshold t: (sum of |x| * scale rounded to an integer (to nearest, ties to
+        /// even) over |x| > t, count of such x); `scale` keeps every |x| * scale at most 2^15.
+        fn abs_tallies_above(x: &[f32], scale: f32, thresholds: &[f32; $crate::kernels::TALLIES]) -> [(u64, u64); $crate::kernels::TALLIES];
+        /// The bits of every |x| with low < |x| <= high, in order of x: the first `out.len()`
+        /// of them in `out` (the rest of `out` may change); returns how many there are.
+        fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize;
         /// Ternary codes q of every value.
         fn ternary_codes(x: &[f32], rule: $crate::kernels::CodeRule, out: &mut [i8]);
         /// TQ2_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
@@ -119,6 +125,32 @@ pub(crate) const ROUND_BIAS: f32 = 0.499_999_97;
 
 /// Number of logical f64 accumulators in every floating-point sum (see `scalar`).
 pub const SUM_LANES: usize = 16;
+
+/// How many thresholds one pass of `abs_tallies_above` counts at.
+pub const TALLIES: usize = 8;
+
+/// The bound that `abs_tallies_above` puts on |x| * scale: small enough for the vector
+/// forms to add a value and its count in one 32-bit lane (see `TALLY_COUNT`).
+pub(crate) const TALLY_LIMIT: f32 = 32768.0;
+
+/// 2^23: v + 2^23 rounds v in [0, 2^23) to an integer, to nearest with ties to even, and
+/// holds it in the low bits of its representation (which is 0x4B00_0000 + the integer).
+/// One add instead of a conversion, which is several instructions in V8.
+pub(crate) const TALLY_ROUNDING: f32 = 8_388_608.0;
+
+/// What a lane adds per value in the packed vector tallies: the count sits above bit 22,
+/// the sum of rounded values (each at most 2^15) under it, so a lane holds 64 values
+/// before the sum could reach the count (2^22) and before the count (2^28) nears 2^32.
+#[cfg(target_arch = "x86_64")] // the vector forms
+pub(crate) const TALLY_COUNT: u32 = 1 << 22;
+
+/// Added to the bits of v + [`TALLY_ROUNDING`], gives the rounded v plus [`TALLY_COUNT`].
+#[cfg(target_arch = "x86_64")] // the vector forms
+pub(crate) const TALLY_PACK: u32 = TALLY_COUNT.wrapping_sub(0x4B00_0000);
+
+/// How many values one packed 32-bit lane may tally before it must be emptied.
+#[cfg(target_arch = "x86_64")] // the vector forms
+pub(crate) const TALLY_LANE_VALUES: usize = 64;
 
 /// How a value becomes a ternary code.
 #[derive(Clone, Copy, Debug, PartialEq)]

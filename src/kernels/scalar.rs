@@ -6,7 +6,7 @@
 //! with 4, 8 or 16 lanes per register keeps 16 logical lanes and pads tails with
 //! +0.0, which leaves every lane unchanged. No FMA is used anywhere.
 
-use super::{CodeRule, MetricSums, ROUND_BIAS, SUM_LANES};
+use super::{CodeRule, MetricSums, ROUND_BIAS, SUM_LANES, TALLIES, TALLY_LIMIT, TALLY_ROUNDING};
 use crate::layout::blocks::{f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
 /// Folds the logical lanes pairwise: lane i += lane i+8, then +4, +2, +1 (the f64 sums,
@@ -106,6 +106,41 @@ pub fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
         }
     }
     (fold_lanes(lanes), count)
+}
+
+/// For each threshold t: (sum of |x| * scale rounded to an integer (to nearest, ties to
+/// even) over |x| > t, count of such x). Every |x| * scale must be at most 2^15
+/// (`TALLY_LIMIT`); the sums are exact integers, so any order of addition gives them.
+pub fn abs_tallies_above(x: &[f32], scale: f32, thresholds: &[f32; TALLIES]) -> [(u64, u64); TALLIES] {
+    let mut tallies = [(0u64, 0u64); TALLIES];
+    for &v in x {
+        let a = v.abs();
+        debug_assert!(a * scale <= TALLY_LIMIT, "|x| * scale must stay at most 2^15");
+        let q = u64::from((a * scale + TALLY_ROUNDING).to_bits() - TALLY_ROUNDING.to_bits());
+        for (tally, &t) in tallies.iter_mut().zip(thresholds) {
+            if a > t {
+                tally.0 += q;
+                tally.1 += 1;
+            }
+        }
+    }
+    tallies
+}
+
+/// The bits of every |x| with low < |x| <= high, in order of x: the first `out.len()` of
+/// them in `out`; returns how many there are.
+pub fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize {
+    let mut found = 0;
+    for &v in x {
+        let a = v.abs();
+        if a > low && a <= high {
+            if let Some(o) = out.get_mut(found) {
+                *o = a.to_bits();
+            }
+            found += 1;
+        }
+    }
+    found
 }
 
 /// The ternary code q in {-1, 0, 1} of one value.

@@ -6,7 +6,7 @@
 //! preserve NaN payloads, even in the scalar code); every other value must have the same
 //! bits. `min_max` may differ in the sign of a zero result, as its contract says.
 
-use super::{scalar, Backend, CodeRule, Kernels, MetricSums};
+use super::{scalar, Backend, CodeRule, Kernels, MetricSums, TALLIES};
 use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 use core::fmt::Debug;
 
@@ -212,7 +212,7 @@ macro_rules! same_by_eq {
         }
     )*};
 }
-same_by_eq!(i8, u8, u16, i64, u64, usize, BlockTq2_0, BlockTq1_0, BlockQ8_0);
+same_by_eq!(i8, u8, u16, u32, i64, u64, usize, BlockTq2_0, BlockTq1_0, BlockQ8_0);
 
 impl Same for BlockQ8K {
     fn same(&self, other: &Self) -> bool {
@@ -403,6 +403,76 @@ fn reductions() {
             _ => (scalar::abs_sum(x) / n.max(1) as f64 * 0.7) as f32,
         };
         check("abs_sum_above", b, &(case, t), &scalar::abs_sum_above(x, t), &(k.abs_sum_above)(x, t));
+    });
+}
+
+/// Tallies at thresholds drawn from the values, around them and at the edges, with the
+/// scale that puts the largest |x| at most 2^15; and a run of equal values at the
+/// limit long enough to fill every packed lane of every backend.
+#[test]
+fn abs_tallies_above() {
+    let tallies = |b: Backend, k: &Kernels, case: &dyn Debug, x: &[f32], scale: f32, ts: &[f32; TALLIES]| {
+        check(
+            "abs_tallies_above",
+            b,
+            case,
+            &scalar::abs_tallies_above(x, scale, ts)[..],
+            &(k.abs_tallies_above)(x, scale, ts)[..],
+        );
+    };
+    each_len_case(12, |rng, b, k, n| {
+        let gen = Gen::random(rng, false);
+        let (mut data, off) = gen.buffer(rng, n);
+        // The scopes it serves are finite.
+        data.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
+        let x = &data[off..off + n];
+        let top = scalar::abs_max(x);
+        // The largest power of two that keeps top * scale at most 2^15.
+        let scale = if top == 0.0 || top.log2() < -100.0 { 1.0 } else { 2f32.powi(14 - top.log2().floor() as i32) };
+        let ts: [f32; TALLIES] = core::array::from_fn(|_| match rng.below(5) {
+            0 | 1 if n > 0 => {
+                let v = x[rng.below(n)].abs();
+                [v, f32::from_bits(v.to_bits().saturating_sub(1)), f32::from_bits(v.to_bits() + 1)][rng.below(3)]
+            }
+            2 => [0.0, -1.0, top][rng.below(3)],
+            _ => top * rng.below(1000) as f32 / 1000.0,
+        });
+        tallies(b, k, &(n, off, gen, scale, ts), x, scale, &ts);
+    });
+    let at_limit = vec![-32768.0f32; 4099];
+    for (b, k) in backends() {
+        let ts = [0.0, 1.0, 32767.0, 32767.99, 40000.0, -1.0, 0.5, 2.0];
+        tallies(b, k, &"a run at the limit", &at_limit, 1.0, &ts);
+        tallies(b, k, &"a run at the limit, scaled", &at_limit[3..], 0.999, &ts);
+    }
+}
+
+/// The values within bounds drawn from the data, around them and at the edges, into
+/// outputs with room for all, for some and for none.
+#[test]
+fn abs_bits_within() {
+    each_len_case(13, |rng, b, k, n| {
+        let gen = Gen::random(rng, true);
+        let (data, off) = gen.buffer(rng, n);
+        let x = &data[off..off + n];
+        let mut bound = || match rng.below(4) {
+            0 | 1 if n > 0 => {
+                let v = x[rng.below(n)].abs();
+                [v, f32::from_bits(v.to_bits().saturating_sub(1)), f32::from_bits(v.to_bits() + 1)][rng.below(3)]
+            }
+            2 => [0.0, -1.0, f32::INFINITY, f32::NAN][rng.below(4)],
+            _ => rng.pow2(-20, 20),
+        };
+        let (a, c) = (bound(), bound());
+        let (low, high) = if rng.chance(0.8) && a > c { (c, a) } else { (a, c) };
+        let room = [n + 16, n, rng.below(n + 1), 0][rng.below(4)];
+        let init = vec![0xdead_beefu32; room];
+        let (mut want, mut got) = (init.clone(), init);
+        let case = (n, off, gen, low, high, room);
+        let found = (scalar::abs_bits_within(x, low, high, &mut want), (k.abs_bits_within)(x, low, high, &mut got));
+        check("abs_bits_within (count)", b, &case, &found.0, &found.1);
+        let written = found.0.min(room);
+        check("abs_bits_within", b, &case, &want[..written], &got[..written]);
     });
 }
 

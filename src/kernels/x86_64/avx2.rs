@@ -18,7 +18,9 @@ pub(super) mod imp {
     use core::arch::x86_64::*;
 
     use super::super::{ROUND_BIAS, TQ1_MUL, TQ1_SHIFT};
-    use crate::kernels::{scalar, CodeRule, MetricSums, SUM_LANES};
+    use crate::kernels::{
+        scalar, CodeRule, MetricSums, SUM_LANES, TALLIES, TALLY_COUNT, TALLY_LANE_VALUES, TALLY_PACK, TALLY_ROUNDING,
+    };
     use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
     /// The last `n % 16` values of `x` in a buffer padded with `pad`, if there are any.
@@ -292,7 +294,7 @@ pub(super) mod imp {
     pub(super) unsafe fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
         let tv = _mm256_set1_pd(t as f64);
         let mut acc = [_mm256_setzero_pd(); 4];
-        let mut count = 0u64;
+        let mut counts = _mm256_setzero_si256();
         let mut add = |p: *const f32| {
             for (j, a) in acc.iter_mut().enumerate() {
                 let v = abs_pd(load4_pd(p.add(4 * j)));
@@ -300,7 +302,9 @@ pub(super) mod imp {
                 // which leaves a lane (never -0.0) unchanged.
                 let k = _mm256_cmp_pd::<_CMP_GT_OQ>(v, tv);
                 *a = _mm256_add_pd(*a, _mm256_and_pd(v, k));
-                count += _mm256_movemask_pd(k).count_ones() as u64;
+                // Counted in lanes (k is -1 where counted), not by a popcount of
+                // the mask, which the enabled features leave to scalar instructions.
+                counts = _mm256_sub_epi64(counts, _mm256_castpd_si256(k));
             }
         };
         let tail = padded_tail(x, f32::NAN);
@@ -310,7 +314,77 @@ pub(super) mod imp {
         if let Some(t) = tail {
             add(t.as_ptr());
         }
-        (fold(&acc), count)
+        let mut lanes = [0u64; 4];
+        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), counts);
+        (fold(&acc), lanes.iter().sum())
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn abs_tallies_above(
+        x: &[f32],
+        scale: f32,
+        thresholds: &[f32; TALLIES],
+    ) -> [(u64, u64); TALLIES] {
+        let (scale_v, count_v) = (_mm256_set1_ps(scale), _mm256_set1_epi32(TALLY_PACK as i32));
+        let rounding = _mm256_set1_ps(TALLY_ROUNDING);
+        let mut ts = [_mm256_setzero_ps(); TALLIES];
+        for (v, &t) in ts.iter_mut().zip(thresholds) {
+            *v = _mm256_set1_ps(t);
+        }
+        let mut tallies = [(0u64, 0u64); TALLIES];
+        let whole = x.len() / 8 * 8;
+        // Each lane takes one value of an 8-value chunk, so a run of 64 chunks fills it.
+        for run in x[..whole].chunks(8 * TALLY_LANE_VALUES) {
+            let mut lanes = [_mm256_setzero_si256(); TALLIES];
+            for c in run.chunks_exact(8) {
+                let a = abs_ps(_mm256_loadu_ps(c.as_ptr()));
+                let rounded = _mm256_add_ps(_mm256_mul_ps(a, scale_v), rounding);
+                let packed = _mm256_add_epi32(_mm256_castps_si256(rounded), count_v);
+                for (lane, t) in lanes.iter_mut().zip(&ts) {
+                    let above = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(a, *t));
+                    *lane = _mm256_add_epi32(*lane, _mm256_and_si256(above, packed));
+                }
+            }
+            // Below 2^25 and 2^9: the lanes' sums fit 32 bits.
+            let field = _mm256_set1_epi32((TALLY_COUNT - 1) as i32);
+            let units = |l: __m256i| _mm256_and_si256(l, field);
+            let counts = |l: __m256i| _mm256_srli_epi32::<22>(l);
+            for (four, l) in tallies.chunks_exact_mut(4).zip(lanes.chunks_exact(4)) {
+                let (mut u, mut c) = ([0u32; 4], [0u32; 4]);
+                _mm_storeu_si128(u.as_mut_ptr().cast(), hsum4(units(l[0]), units(l[1]), units(l[2]), units(l[3])));
+                _mm_storeu_si128(c.as_mut_ptr().cast(), hsum4(counts(l[0]), counts(l[1]), counts(l[2]), counts(l[3])));
+                for (tally, (u, c)) in four.iter_mut().zip(u.into_iter().zip(c)) {
+                    *tally = (tally.0 + u64::from(u), tally.1 + u64::from(c));
+                }
+            }
+        }
+        let tail = scalar::abs_tallies_above(&x[whole..], scale, thresholds);
+        for (tally, (sum, count)) in tallies.iter_mut().zip(tail) {
+            *tally = (tally.0 + sum, tally.1 + count);
+        }
+        tallies
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize {
+        let (lo, hi) = (_mm256_set1_ps(low), _mm256_set1_ps(high));
+        let (p, n) = (x.as_ptr(), x.len());
+        let (mut i, mut found) = (0, 0);
+        while i + 8 <= n {
+            let a = abs_ps(_mm256_loadu_ps(p.add(i)));
+            let within = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, lo), _mm256_cmp_ps::<_CMP_LE_OQ>(a, hi));
+            let mut mask = _mm256_movemask_ps(within) as u32;
+            while mask != 0 {
+                if let Some(o) = out.get_mut(found) {
+                    *o = x[i + mask.trailing_zeros() as usize].to_bits() & 0x7fff_ffff;
+                }
+                found += 1;
+                mask &= mask - 1;
+            }
+            i += 8;
+        }
+        let rest = out.get_mut(found..).unwrap_or_default();
+        found + scalar::abs_bits_within(&x[i..], low, high, rest)
     }
 
     #[target_feature(enable = "avx2,f16c")]

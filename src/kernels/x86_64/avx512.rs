@@ -1,4 +1,4 @@
-//! AVX-512 kernels (F, BW, VL, DQ, VNNI, GFNI, with F16C), bit-identical to `scalar`.
+//! AVX-512 kernels (F, BW, VL, DQ, VNNI, GFNI, with F16C and POPCNT), bit-identical to `scalar`.
 //!
 //! Every public function is a safe wrapper around the `#[target_feature]` function of
 //! the same name in `imp`; the table that holds the wrappers is only handed out after
@@ -24,7 +24,9 @@ mod imp {
     pub(super) use super::super::avx2::imp::f32_to_f16;
 
     use super::super::{ROUND_BIAS, TQ1_MUL, TQ1_SHIFT};
-    use crate::kernels::{scalar, CodeRule, MetricSums, SUM_LANES};
+    use crate::kernels::{
+        scalar, CodeRule, MetricSums, SUM_LANES, TALLIES, TALLY_COUNT, TALLY_LANE_VALUES, TALLY_PACK, TALLY_ROUNDING,
+    };
     use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
     /// fpclass categories QNaN | +Inf | -Inf | SNaN.
@@ -372,16 +374,90 @@ mod imp {
     pub(super) unsafe fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
         let tv = _mm512_set1_ps(t);
         let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-        let mut count = 0u64;
+        // Counted in lanes (a masked subtract of -1), not by a popcount of the mask,
+        // which the enabled features leave to a sequence of scalar instructions.
+        let mut counts = _mm512_setzero_si512();
         for_each_lanes(x, x, |v, _, valid| {
             let a = _mm512_abs_ps(v);
             let k = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(valid, a, tv);
             let (a0, a1) = widen(a);
             lo = _mm512_mask_add_pd(lo, k as __mmask8, lo, a0);
             hi = _mm512_mask_add_pd(hi, (k >> 8) as __mmask8, hi, a1);
-            count += k.count_ones() as u64;
+            counts = _mm512_mask_sub_epi32(counts, k, counts, _mm512_set1_epi32(-1));
         });
-        (fold(lo, hi), count)
+        // Each lane counts at most len / 16 + 1 values.
+        let mut lanes = [0u32; 16];
+        _mm512_storeu_si512(lanes.as_mut_ptr().cast(), counts);
+        (fold(lo, hi), lanes.iter().map(|&c| u64::from(c)).sum())
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    pub(super) unsafe fn abs_tallies_above(
+        x: &[f32],
+        scale: f32,
+        thresholds: &[f32; TALLIES],
+    ) -> [(u64, u64); TALLIES] {
+        let (scale_v, count_v) = (_mm512_set1_ps(scale), _mm512_set1_epi32(TALLY_PACK as i32));
+        let rounding = _mm512_set1_ps(TALLY_ROUNDING);
+        let mut ts = [_mm512_setzero_ps(); TALLIES];
+        for (v, &t) in ts.iter_mut().zip(thresholds) {
+            *v = _mm512_set1_ps(t);
+        }
+        let mut tallies = [(0u64, 0u64); TALLIES];
+        let whole = x.len() / 16 * 16;
+        // Each lane takes one value of a 16-value chunk, so a run of 64 chunks fills it.
+        for run in x[..whole].chunks(16 * TALLY_LANE_VALUES) {
+            let mut lanes = [_mm512_setzero_si512(); TALLIES];
+            for c in run.chunks_exact(16) {
+                let a = _mm512_abs_ps(_mm512_loadu_ps(c.as_ptr()));
+                let rounded = _mm512_add_ps(_mm512_mul_ps(a, scale_v), rounding);
+                let packed = _mm512_add_epi32(_mm512_castps_si512(rounded), count_v);
+                for (lane, t) in lanes.iter_mut().zip(&ts) {
+                    let above = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, *t);
+                    *lane = _mm512_mask_add_epi32(*lane, above, *lane, packed);
+                }
+            }
+            // Below 2^26 and 2^10: the lanes' sums fit 32 bits.
+            let field = _mm512_set1_epi32((TALLY_COUNT - 1) as i32);
+            for (tally, lane) in tallies.iter_mut().zip(lanes) {
+                tally.0 += u64::from(_mm512_reduce_add_epi32(_mm512_and_si512(lane, field)) as u32);
+                tally.1 += u64::from(_mm512_reduce_add_epi32(_mm512_srli_epi32::<22>(lane)) as u32);
+            }
+        }
+        let tail = scalar::abs_tallies_above(&x[whole..], scale, thresholds);
+        for (tally, (sum, count)) in tallies.iter_mut().zip(tail) {
+            *tally = (tally.0 + sum, tally.1 + count);
+        }
+        tallies
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    pub(super) unsafe fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize {
+        let (lo, hi) = (_mm512_set1_ps(low), _mm512_set1_ps(high));
+        let (p, n) = (x.as_ptr(), x.len());
+        let (mut i, mut found) = (0, 0);
+        while i + 16 <= n {
+            let a = _mm512_abs_ps(_mm512_loadu_ps(p.add(i)));
+            // Two compares and an and: the masked-compare form made LLVM fail ("Cannot emit
+            // physreg copy instruction") in LTO builds.
+            let k = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, lo) & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(a, hi);
+            let bits = _mm512_maskz_compress_epi32(k, _mm512_castps_si512(a));
+            if found + 16 <= out.len() {
+                // The lanes past the values found are overwritten by the next ones, or
+                // lie past them.
+                _mm512_storeu_si512(out.as_mut_ptr().add(found).cast(), bits);
+            } else {
+                let mut lanes = [0u32; 16];
+                _mm512_storeu_si512(lanes.as_mut_ptr().cast(), bits);
+                for (o, &b) in out.iter_mut().skip(found).zip(&lanes[..k.count_ones() as usize]) {
+                    *o = b;
+                }
+            }
+            found += k.count_ones() as usize;
+            i += 16;
+        }
+        let rest = out.get_mut(found..).unwrap_or_default();
+        found + scalar::abs_bits_within(&x[i..], low, high, rest)
     }
 
     rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]) by rule => codes_with(x, out));

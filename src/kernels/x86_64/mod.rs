@@ -86,6 +86,7 @@ fn detect_avx512() -> bool {
         && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vnni")
         && is_x86_feature_detected!("gfni")
+        && is_x86_feature_detected!("popcnt")
 }
 
 /// The AVX2 kernel table, when this CPU has every feature it uses.
