@@ -14,11 +14,12 @@
 //! with the strictly greatest score wins; s = S / K rounded to f32, and the codes take
 //! |x| >= a.
 //!
-//! Short scopes (blocks, rows of up to 4096 values) probe first: a vector pass per
-//! threshold gives the exact sum and count of |x| above it, and thresholds are added near
-//! the optimum until few values there are left to sort ([`by_probes`]). Longer scopes,
-//! and short ones whose optimum may lie among values too small for exact f64 sums, take
-//! the slot path, which never sorts the scope. One pass counts the values and sums their
+//! On x86, short scopes (blocks, rows of up to 4096 values) take tallies first: one
+//! vector pass counts |x| above eight thresholds and sums it, rounded to integers, which
+//! bounds every candidate's score; passes narrow down where the optimum lies until few
+//! values are left there, and those are gathered, sorted and scored exactly
+//! ([`by_tallies`]). Longer scopes, and the rare short ones whose largest value is too
+//! small for the tallies' unit, take the slot path, which never sorts the scope. One pass counts the values and sums their
 //! mantissas (exactly, in integers) per slot of the leading bits of |x|; the slots' edges
 //! give exact candidates, and a slot's inner candidates can beat its edges by no more
 //! than a bound computed from the slot's upper edge, (S + n hi)^2 / (K + n). Only the
@@ -27,7 +28,7 @@
 //! window of slots is counted again over the whole range; importance-weighted scopes
 //! take the sorting path.
 
-use crate::kernels::{CodeRule, Kernels};
+use crate::kernels::{CodeRule, Kernels, TALLIES};
 use crate::scheme::order::{radix_sort, sort_decreasing};
 use crate::scheme::ternary::ScopeScale;
 
@@ -138,16 +139,15 @@ impl Best {
 
 /// The optimal scale of one scope of finite values.
 pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
-    if x.len() <= PROBED_LEN {
-        if let Some(found) = by_probes(k, x) {
+    if TALLYING && x.len() <= TALLIED_LEN {
+        if let Some(found) = by_tallies(k, x) {
             return found;
         }
     }
     optimal_by_slots(k, x)
 }
 
-/// The slot path: for long scopes, and for short ones whose optimum may lie among values
-/// too small for [`by_probes`].
+/// The slot path: for long scopes, and for the short ones [`by_tallies`] leaves.
 fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     // Short scopes (blocks, short rows) count in 128 slots of 1/8 binade below their
     // largest value; the whole range in slots of 1/256 binade is the way for longer ones
@@ -162,151 +162,183 @@ fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     found.unwrap_or(ScopeScale::ZERO)
 }
 
-/// The longest scope that [`by_probes`] takes: its sums stay exact over 17 binades, and
-/// a few vector passes over a row cost less than the slot path's one counting pass.
-const PROBED_LEN: usize = 4096;
+/// The longest scope that [`by_tallies`] takes: a few vector passes over a row cost less
+/// than the slot path's one counting pass.
+const TALLIED_LEN: usize = 4096;
 
-/// How many thresholds [`by_probes`] may probe before it gathers what is left.
-const MOST_PROBES: usize = 14;
+/// Whether [`by_tallies`] pays: on x86's wide vectors, not on wasm's four lanes, where its
+/// passes cost as much as the slot path (measured with `wasm_kernel_bench`).
+const TALLYING: bool = cfg!(target_arch = "x86_64");
 
-/// How many values [`by_probes`] is content to gather, sort and score one by one.
-const FEW_ENOUGH: u64 = 40;
+/// How many passes of [`TALLIES`] thresholds [`by_tallies`] makes at most.
+const MOST_PASSES: usize = 4;
 
-/// The fast path for short scopes, from the sums and counts of |x| above a few
-/// thresholds (`abs_sum_above`, a vector pass each). Every value above the lowest
-/// threshold lies within `29 - log2(len)` binades of the largest, so any sum of them is
-/// a multiple of the least one's unit below 2^53 units: the kernel's f64 sums are then
-/// exact, and so is every candidate score at a threshold. Between two thresholds the
-/// values' candidates score at most what convexity allows (see [`interval_bound`]);
-/// thresholds are added where that bound still reaches the best score, until few
-/// values are left there, and those are gathered, sorted and scored like the slot
-/// path's. `None` when the optimum may lie among the values too small for exact sums.
-fn by_probes(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
+/// How many values [`by_tallies`] is content to gather, sort and score one by one.
+const FEW_ENOUGH: u64 = 12;
+
+/// A probed threshold t, with the tally of the values above it: the sum of their
+/// nearest multiples of the unit, and their count.
+#[derive(Clone, Copy)]
+struct Probe {
+    t: f32,
+    units: u64,
+    count: u64,
+}
+
+/// The fast path for short scopes: tallies of |x| above a few thresholds per vector pass
+/// (`abs_tallies_above`), which bound every candidate's score from both sides, narrow
+/// down where the optimum lies, and leave a few values to score exactly.
+///
+/// Only values above `top / (2 sqrt(n))` can be taken by the winner: it scores at
+/// least top^2 (the first candidate does), so its scale s = S / K is at least
+/// top / sqrt(K); and dropping its least taken value a, which would leave an earlier
+/// candidate and so a lower score, shows a > s / 2. The floor lies a binade lower
+/// still, for the rounding of the scores. So every sum this path makes is of values
+/// within a few binades of the largest, exact in f64.
+///
+/// A tally sums the values rounded to multiples of a unit (2^-15 of the binade above the
+/// largest), so the sum above a threshold lies within count / 2 units of the tally:
+/// candidates at the thresholds have a score at least that of the low end, and the
+/// intervals between thresholds at most what [`interval_reaches`] allows from the high
+/// ends. Passes place thresholds in the intervals that could hold the optimum, until few
+/// values are left there; those are scored exactly from the exact sum above them.
+/// `None` for scopes whose largest value is below 2^-112 (the unit would not be an f32).
+fn by_tallies(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
     let top = (k.abs_max)(x);
     if top == 0.0 {
         return Some(ScopeScale::ZERO);
     }
-    let exact_binades = 29 - x.len().next_power_of_two().trailing_zeros() as i32;
-    let floor_exponent = (top.to_bits() >> 23).max(1) as i32 - exact_binades;
-    let floor = if floor_exponent >= 1 { f32::from_bits((floor_exponent as u32) << 23) } else { 0.0 };
-    // Thresholds in decreasing order, with the sum and count of the values above each
-    // (none are above the largest value), and for the interval below each threshold the
-    // most its candidates can score.
-    let mut probes = [(0f32, 0f64, 0u64); MOST_PROBES + 2];
-    let mut bounds = [0f64; MOST_PROBES + 1];
-    probes[0] = (top, 0.0, 0);
-    let (sum, count) = (k.abs_sum_above)(x, floor);
-    probes[1] = (floor, sum, count);
-    bounds[0] = interval_bound(probes[0], probes[1]);
-    let mut len = 2;
-    let score = |(_, sum, count): (f32, f64, u64)| if count == 0 { 0.0 } else { sum * sum / count as f64 };
-    let (mut best, mut best_at) = (score(probes[1]), 1);
-    let (first, last) = loop {
-        let limit = best * (1.0 - MARGIN);
-        // The intervals whose candidates could reach the best: how many values they
-        // hold, and the one with the most that a threshold can still split.
-        let (mut first, mut last, mut alive, mut widest) = (usize::MAX, 0, 0u64, None);
-        for i in 0..len - 1 {
-            let (upper, lower) = (probes[i], probes[i + 1]);
-            let values = lower.2 - upper.2;
-            if values == 0 || bounds[i] < limit {
-                continue;
-            }
-            (first, last, alive) = (first.min(i), i, alive + values);
-            let splittable = f32::from_bits(lower.0.to_bits() + 1) < upper.0;
-            if values > 1 && splittable && widest.is_none_or(|(_, most)| values > most) {
-                widest = Some((i, values));
-            }
-        }
-        let Some((i, _)) = widest.filter(|_| alive > FEW_ENOUGH && len < probes.len()) else {
-            break (first, last);
-        };
-        // Split where the best candidate so far would put its threshold (half its scale,
-        // where the next value starts to pay), if that is well inside; else nearer the
-        // side of the best, where the bounds are closest to it.
-        let (upper, lower) = (probes[i].0, probes[i + 1].0);
-        let (_, best_sum, best_count) = probes[best_at];
-        let guess = (best_sum / (2 * best_count.max(1)) as f64) as f32;
-        let inset = (upper - lower) * 0.125;
-        let t = if guess > lower + inset && guess < upper - inset {
-            guess
-        } else if i < best_at {
-            lower + (upper - lower) * 0.3
-        } else {
-            upper - (upper - lower) * 0.3
-        };
-        let t = if t > lower && t < upper { t } else { f32::from_bits(lower.to_bits() + 1) };
-        let (sum, count) = (k.abs_sum_above)(x, t);
-        probes.copy_within(i + 1..len, i + 2);
-        bounds.copy_within(i + 1..len - 1, i + 2);
-        probes[i + 1] = (t, sum, count);
-        bounds[i] = interval_bound(probes[i], probes[i + 1]);
-        bounds[i + 1] = interval_bound(probes[i + 1], probes[i + 2]);
-        len += 1;
-        best_at += usize::from(best_at > i);
-        if score(probes[i + 1]) > best {
-            (best, best_at) = (score(probes[i + 1]), i + 1);
-        }
-    };
-    // Below the floor: the values left each at most the floor, taken one or all.
-    let limit = best * (1.0 - MARGIN);
-    let (_, low_sum, low_count) = probes[len - 1];
-    let rest = x.len() as u64 - low_count;
-    let reach = |j: u64| (low_sum + j as f64 * f64::from(floor)).powi(2) / (low_count + j) as f64;
-    if first > last || (rest > 0 && (reach(1) >= limit || reach(rest) >= limit)) {
+    let top_exponent = (top.to_bits() >> 23) as i32; // biased; top < 2^(top_exponent - 126)
+    if top_exponent < 15 {
         return None;
     }
-    Some(gather_and_scan(x, probes[first], probes[last + 1]))
+    // 1 / unit, so that top * scale < 2^15.
+    let scale = f32::from_bits(((268 - top_exponent) as u32) << 23);
+    let unit = power_of_two(top_exponent - 141);
+    // top / (2 sqrt(n)) >= 2^(top_exponent - 127 - 1 - ceil(log2(n) / 2)), a binade lower.
+    let log2_len = x.len().next_power_of_two().trailing_zeros() as i32;
+    let floor = f32::from_bits(((top_exponent - 2 - (log2_len + 1) / 2) as u32) << 23);
+    // The first pass: thresholds around where Gaussian-like scopes have their optimum
+    // (about 3/4 of the mean |x|), and the floor.
+    let mean = ((k.abs_sum)(x) / x.len() as f64) as f32;
+    let mut thresholds = [1.6f32, 1.0, 0.85, 0.76, 0.68, 0.58, 0.4, 0.0].map(|f| (mean * f).max(floor).min(top));
+    // The candidates that could still win lie in (lower.t, upper.t]: the others stay
+    // out of reach, as the best known score only grows. The first pass has no lower
+    // edge (its last threshold is the floor), so its last probe comes twice.
+    let mut probes = [Probe { t: top, units: 0, count: 0 }; TALLIES + 2];
+    let mut best = 0f64;
+    for pass in 1..=MOST_PASSES {
+        let tallies = (k.abs_tallies_above)(x, scale, &thresholds);
+        // In decreasing order of t (equal ones leave empty intervals).
+        for (p, (&t, &(units, count))) in probes[1..].iter_mut().zip(thresholds.iter().zip(&tallies)) {
+            *p = Probe { t, units, count };
+        }
+        if pass == 1 {
+            probes[TALLIES + 1] = probes[TALLIES];
+        }
+        let scores = probes.map(|p| p.low_score(unit));
+        best = scores.iter().fold(best, |best, &score| if score > best { score } else { best });
+        let limit = best * (1.0 - MARGIN);
+        let mut reaches = [false; TALLIES + 1];
+        for (i, r) in reaches.iter_mut().enumerate() {
+            *r = interval_reaches(probes[i].high(unit), probes[i + 1].high(unit), limit);
+        }
+        let (Some(first), Some(last)) = (reaches.iter().position(|&r| r), reaches.iter().rposition(|&r| r)) else {
+            return None; // not reached: the best probe's own interval reaches its score
+        };
+        let upper = probes[first];
+        let below = probes[last + 1];
+        if below.count - upper.count <= FEW_ENOUGH || pass == MOST_PASSES {
+            // Exact: every value above upper.t is above the floor.
+            let (sum_above, above) = (k.abs_sum_above)(x, upper.t);
+            debug_assert_eq!(above, upper.count);
+            return Some(gather_and_scan(k, x, (upper.t, sum_above, above), (below.t, 0.0, below.count)));
+        }
+        split(upper.t, below.t, &mut thresholds);
+        (probes[0], probes[TALLIES + 1]) = (upper, below);
+    }
+    None
 }
 
-/// The most that a candidate between two probed thresholds can score: it takes every
-/// value above `upper.0` and j >= 1 of the values in (lower.0, upper.0], whose sum is at
-/// most j * upper.0 (bound `by_high`) and at most their total less the rest at more than
-/// lower.0 each (bound `by_low`). The first is the smaller up to the j where the two
-/// meet, the second after it, and each is convex in j (real j included), so the most is
-/// at j = 1, where they meet, or at the end; both are taken where they meet, so that
-/// rounding of the meeting point cannot lower the bound.
-fn interval_bound(upper: (f32, f64, u64), lower: (f32, f64, u64)) -> f64 {
-    let ((high, sum_above, above), (low, sum_below, below)) = (upper, lower);
-    if below == above {
-        return 0.0; // no candidates
+/// Fills `out` with thresholds evenly spaced strictly between `upper` and `lower`, in
+/// decreasing order (the nearest f32 above `lower` where they are too close to tell
+/// apart).
+fn split(upper: f32, lower: f32, out: &mut [f32]) {
+    let parts = out.len() as f32 + 1.0;
+    for (j, t) in out.iter_mut().enumerate() {
+        let v = upper - (upper - lower) * ((j + 1) as f32 / parts);
+        *t = if v > lower && v < upper { v } else { f32::from_bits(lower.to_bits() + 1) };
     }
+}
+
+impl Probe {
+    /// A score that the candidate taking every value above t reaches at least: each value
+    /// was rounded to a multiple of the unit, half a unit at most away.
+    fn low_score(self, unit: f64) -> f64 {
+        let sum = (self.units as f64 - 0.5 * self.count as f64) * unit;
+        if self.count == 0 || sum <= 0.0 {
+            0.0
+        } else {
+            sum * sum / self.count as f64
+        }
+    }
+
+    /// (t, the most the sum above t can be, count), for [`interval_reaches`].
+    fn high(self, unit: f64) -> (f32, f64, u64) {
+        (self.t, (self.units as f64 + 0.5 * self.count as f64) * unit, self.count)
+    }
+}
+
+/// Whether a candidate between two probed thresholds could score `limit` or more: it
+/// takes every value above `upper.0` and j >= 1 of the values in (lower.0, upper.0], whose
+/// sum is at most j * upper.0 (bound `by_high`) and at most their total less the rest at
+/// more than lower.0 each (bound `by_low`). The first is the smaller up to the j where
+/// the two meet, the second after it, and each is convex in j (real j included), so the
+/// most is at j = 1, where they meet, or at the end; both are tried where they meet, so
+/// that rounding of the meeting point cannot lower the bound. Scores compare as
+/// fractions.
+fn interval_reaches(upper: (f32, f64, u64), lower: (f32, f64, u64), limit: f64) -> bool {
+    let ((high, sum_above, above), (low, sum_below, below)) = (upper, lower);
     let values = (below - above) as f64;
-    let (high, low) = (f64::from(high), f64::from(low));
+    let (high, low, above) = (f64::from(high), f64::from(low), above as f64);
+    let reaches = |sum: f64, j: f64| sum * sum >= limit * (above + j);
+    let by_high = |j: f64| reaches(sum_above + j * high, j);
+    let by_low = |j: f64| {
+        let sum = sum_below - (values - j) * low;
+        reaches(if sum > 0.0 { sum } else { 0.0 }, j)
+    };
+    // Every value in the interval at `high` bounds both, and is convex in j: most
+    // intervals away from the optimum fall short at both ends.
+    if values == 0.0 || !(by_high(1.0) || reaches(sum_above + values * high, values)) {
+        return false;
+    }
     // Comparisons, not f64::max: wasm's f64.max treats NaN otherwise, so max is a call.
-    let larger = |a: f64, b: f64| if a > b { a } else { b };
-    let by_high = |j: f64| (sum_above + j * high) * (sum_above + j * high) / (above as f64 + j);
-    let by_low = |j: f64| larger(sum_below - (values - j) * low, 0.0).powi(2) / (above as f64 + j);
     let meet = (sum_below - sum_above - values * low) / (high - low);
-    let meet = if meet > values { values } else { larger(meet, 1.0) };
-    larger(larger(by_high(1.0), by_high(meet)), larger(by_low(meet), by_low(values)))
+    let meet = if meet > values {
+        values
+    } else if meet > 1.0 {
+        meet
+    } else {
+        1.0
+    };
+    by_low(values) || by_high(meet) || by_low(meet) || by_high(1.0)
 }
 
 /// Scores, in decreasing order, every candidate among the values in (lower.0, upper.0],
 /// starting from the exact sum and count above `upper.0`.
-fn gather_and_scan(x: &[f32], upper: (f32, f64, u64), lower: (f32, f64, u64)) -> ScopeScale {
-    let (high, sum_above, above) = (upper.0.to_bits(), upper.1, upper.2);
-    let low = lower.0.to_bits();
-    let span = high - low;
-    let in_span = |v: &f32| (v.to_bits() & 0x7fff_ffff).wrapping_sub(low + 1) < span;
-    let (mut on_stack, mut on_heap) = ([0u32; 65], Vec::new());
+fn gather_and_scan(k: &Kernels, x: &[f32], upper: (f32, f64, u64), lower: (f32, f64, u64)) -> ScopeScale {
+    let (sum_above, above) = (upper.1, upper.2);
+    // Room for a vector store of 16 values past the last one.
+    let (mut on_stack, mut on_heap) = ([0u32; 64], Vec::new());
     let in_range = (lower.2 - above) as usize;
-    let buffer = if in_range < on_stack.len() {
-        &mut on_stack[..=in_range]
+    let buffer = if in_range + 16 <= on_stack.len() {
+        &mut on_stack[..]
     } else {
-        on_heap.resize(in_range + 1, 0);
+        on_heap.resize(in_range + 16, 0);
         &mut on_heap[..]
     };
-    // A mask of 32 values at a time (a vector compare), then only the few set bits.
-    let mut kept = 0;
-    for (c, part) in x.chunks(32).enumerate() {
-        let mut mask = part.iter().enumerate().fold(0u32, |m, (i, v)| m | (u32::from(in_span(v)) << i));
-        while mask != 0 {
-            buffer[kept] = x[32 * c + mask.trailing_zeros() as usize].to_bits() & 0x7fff_ffff;
-            kept += 1;
-            mask &= mask - 1;
-        }
-    }
+    let found = (k.abs_bits_within)(x, lower.0, upper.0, buffer);
+    debug_assert_eq!(found, in_range);
     let taken = &mut buffer[..in_range];
     sort_decreasing(taken);
     let (mut sum, mut best) = (sum_above, Best::NONE);
@@ -555,7 +587,7 @@ mod tests {
         assert!(decided[2] >= all.len() / 2, "{decided:?}");
     }
 
-    /// Magnitudes that make the probing path work: a few shared values (long runs of
+    /// Magnitudes that make the tallying path work: a few shared values (long runs of
     /// ties), zeros of both signs, subnormals, the extremes of f32, and values spread
     /// over more binades than its sums stay exact for.
     fn adversarial_value() -> impl proptest::strategy::Strategy<Value = f32> {
@@ -574,14 +606,14 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(600))]
 
-        /// The probing path, taken alone and through `optimal_scale` on every backend
+        /// The tallying path, taken alone and through `optimal_scale` on every backend
         /// of the build, gives the sorting path's scale and threshold bit for bit.
         #[test]
-        fn probes_agree_with_sorting(
+        fn tallies_agree_with_sorting(
             // Blocks mostly, and rows up to the longest probed scope.
             x in proptest::prop_oneof![
                 proptest::collection::vec(adversarial_value(), 1..=300),
-                proptest::collection::vec(adversarial_value(), 1..=PROBED_LEN),
+                proptest::collection::vec(adversarial_value(), 1..=TALLIED_LEN),
             ],
             scale in proptest::sample::select(vec![1.0f32, 1e-20, 1e20, 3.0e-39]),
         ) {
@@ -591,17 +623,17 @@ mod tests {
             for backend in [crate::kernels::Backend::Scalar, crate::kernels::Backend::best()] {
                 let k = backend.kernels().unwrap();
                 same(optimal_scale(k, &x), want, &format!("{backend}, {} values", x.len()));
-                if let Some(got) = by_probes(k, &x) {
-                    same(got, want, &format!("{backend}, probes alone, {} values", x.len()));
+                if let Some(got) = by_tallies(k, &x) {
+                    same(got, want, &format!("{backend}, tallies alone, {} values", x.len()));
                 }
             }
         }
     }
 
-    /// On Gaussian-like blocks with outliers (the benchmark's weights) the probing path
+    /// On Gaussian-like blocks with outliers (the benchmark's weights) the tallying path
     /// decides every block itself, and as the sorting path does.
     #[test]
-    fn probes_decide_ordinary_blocks() {
+    fn tallies_decide_ordinary_blocks() {
         let k = crate::kernels::Backend::best().kernels().unwrap();
         let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut uniform = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
@@ -616,7 +648,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let got = by_probes(k, &x).expect("decided");
+            let got = by_tallies(k, &x).expect("decided");
             same(got, by_sorting(&x, |_| 1.0), &format!("block {block}"));
         }
     }
