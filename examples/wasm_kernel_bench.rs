@@ -233,6 +233,7 @@ fn bench_quantize(backends: &[Backend], runs: usize, quick: bool) {
         ("absmean/row", ScaleRule::AbsMean, Scope::Row),
         ("absmean/tensor", ScaleRule::AbsMean, Scope::Tensor),
         ("optimal/block", ScaleRule::Optimal, Scope::Block(QK_K)),
+        ("optimal/row", ScaleRule::Optimal, Scope::Row),
         ("optimal/tensor", ScaleRule::Optimal, Scope::Tensor),
     ];
     for (name, rule, scope) in quant_cases {
