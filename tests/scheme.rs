@@ -202,11 +202,19 @@ fn gemv_equals_the_dequantized_product_within_int8_error() {
 fn the_first_bad_value_is_named_for_every_rule_scope_and_backend() {
     // The tensor scope finds bad values through its reduction, the others scope by scope;
     // both must name the first bad index of the whole input, with later bad values too.
-    let (rows, cols) = (6, 512);
+    // 12 x 512 values: more than the optimal rule's tensor scope counts before checking.
+    let (rows, cols) = (12, 512);
     for backend in Backend::supported() {
         for rule in ScaleRule::ALL {
             for scope in [Scope::Tensor, Scope::Row, Scope::Block(256)] {
-                for (first, bad) in [(0, f32::NAN), (511, f32::INFINITY), (1300, f32::NEG_INFINITY), (3071, f32::NAN)] {
+                let bad_values = [
+                    (0, f32::NAN),
+                    (511, f32::INFINITY),
+                    (1300, f32::NEG_INFINITY),
+                    (3071, f32::NAN),
+                    (6143, -f32::NAN),
+                ];
+                for (first, bad) in bad_values {
                     let mut w: Vec<f32> = (0..rows * cols).map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0).collect();
                     w[first] = bad;
                     if first + 700 < w.len() {

@@ -147,12 +147,34 @@ pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
     optimal_by_slots(k, x)
 }
 
+/// The optimal scale of a whole tensor, which may hold NaN or infinities: `None` if it
+/// does. Long tensors are checked by their counting pass, where the values whose exponent
+/// bits are all ones (and only those) fill the whole range's first slots,
+/// instead of by a pass of their own.
+pub(crate) fn optimal_tensor_scale(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
+    if x.len() <= 4096 {
+        return (k.first_non_finite)(x).is_none().then(|| optimal_scale(k, x));
+    }
+    let mut slots = vec![(0, 0); WHOLE_TOP as usize + 2];
+    count_slots(x, WHOLE_SHIFT, WHOLE_TOP, &mut slots);
+    let non_finite = (WHOLE_TOP - (f32::INFINITY.to_bits() >> WHOLE_SHIFT)) as usize;
+    if slots[..=non_finite].iter().any(|&(count, _)| count > 0) {
+        return None;
+    }
+    Some(by_counted_slots(x, WHOLE_SHIFT, WHOLE_TOP, &slots).unwrap_or(ScopeScale::ZERO))
+}
+
+/// The whole range's slots: `bits >> WHOLE_SHIFT` of |x|, 2^(23 - WHOLE_SHIFT) per binade.
+const WHOLE_SHIFT: u32 = 15;
+/// The key of the highest slot of the whole range, that of the largest NaN.
+const WHOLE_TOP: u32 = 0x7fff_ffff >> WHOLE_SHIFT;
+
 /// The slot path: for long scopes, and for the short ones [`by_tallies`] leaves.
 fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     // Short scopes (blocks, short rows) count in 128 slots of 1/8 binade below their
     // largest value; the whole range in slots of 1/256 binade is the way for longer ones
     // and the fallback (its window holds every value, so it always decides).
-    let whole_range = || by_slots(x, 15, 0xffff, &mut vec![(0, 0); 0x1_0001]);
+    let whole_range = || by_slots(x, WHOLE_SHIFT, WHOLE_TOP, &mut vec![(0, 0); WHOLE_TOP as usize + 2]);
     let found = if x.len() <= 4096 {
         let top = (k.abs_max)(x).to_bits() >> 20;
         by_slots(x, 20, top, &mut [(0, 0); 129]).or_else(whole_range)
@@ -221,7 +243,7 @@ fn by_tallies(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
     // The first pass: thresholds around where Gaussian-like scopes have their optimum
     // (about 3/4 of the mean |x|), and the floor.
     let mean = ((k.abs_sum)(x) / x.len() as f64) as f32;
-    let mut thresholds = [1.6f32, 1.0, 0.85, 0.76, 0.68, 0.58, 0.4, 0.0].map(|f| (mean * f).max(floor).min(top));
+    let mut thresholds = [1.3f32, 0.88, 0.81, 0.77, 0.73, 0.69, 0.5, 0.0].map(|f| (mean * f).max(floor).min(top));
     // The candidates that could still win lie in (lower.t, upper.t]: the others stay
     // out of reach, as the best known score only grows. The first pass has no lower
     // edge (its last threshold is the floor), so its last probe comes twice.
@@ -363,17 +385,27 @@ pub(crate) fn optimal_weighted(x: &[f32], weight: impl Fn(usize) -> f32) -> Scop
 /// significands (exactly: they share the exponent). `None` when the optimum may lie in
 /// that last slot.
 fn by_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) -> Option<ScopeScale> {
-    debug_assert!(shift <= 23, "one exponent a slot");
+    count_slots(x, shift, top, slots);
+    by_counted_slots(x, shift, top, slots)
+}
+
+/// The counting pass of [`by_slots`]. It sums the stored fraction bits; the implicit
+/// leading bit, which every value of a slot shares, is added per slot after it.
+fn count_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) {
     let window = slots.len() - 1;
-    let key_bits = |i: usize| top.wrapping_sub(i as u32) << shift;
-    // The loop sums the stored fraction bits; the implicit leading bit, which every
-    // value of a slot shares, is added per slot after it.
     for &v in x {
         let bits = v.to_bits() & 0x7fff_ffff;
         let slot = &mut slots[((top - (bits >> shift)) as usize).min(window)];
         slot.0 += 1;
         slot.1 += u64::from(bits & 0x7f_ffff);
     }
+}
+
+/// [`by_slots`] after its counting pass.
+fn by_counted_slots(x: &[f32], shift: u32, top: u32, slots: &[(u64, u64)]) -> Option<ScopeScale> {
+    debug_assert!(shift <= 23, "one exponent a slot");
+    let window = slots.len() - 1;
+    let key_bits = |i: usize| top.wrapping_sub(i as u32) << shift;
     let slot = |i: usize| {
         let (count, fractions) = slots[i];
         (count, fractions + count * (significand(key_bits(i)) & 0x80_0000))
@@ -571,7 +603,7 @@ mod tests {
             let top = (k.abs_max)(x).to_bits();
             let found = [
                 by_slots(x, 20, top >> 20, &mut [(0, 0); 129]),
-                by_slots(x, 15, 0xffff, &mut vec![(0, 0); 0x1_0001]),
+                by_slots(x, WHOLE_SHIFT, WHOLE_TOP, &mut vec![(0, 0); WHOLE_TOP as usize + 2]),
                 by_slots(x, 17, top >> 17, &mut [(0, 0); 257]),
             ];
             for (config, found) in found.into_iter().enumerate() {
@@ -650,6 +682,25 @@ mod tests {
                 .collect();
             let got = by_tallies(k, &x).expect("decided");
             same(got, by_sorting(&x, |_| 1.0), &format!("block {block}"));
+        }
+    }
+
+    /// A long tensor's counting pass finds NaN and infinities of either sign, and passes
+    /// every finite value, the extremes included.
+    #[test]
+    fn tensor_counting_finds_non_finite_values() {
+        let k = crate::kernels::Backend::Scalar.kernels().unwrap();
+        let mut x: Vec<f32> = (0..5000).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
+        x[10] = f32::MAX;
+        x[11] = -f32::MAX;
+        x[12] = f32::from_bits(1);
+        x[13] = -0.0;
+        same(optimal_tensor_scale(k, &x).expect("finite"), by_sorting(&x, |_| 1.0), "extremes");
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(0x7fff_ffff)] {
+            let mut y = x.clone();
+            y[4999] = bad;
+            assert!(optimal_tensor_scale(k, &y).is_none(), "{bad}");
+            assert!(optimal_tensor_scale(k, &y[4000..]).is_none(), "{bad}, short");
         }
     }
 

@@ -123,7 +123,16 @@ fn tensor_scale(k: &Kernels, data: &[f32], rule: ScaleRule) -> Result<ScopeScale
             }
             Ok(scale_from_abs_sum(k, data, rule, sum))
         }
-        ScaleRule::AbsMax | ScaleRule::Median | ScaleRule::Optimal => {
+        // The counting pass doubles as the check; only a bad tensor pays for the search
+        // of the first bad index.
+        ScaleRule::Optimal => match optimal::optimal_tensor_scale(k, data) {
+            Some(scale) => Ok(scale),
+            None => {
+                check_finite(k, data, 0, "weights")?;
+                Ok(scope_scale(k, data, rule)) // not reached: the check finds the value
+            }
+        },
+        ScaleRule::AbsMax | ScaleRule::Median => {
             check_finite(k, data, 0, "weights")?;
             Ok(scope_scale(k, data, rule))
         }
