@@ -406,6 +406,12 @@ fn reductions() {
     });
 }
 
+/// |v| for a value v of `x` (not empty), or the f32 just below or just above it.
+fn near_a_value(rng: &mut Rng, x: &[f32]) -> f32 {
+    let v = x[rng.below(x.len())].abs();
+    [v, f32::from_bits(v.to_bits().saturating_sub(1)), f32::from_bits(v.to_bits() + 1)][rng.below(3)]
+}
+
 /// Tallies at thresholds drawn from the values, around them and at the edges, with the
 /// scale that puts the largest |x| at most 2^15; and a run of equal values at the
 /// limit long enough to fill every packed lane of every backend.
@@ -430,10 +436,7 @@ fn abs_tallies_above() {
         // The largest power of two that keeps top * scale at most 2^15.
         let scale = if top == 0.0 || top.log2() < -100.0 { 1.0 } else { 2f32.powi(14 - top.log2().floor() as i32) };
         let ts: [f32; TALLIES] = core::array::from_fn(|_| match rng.below(5) {
-            0 | 1 if n > 0 => {
-                let v = x[rng.below(n)].abs();
-                [v, f32::from_bits(v.to_bits().saturating_sub(1)), f32::from_bits(v.to_bits() + 1)][rng.below(3)]
-            }
+            0 | 1 if n > 0 => near_a_value(rng, x),
             2 => [0.0, -1.0, top][rng.below(3)],
             _ => top * rng.below(1000) as f32 / 1000.0,
         });
@@ -456,10 +459,7 @@ fn abs_bits_within() {
         let (data, off) = gen.buffer(rng, n);
         let x = &data[off..off + n];
         let mut bound = || match rng.below(4) {
-            0 | 1 if n > 0 => {
-                let v = x[rng.below(n)].abs();
-                [v, f32::from_bits(v.to_bits().saturating_sub(1)), f32::from_bits(v.to_bits() + 1)][rng.below(3)]
-            }
+            0 | 1 if n > 0 => near_a_value(rng, x),
             2 => [0.0, -1.0, f32::INFINITY, f32::NAN][rng.below(4)],
             _ => rng.pow2(-20, 20),
         };
