@@ -250,6 +250,7 @@ fn by_tallies(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
     let mut probes = [Probe { t: top, units: 0, count: 0 }; TALLIES + 2];
     let mut best = 0f64;
     for pass in 1..=MOST_PASSES {
+        debug_assert!(thresholds.windows(2).all(|t| t[0] >= t[1]), "thresholds in decreasing order");
         let tallies = (k.abs_tallies_above)(x, scale, &thresholds);
         // In decreasing order of t (equal ones leave empty intervals).
         for (p, (&t, &(units, count))) in probes[1..].iter_mut().zip(thresholds.iter().zip(&tallies)) {
@@ -270,7 +271,9 @@ fn by_tallies(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
         };
         let upper = probes[first];
         let below = probes[last + 1];
-        if below.count - upper.count <= FEW_ENOUGH || pass == MOST_PASSES {
+        // Few values left, or one run of equal ones that no threshold can split.
+        let unsplittable = below.t.to_bits() + 1 >= upper.t.to_bits();
+        if below.count - upper.count <= FEW_ENOUGH || unsplittable || pass == MOST_PASSES {
             // Exact: every value above upper.t is above the floor.
             let (sum_above, above) = (k.abs_sum_above)(x, upper.t);
             debug_assert_eq!(above, upper.count);
@@ -282,14 +285,21 @@ fn by_tallies(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
     None
 }
 
-/// Fills `out` with thresholds evenly spaced strictly between `upper` and `lower`, in
-/// decreasing order (the nearest f32 above `lower` where they are too close to tell
-/// apart).
+/// Fills `out` with thresholds evenly spaced between `upper` and `lower` (`lower <
+/// upper`), in decreasing order: within (lower, upper], where rounding may put several at
+/// `upper` or at the f32 just above `lower` (which leaves empty intervals), never out of
+/// order (v decreases with j, and the clamp keeps that).
 fn split(upper: f32, lower: f32, out: &mut [f32]) {
     let parts = out.len() as f32 + 1.0;
     for (j, t) in out.iter_mut().enumerate() {
         let v = upper - (upper - lower) * ((j + 1) as f32 / parts);
-        *t = if v > lower && v < upper { v } else { f32::from_bits(lower.to_bits() + 1) };
+        *t = if v >= upper {
+            upper
+        } else if v > lower {
+            v
+        } else {
+            f32::from_bits(lower.to_bits() + 1)
+        };
     }
 }
 
@@ -620,8 +630,8 @@ mod tests {
     }
 
     /// Magnitudes that make the tallying path work: a few shared values (long runs of
-    /// ties), zeros of both signs, subnormals, the extremes of f32, and values spread
-    /// over more binades than its sums stay exact for.
+    /// ties), runs a few f32 steps apart, zeros of both signs, subnormals, the extremes
+    /// of f32, and values spread over more binades than its sums stay exact for.
     fn adversarial_value() -> impl proptest::strategy::Strategy<Value = f32> {
         use proptest::prelude::*;
         prop_oneof![
@@ -632,6 +642,8 @@ mod tests {
             1 => (1u32..0x7f80_0000).prop_map(f32::from_bits),
             1 => proptest::sample::select(vec![f32::MAX, -f32::MAX, f32::MIN_POSITIVE, f32::from_bits(1)]),
             1 => -1e-7f32..1e-7,
+            // Runs a few f32 steps apart near the top: regions too narrow to split evenly.
+            2 => (0u32..6).prop_map(|d| f32::from_bits(1.5f32.to_bits() - d)),
         ]
     }
 
@@ -702,6 +714,21 @@ mod tests {
             assert!(optimal_tensor_scale(k, &y).is_none(), "{bad}");
             assert!(optimal_tensor_scale(k, &y[4000..]).is_none(), "{bad}, short");
         }
+    }
+
+    /// A run of values a few f32 steps below the largest, more than the path gathers at
+    /// once: the thresholds that split so narrow a region stay in decreasing order.
+    #[test]
+    fn tallies_split_narrow_regions() {
+        let k = crate::kernels::Backend::best().kernels().unwrap();
+        let below = f32::from_bits(1.5f32.to_bits() - 1);
+        let mut x = vec![1.5];
+        x.extend([below; 14]);
+        x.push(f32::from_bits(0x3F13_B0C8));
+        x.extend([0.0; 4]);
+        let want = by_sorting(&x, |_| 1.0);
+        same(by_tallies(k, &x).expect("decided"), want, "tallies");
+        same(optimal_scale(k, &x), want, "optimal_scale");
     }
 
     /// Exact sums round like f64 addition does where that is exact, and ties go to even.

@@ -56,7 +56,7 @@ mod imp {
 
     /// 16 f32 -> the f64 lanes 0..8 and 8..16.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn widen(v: __m512) -> (__m512d, __m512d) {
         let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
         let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(v));
@@ -65,7 +65,7 @@ mod imp {
 
     /// The spec's fold of 16 f64 lanes held as lanes 0..8 and 8..16.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn fold(lo: __m512d, hi: __m512d) -> f64 {
         let mut lanes = [0f64; SUM_LANES];
         _mm512_storeu_pd(lanes.as_mut_ptr(), lo);
@@ -75,7 +75,7 @@ mod imp {
 
     /// round_away(v) as i32 for |v| <= 2^22, and 0 for NaN (as `v.round() as i32`).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn round_away_i32(v: __m512) -> __m512i {
         let biased = _mm512_add_ps(v, copysign_bias(v));
         _mm512_maskz_cvttps_epi32(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), biased)
@@ -83,7 +83,7 @@ mod imp {
 
     /// copysign(ROUND_BIAS, v).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn copysign_bias(v: __m512) -> __m512 {
         let sign = _mm512_set1_epi32(i32::MIN);
         let bias = _mm512_set1_epi32(ROUND_BIAS.to_bits() as i32);
@@ -93,14 +93,14 @@ mod imp {
     /// `v.clamp(lo, hi)` lane-wise, NaN kept: the constant is the first operand, so a
     /// NaN in `v` is what max/min return.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn clamp(v: __m512, lo: __m512, hi: __m512) -> __m512 {
         _mm512_min_ps(hi, _mm512_max_ps(lo, v))
     }
 
     /// round_away_i8(v * id), the Q8 rule, as i32 lanes.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn q8_codes(v: __m512, id: __m512) -> __m512i {
         let s = _mm512_mul_ps(v, id);
         round_away_i32(clamp(s, _mm512_set1_ps(-127.0), _mm512_set1_ps(127.0)))
@@ -108,14 +108,14 @@ mod imp {
 
     /// f16 bits -> f32, exact (F16C).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn f16_scalar(bits: [u8; 2]) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(bits) as i32)))
     }
 
     /// f32 -> f16 bits, round to nearest even (F16C).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn f16_bits(x: f32) -> [u8; 2] {
         let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(x));
         (_mm_cvtsi128_si32(h) as u16).to_le_bytes()
@@ -123,7 +123,7 @@ mod imp {
 
     /// Max over lanes of non-negative, non-NaN values.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn hmax(v: __m512) -> f32 {
         let m = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps::<1>(v));
         let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
@@ -134,7 +134,7 @@ mod imp {
 
     /// Lane k (of four 128-bit lanes) of the result holds the sums of lane k of a, b, c, d.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn transpose_add4(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m512i {
         let ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
         let cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
@@ -143,7 +143,7 @@ mod imp {
 
     /// Adds pairs of 128-bit lanes: [a0+a1, a2+a3, b0+b1, b2+b3].
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn add_lane_pairs(a: __m512i, b: __m512i) -> __m512i {
         let even = _mm512_shuffle_i32x4::<0b10_00_10_00>(a, b);
         let odd = _mm512_shuffle_i32x4::<0b11_01_11_01>(a, b);
@@ -152,7 +152,7 @@ mod imp {
 
     /// The four horizontal sums [sum a, sum b, sum c, sum d].
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn hsum4(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m128i {
         let t = transpose_add4(a, b, c, d);
         let t = _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64::<1>(t));
@@ -161,7 +161,7 @@ mod imp {
 
     /// The 16 horizontal sums of 16 vectors, in order.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn hsum16(v: &[__m512i; 16]) -> __m512i {
         let u0 = transpose_add4(v[0], v[1], v[2], v[3]);
         let u1 = transpose_add4(v[4], v[5], v[6], v[7]);
@@ -183,7 +183,7 @@ mod imp {
     impl Rule {
         /// The (+1, -1) lane masks of the codes of `v`.
         #[inline]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
         unsafe fn masks<const THRESHOLD: bool>(self, v: __m512) -> (__mmask16, __mmask16) {
             if THRESHOLD {
                 (_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self.hi), _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, self.lo))
@@ -196,7 +196,7 @@ mod imp {
         /// `acc + c * w` lane-wise, where c = q + 1 is the stored code of `v` and
         /// `acc` already holds `w` (the c = 1 part).
         #[inline]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
         unsafe fn add_code<const THRESHOLD: bool>(self, acc: __m512i, v: __m512, w: __m512i) -> __m512i {
             let (plus, minus) = self.masks::<THRESHOLD>(v);
             let acc = _mm512_mask_add_epi32(acc, plus, acc, w);
@@ -232,7 +232,7 @@ mod imp {
     /// vectors, and a masked tail: `f(v, valid, start)` gets the values `start..` in
     /// the low lanes of `v` (+0.0 in the others) and the mask of lanes that hold one.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn for_each_aligned(x: &[f32], mut f: impl FnMut(__m512, __mmask16, usize)) {
         let (p, n) = (x.as_ptr(), x.len());
         let h = head_len(x);
@@ -255,7 +255,7 @@ mod imp {
     /// head of h values, an aligned load holds values whose lane is shifted by h, which
     /// one permute undoes.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn for_each_lanes(a: &[f32], b: &[f32], mut f: impl FnMut(__m512, __m512, __mmask16)) {
         debug_assert!(b.len() >= a.len());
         let (pa, pb, n) = (a.as_ptr(), b.as_ptr(), a.len());
@@ -283,7 +283,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn first_non_finite(x: &[f32]) -> Option<usize> {
         let (p, n) = (x.as_ptr(), x.len());
         let check = |v: __m512, valid: __mmask16, start: usize| {
@@ -318,7 +318,7 @@ mod imp {
         None
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn abs_sum(x: &[f32]) -> f64 {
         let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
         for_each_lanes(x, x, |v, _, _| {
@@ -329,7 +329,7 @@ mod imp {
         fold(lo, hi)
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn abs_max(x: &[f32]) -> f32 {
         let (p, n) = (x.as_ptr(), x.len());
         // The running max is the second operand, so a NaN |x| leaves it unchanged; the
@@ -354,7 +354,7 @@ mod imp {
         hmax(_mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3])))
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn min_max(x: &[f32]) -> (f32, f32) {
         let mut lo = _mm512_set1_ps(f32::INFINITY);
         let mut hi = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -370,7 +370,7 @@ mod imp {
         (l.iter().fold(f32::INFINITY, |a, &b| a.min(b)), h.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)))
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
         let tv = _mm512_set1_ps(t);
         let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
@@ -391,7 +391,7 @@ mod imp {
         (fold(lo, hi), lanes.iter().map(|&c| u64::from(c)).sum())
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn abs_tallies_above(
         x: &[f32],
         scale: f32,
@@ -431,7 +431,7 @@ mod imp {
         tallies
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize {
         let (lo, hi) = (_mm512_set1_ps(low), _mm512_set1_ps(high));
         let (p, n) = (x.as_ptr(), x.len());
@@ -460,10 +460,10 @@ mod imp {
         found + scalar::abs_bits_within(&x[i..], low, high, rest)
     }
 
-    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]) by rule => codes_with(x, out));
+    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt", fn ternary_codes(x: &[f32], rule: CodeRule, out: &mut [i8]) by rule => codes_with(x, out));
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn codes_with<const T: bool>(r: Rule, x: &[f32], out: &mut [i8]) {
         let n = x.len().min(out.len());
         let (p, o) = (x.as_ptr(), out.as_mut_ptr());
@@ -499,17 +499,17 @@ mod imp {
     /// Prefetches the 1 KiB of one block of 256 f32. Prefetches never fault, and the
     /// pointer is only formed with `wrapping_add`, so it may point past the slice.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn prefetch_block(p: *const f32) {
         for line in 0..16 {
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(16 * line).cast());
         }
     }
 
-    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) by rule => pack_tq2_0_with(x, d, out));
+    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt", fn pack_tq2_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq2_0]) by rule => pack_tq2_0_with(x, d, out));
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn pack_tq2_0_with<const T: bool>(r: Rule, x: &[f32], d: [u8; 2], out: &mut [BlockTq2_0]) {
         let blocks = out.len().min(x.len() / QK_K);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
@@ -531,7 +531,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn unpack_tq2_0(blocks: &[BlockTq2_0], out: &mut [i8]) {
         let count = blocks.len().min(out.len() / QK_K);
         let (three, one) = (_mm512_set1_epi8(3), _mm512_set1_epi8(1));
@@ -548,7 +548,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn dequantize_tq2_0(blocks: &[BlockTq2_0], out: &mut [f32]) {
         let count = blocks.len().min(out.len() / QK_K);
         for (b, block) in blocks[..count].iter().enumerate() {
@@ -572,16 +572,16 @@ mod imp {
 
     /// (b * 256 + 242) / 243 lane-wise for 0 <= b < 243.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn tq1_scale(b: __m512i) -> __m512i {
         let v = _mm512_add_epi32(_mm512_slli_epi32::<8>(b), _mm512_set1_epi32(242));
         _mm512_srli_epi32::<TQ1_SHIFT>(_mm512_mullo_epi32(v, _mm512_set1_epi32(TQ1_MUL)))
     }
 
-    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]) by rule => pack_tq1_0_with(x, d, out));
+    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt", fn pack_tq1_0(x: &[f32], rule: CodeRule, d: [u8; 2], out: &mut [BlockTq1_0]) by rule => pack_tq1_0_with(x, d, out));
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn pack_tq1_0_with<const T: bool>(r: Rule, x: &[f32], d: [u8; 2], out: &mut [BlockTq1_0]) {
         const POW3: [i32; 5] = [81, 27, 9, 3, 1];
         let blocks = out.len().min(x.len() / QK_K);
@@ -616,7 +616,7 @@ mod imp {
 
     /// Digits of TQ1_0 bytes held in u16 lanes: ((b * pow mod 256) * 3 >> 8) - 1.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn tq1_digits(b: __m512i, pow: __m512i) -> __m512i {
         let t = _mm512_and_si512(_mm512_mullo_epi16(b, pow), _mm512_set1_epi16(0xff));
         let t = _mm512_add_epi16(t, _mm512_add_epi16(t, t));
@@ -625,7 +625,7 @@ mod imp {
 
     /// Codes of one TQ1_0 block into `o[..256]`.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn unpack_tq1_0_block(block: &BlockTq1_0, o: *mut i8) {
         const POW: [i16; 5] = [1, 3, 9, 27, 81];
         let qs = block.qs.as_ptr();
@@ -643,7 +643,7 @@ mod imp {
         _mm_storeu_si128(o.add(240).cast(), _mm256_cvtepi16_epi8(tq1_digits_256(h, pow)));
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn unpack_tq1_0(blocks: &[BlockTq1_0], out: &mut [i8]) {
         let count = blocks.len().min(out.len() / QK_K);
         for (b, block) in blocks[..count].iter().enumerate() {
@@ -651,7 +651,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn dequantize_tq1_0(blocks: &[BlockTq1_0], out: &mut [f32]) {
         let count = blocks.len().min(out.len() / QK_K);
         let mut codes = [0i8; QK_K];
@@ -666,10 +666,10 @@ mod imp {
         }
     }
 
-    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c", fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) by rule => pack_i2_s_with(x, out));
+    rule_kernel!("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt", fn pack_i2_s(x: &[f32], rule: CodeRule, out: &mut [u8]) by rule => pack_i2_s_with(x, out));
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn pack_i2_s_with<const T: bool>(r: Rule, x: &[f32], out: &mut [u8]) {
         let blocks = (out.len() / 32).min(x.len() / 128);
         for b in 0..blocks {
@@ -687,7 +687,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn unpack_i2_s(bytes: &[u8], out: &mut [i8]) {
         let count = (bytes.len() / 32).min(out.len() / 128);
         let (three, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
@@ -701,7 +701,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn pack_bitnet_hf_row(sources: &[&[f32]], rule: CodeRule, out: &mut [u8]) {
         if sources.len() > 4 || sources.iter().any(|s| s.len() < out.len()) {
             // Outside the layout's contract; the spec decides (and panics where it does).
@@ -711,7 +711,7 @@ mod imp {
     }
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn pack_bitnet_hf_row_with<const T: bool>(r: Rule, sources: &[&[f32]], out: &mut [u8]) {
         let base: i32 = (0..sources.len()).map(|i| 1 << (2 * i)).sum();
         let n = out.len();
@@ -728,7 +728,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn quantize_i8_symmetric(x: &[f32], id: f32, clip: f32, out: &mut [i8]) {
         let n = x.len().min(out.len());
         let (lo, hi) = (_mm512_set1_ps(-clip), _mm512_set1_ps(clip));
@@ -747,7 +747,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn quantize_i8_asymmetric(
         x: &[f32],
         scale: f32,
@@ -776,7 +776,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn dequantize_i8(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]) {
         let n = q.len().min(out.len());
         let scale = _mm512_set1_ps(scale);
@@ -793,7 +793,7 @@ mod imp {
 
     /// The 8 maxima of 8 vectors of non-negative, non-NaN values, in lanes 0..8.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn hmax8(v: &[__m512; 8]) -> __m512 {
         // Pairs, then quads within each 128-bit lane, then across lanes, as `hsum16`.
         let t: [__m512; 4] = core::array::from_fn(|k| {
@@ -813,7 +813,7 @@ mod imp {
 
     /// One Q8_0 block with the reciprocal scale `id` and scale bits `d`.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn q8_0_block(xb: *const f32, id: __m512, d: [u8; 2], block: &mut BlockQ8_0) {
         let qs = block.qs.as_mut_ptr();
         _mm_storeu_si128(qs.cast(), _mm512_cvtepi32_epi8(q8_codes(_mm512_loadu_ps(xb), id)));
@@ -823,13 +823,13 @@ mod imp {
 
     /// NaN-ignoring max |v| of the 32 values at `xb`, as the spec's fold of f32::max.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn q8_0_absmax(xb: *const f32) -> __m512 {
         let m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb)), _mm512_setzero_ps());
         _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb.add(16))), m)
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
         let blocks = out.len().min(x.len() / QK8_0);
         let (out, p) = (&mut out[..blocks], x.as_ptr());
@@ -860,7 +860,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
         let count = blocks.len().min(out.len() / QK8_0);
         for (b, block) in blocks[..count].iter().enumerate() {
@@ -873,7 +873,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
         let blocks = out.len().min(x.len() / QK_K);
         for (b, block) in out[..blocks].iter_mut().enumerate() {
@@ -895,7 +895,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn dequantize_q8_k(blocks: &[BlockQ8K], out: &mut [f32]) {
         let count = blocks.len().min(out.len() / QK_K);
         for (b, block) in blocks[..count].iter().enumerate() {
@@ -908,7 +908,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn f16_to_f32(src: &[u16], out: &mut [f32]) {
         let n = src.len().min(out.len());
         let mut i = 0;
@@ -924,7 +924,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
         let n = src.len().min(out.len());
         let mut i = 0;
@@ -937,7 +937,7 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
         let n = reference.len().min(approx.len());
         let z = _mm512_setzero_pd();
@@ -971,7 +971,7 @@ mod imp {
     /// lanes of a zmm: sum of c * q (VNNI, codes c = q_w + 1 as unsigned bytes) minus the
     /// bsums.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn tq2_block_dot(w: &BlockTq2_0, x: &BlockQ8K) -> __m512i {
         // GF(2) affine matrices that move bits 2l, 2l+1 of every byte to bits 0, 1 (row
         // 7 - k of the matrix selects output bit k), l = 0/1 in the low/high 256 bits
@@ -1006,12 +1006,12 @@ mod imp {
 
     /// Sum of the lanes of a zmm of i32.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn hsum(v: __m512i) -> i32 {
         _mm_cvtsi128_si32(hsum4(v, v, v, v))
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
         let n = w.len().min(x.len());
         let mut acc = 0f32;
@@ -1052,7 +1052,7 @@ mod imp {
         acc
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn dot_codes_i8(w: &[i8], x: &[i8]) -> i64 {
         // sum w*x = sum (w + 128) * x - 128 * sum x, with w + 128 = w ^ 0x80 unsigned.
         // Each dpbusd adds at most 4 * 255 * 128 per lane, so 8192 steps fit an i32.
@@ -1080,7 +1080,7 @@ mod imp {
 
     /// Sum of 16 i32 lanes in i64.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     unsafe fn widen_sum(v: __m512i) -> i64 {
         let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
         let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v));
@@ -1089,7 +1089,7 @@ mod imp {
         t.iter().sum()
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = _mm512_setzero_ps();
