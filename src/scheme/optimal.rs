@@ -147,14 +147,23 @@ pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
     optimal_by_slots(k, x)
 }
 
-/// The optimal scale of a whole tensor, which may hold NaN or infinities: `None` if it
-/// does. Long tensors are checked by their counting pass, where the values whose exponent
-/// bits are all ones (and only those) fill the whole range's first slots,
-/// instead of by a pass of their own.
-pub(crate) fn optimal_tensor_scale(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
-    if x.len() <= 4096 {
-        return (k.first_non_finite)(x).is_none().then(|| optimal_scale(k, x));
-    }
+/// The optimal scale of a long tensor (over 4,096 values) that may hold NaN or
+/// infinities, checked by its counting pass ([`by_whole_range`]) instead of by a pass of
+/// its own: `None` if it holds one, or if the tensor is short (which the caller checks
+/// and scales as any scope).
+pub(crate) fn long_tensor_scale(x: &[f32]) -> Option<ScopeScale> {
+    (x.len() > 4096).then(|| by_whole_range(x)).flatten()
+}
+
+/// The whole range's slots: `bits >> WHOLE_SHIFT` of |x|, 2^(23 - WHOLE_SHIFT) per binade.
+const WHOLE_SHIFT: u32 = 15;
+/// The key of the highest slot of the whole range, that of the largest NaN.
+const WHOLE_TOP: u32 = 0x7fff_ffff >> WHOLE_SHIFT;
+
+/// The slot path over the whole range of f32 (its window holds every value, so it always
+/// decides): `None` when x holds NaN or infinities, which (their exponent bits all ones,
+/// and only they) fill its first slots.
+fn by_whole_range(x: &[f32]) -> Option<ScopeScale> {
     let mut slots = vec![(0, 0); WHOLE_TOP as usize + 2];
     count_slots(x, WHOLE_SHIFT, WHOLE_TOP, &mut slots);
     let non_finite = (WHOLE_TOP - (f32::INFINITY.to_bits() >> WHOLE_SHIFT)) as usize;
@@ -164,24 +173,18 @@ pub(crate) fn optimal_tensor_scale(k: &Kernels, x: &[f32]) -> Option<ScopeScale>
     Some(by_counted_slots(x, WHOLE_SHIFT, WHOLE_TOP, &slots).unwrap_or(ScopeScale::ZERO))
 }
 
-/// The whole range's slots: `bits >> WHOLE_SHIFT` of |x|, 2^(23 - WHOLE_SHIFT) per binade.
-const WHOLE_SHIFT: u32 = 15;
-/// The key of the highest slot of the whole range, that of the largest NaN.
-const WHOLE_TOP: u32 = 0x7fff_ffff >> WHOLE_SHIFT;
-
 /// The slot path: for long scopes, and for the short ones [`by_tallies`] leaves.
 fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     // Short scopes (blocks, short rows) count in 128 slots of 1/8 binade below their
     // largest value; the whole range in slots of 1/256 binade is the way for longer ones
-    // and the fallback (its window holds every value, so it always decides).
-    let whole_range = || by_slots(x, WHOLE_SHIFT, WHOLE_TOP, &mut vec![(0, 0); WHOLE_TOP as usize + 2]);
+    // and the fallback.
     let found = if x.len() <= 4096 {
         let top = (k.abs_max)(x).to_bits() >> 20;
-        by_slots(x, 20, top, &mut [(0, 0); 129]).or_else(whole_range)
+        by_slots(x, 20, top, &mut [(0, 0); 129])
     } else {
-        whole_range()
+        None
     };
-    found.unwrap_or(ScopeScale::ZERO)
+    found.or_else(|| by_whole_range(x)).unwrap_or(ScopeScale::ZERO)
 }
 
 /// The longest scope that [`by_tallies`] takes: a few vector passes over a row cost less
@@ -400,7 +403,9 @@ fn by_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) -> Option
 }
 
 /// The counting pass of [`by_slots`]. It sums the stored fraction bits; the implicit
-/// leading bit, which every value of a slot shares, is added per slot after it.
+/// leading bit, which every value of a slot shares, is added per slot after it. Not
+/// inlined, for the size of the wasm builds: it has three callers and runs once per scope.
+#[inline(never)]
 fn count_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) {
     let window = slots.len() - 1;
     for &v in x {
@@ -698,21 +703,20 @@ mod tests {
     }
 
     /// A long tensor's counting pass finds NaN and infinities of either sign, and passes
-    /// every finite value, the extremes included.
+    /// every finite value, the extremes included; short tensors are left to the caller.
     #[test]
     fn tensor_counting_finds_non_finite_values() {
-        let k = crate::kernels::Backend::Scalar.kernels().unwrap();
         let mut x: Vec<f32> = (0..5000).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
         x[10] = f32::MAX;
         x[11] = -f32::MAX;
         x[12] = f32::from_bits(1);
         x[13] = -0.0;
-        same(optimal_tensor_scale(k, &x).expect("finite"), by_sorting(&x, |_| 1.0), "extremes");
+        same(long_tensor_scale(&x).expect("finite"), by_sorting(&x, |_| 1.0), "extremes");
+        assert!(long_tensor_scale(&x[..4096]).is_none(), "short");
         for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(0x7fff_ffff)] {
             let mut y = x.clone();
             y[4999] = bad;
-            assert!(optimal_tensor_scale(k, &y).is_none(), "{bad}");
-            assert!(optimal_tensor_scale(k, &y[4000..]).is_none(), "{bad}, short");
+            assert!(long_tensor_scale(&y).is_none(), "{bad}");
         }
     }
 

@@ -123,16 +123,14 @@ fn tensor_scale(k: &Kernels, data: &[f32], rule: ScaleRule) -> Result<ScopeScale
             }
             Ok(scale_from_abs_sum(k, data, rule, sum))
         }
-        // The counting pass doubles as the check; only a bad tensor pays for the search
-        // of the first bad index.
-        ScaleRule::Optimal => match optimal::optimal_tensor_scale(k, data) {
-            Some(scale) => Ok(scale),
-            None => {
-                check_finite(k, data, 0, "weights")?;
-                Ok(scope_scale(k, data, rule)) // not reached: the check finds the value
+        ScaleRule::AbsMax | ScaleRule::Median | ScaleRule::Optimal => {
+            // The optimal rule's counting pass over a long tensor doubles as the check;
+            // only a bad tensor pays for the search of the first bad index.
+            if rule == ScaleRule::Optimal {
+                if let Some(scale) = optimal::long_tensor_scale(data) {
+                    return Ok(scale);
+                }
             }
-        },
-        ScaleRule::AbsMax | ScaleRule::Median => {
             check_finite(k, data, 0, "weights")?;
             Ok(scope_scale(k, data, rule))
         }
