@@ -265,13 +265,13 @@ fn by_tallies(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
         let scores = probes.map(|p| p.low_score(unit));
         best = scores.iter().fold(best, |best, &score| if score > best { score } else { best });
         let limit = best * (1.0 - MARGIN);
-        let mut reaches = [false; TALLIES + 1];
-        for (i, r) in reaches.iter_mut().enumerate() {
-            *r = interval_reaches(probes[i].high(unit), probes[i + 1].high(unit), limit);
-        }
-        let (Some(first), Some(last)) = (reaches.iter().position(|&r| r), reaches.iter().rposition(|&r| r)) else {
+        // Only the first and the last interval that reach matter: the search stops at
+        // each end's first hit.
+        let reaches = |i: usize| interval_reaches(probes[i].high(unit), probes[i + 1].high(unit), limit);
+        let Some(first) = (0..=TALLIES).find(|&i| reaches(i)) else {
             return None; // not reached: the best probe's own interval reaches its score
         };
+        let last = (first + 1..=TALLIES).rev().find(|&i| reaches(i)).unwrap_or(first);
         let upper = probes[first];
         let below = probes[last + 1];
         // Few values left, or one run of equal ones that no threshold can split.
