@@ -26,9 +26,13 @@ macro_rules! for_each_kernel {
         fn min_max(x: &[f32]) -> (f32, f32);
         /// (sum of |x| over |x| > t, count of such x).
         fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64);
+        // The two kernels of the optimal rule's tallies, which only x86 builds take
+        // (`scheme::optimal::tallies`).
+        #[cfg(target_arch = "x86_64")]
         /// For each threshold t: (sum of |x| * scale rounded to an integer (to nearest, ties to
         /// even) over |x| > t, count of such x); `scale` keeps every |x| * scale at most 2^15.
         fn abs_tallies_above(x: &[f32], scale: f32, thresholds: &[f32; $crate::kernels::TALLIES]) -> [(u64, u64); $crate::kernels::TALLIES];
+        #[cfg(target_arch = "x86_64")]
         /// The bits of every |x| with low < |x| <= high, in order of x: the first `out.len()`
         /// of them in `out` (the rest of `out` may change); returns how many there are.
         fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize;
@@ -99,7 +103,11 @@ macro_rules! kernels_struct {
 macro_rules! table_of {
     (($m:path) $( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?; )*) => {{
         use $m as m;
-        $crate::kernels::Kernels { $( $name: m::$name, )* }
+        // The list's attributes carry its `cfg`s over to the fields; its doc comments come
+        // along and document nothing here.
+        #[allow(unused_doc_comments)]
+        let table = $crate::kernels::Kernels { $( $(#[$doc])* $name: m::$name, )* };
+        table
     }};
 }
 

@@ -416,6 +416,7 @@ fn near_a_value(rng: &mut Rng, x: &[f32]) -> f32 {
 /// scale that puts the largest |x| at most 2^15; and a run of equal values at the
 /// limit long enough to fill every packed lane of every backend.
 #[test]
+#[cfg(target_arch = "x86_64")]
 fn abs_tallies_above() {
     let tallies = |b: Backend, k: &Kernels, case: &dyn Debug, x: &[f32], scale: f32, ts: &[f32; TALLIES]| {
         check(
@@ -453,6 +454,7 @@ fn abs_tallies_above() {
 /// The values within bounds drawn from the data, around them and at the edges, into
 /// outputs with room for all, for some and for none.
 #[test]
+#[cfg(target_arch = "x86_64")]
 fn abs_bits_within() {
     each_len_case(13, |rng, b, k, n| {
         let gen = Gen::random(rng, true);

@@ -18,7 +18,7 @@
 //! vector pass counts |x| above eight thresholds and sums it, rounded to integers, which
 //! bounds every candidate's score; passes narrow down where the optimum lies until few
 //! values are left there, and those are gathered, sorted and scored exactly
-//! ([`by_tallies`]). Longer scopes, and the rare short ones whose largest value is too
+//! (`tallies::by_tallies`). Longer scopes, and the rare short ones whose largest value is too
 //! small for the tallies' unit, take the slot path, which never sorts the scope. One pass counts the values and sums their
 //! mantissas (exactly, in integers) per slot of the leading bits of |x|; the slots' edges
 //! give exact candidates, and a slot's inner candidates can beat its edges by no more
@@ -28,9 +28,12 @@
 //! window of slots is counted again over the whole range; importance-weighted scopes
 //! take the sorting path.
 
-use crate::kernels::{CodeRule, Kernels, TALLIES};
+use crate::kernels::{CodeRule, Kernels};
 use crate::scheme::order::{radix_sort, sort_decreasing};
 use crate::scheme::ternary::ScopeScale;
+
+#[cfg(target_arch = "x86_64")]
+mod tallies;
 
 /// How much an approximate score may trail the best one and still be checked exactly: far
 /// above the relative rounding error of the f64 running sums that the pruning uses.
@@ -139,8 +142,9 @@ impl Best {
 
 /// The optimal scale of one scope of finite values.
 pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
-    if TALLYING && x.len() <= TALLIED_LEN {
-        if let Some(found) = by_tallies(k, x) {
+    #[cfg(target_arch = "x86_64")]
+    if x.len() <= tallies::TALLIED_LEN {
+        if let Some(found) = tallies::by_tallies(k, x) {
             return found;
         }
     }
@@ -173,7 +177,7 @@ fn by_whole_range(x: &[f32]) -> Option<ScopeScale> {
     Some(by_counted_slots(x, WHOLE_SHIFT, WHOLE_TOP, &slots).unwrap_or(ScopeScale::ZERO))
 }
 
-/// The slot path: for long scopes, and for the short ones [`by_tallies`] leaves.
+/// The slot path: for long scopes, and for the short ones that the tallies leave.
 fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     // Short scopes (blocks, short rows) count in 128 slots of 1/8 binade below their
     // largest value; the whole range in slots of 1/256 binade is the way for longer ones
@@ -185,206 +189,6 @@ fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
         None
     };
     found.or_else(|| by_whole_range(x)).unwrap_or(ScopeScale::ZERO)
-}
-
-/// The longest scope that [`by_tallies`] takes: a few vector passes over a row cost less
-/// than the slot path's one counting pass.
-const TALLIED_LEN: usize = 4096;
-
-/// Whether [`by_tallies`] pays: on x86's wide vectors, not on wasm's four lanes, where its
-/// passes cost as much as the slot path (measured with `wasm_kernel_bench`).
-const TALLYING: bool = cfg!(target_arch = "x86_64");
-
-/// How many passes of [`TALLIES`] thresholds [`by_tallies`] makes at most.
-const MOST_PASSES: usize = 4;
-
-/// How many values [`by_tallies`] is content to gather, sort and score one by one.
-const FEW_ENOUGH: u64 = 12;
-
-/// A probed threshold t, with the tally of the values above it: the sum of their
-/// nearest multiples of the unit, and their count.
-#[derive(Clone, Copy)]
-struct Probe {
-    t: f32,
-    units: u64,
-    count: u64,
-}
-
-/// The fast path for short scopes: tallies of |x| above a few thresholds per vector pass
-/// (`abs_tallies_above`), which bound every candidate's score from both sides, narrow
-/// down where the optimum lies, and leave a few values to score exactly.
-///
-/// Only values above `top / (2 sqrt(n))` can be taken by the winner: it scores at
-/// least top^2 (the first candidate does), so its scale s = S / K is at least
-/// top / sqrt(K); and dropping its least taken value a, which would leave an earlier
-/// candidate and so a lower score, shows a > s / 2. The floor lies a binade lower
-/// still, for the rounding of the scores. So every sum this path makes is of values
-/// within a few binades of the largest, exact in f64.
-///
-/// A tally sums the values rounded to multiples of a unit (2^-15 of the binade above the
-/// largest), so the sum above a threshold lies within count / 2 units of the tally:
-/// candidates at the thresholds have a score at least that of the low end, and the
-/// intervals between thresholds at most what [`interval_reaches`] allows from the high
-/// ends. Passes place thresholds in the intervals that could hold the optimum, until few
-/// values are left there; those are scored exactly from the exact sum above them.
-/// `None` for scopes whose largest value is below 2^-112 (the unit would not be an f32).
-fn by_tallies(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
-    let top = (k.abs_max)(x);
-    if top == 0.0 {
-        return Some(ScopeScale::ZERO);
-    }
-    let top_exponent = (top.to_bits() >> 23) as i32; // biased; top < 2^(top_exponent - 126)
-    if top_exponent < 15 {
-        return None;
-    }
-    // 1 / unit, so that top * scale < 2^15.
-    let scale = f32::from_bits(((268 - top_exponent) as u32) << 23);
-    let unit = power_of_two(top_exponent - 141);
-    // top / (2 sqrt(n)) >= 2^(top_exponent - 127 - 1 - ceil(log2(n) / 2)), a binade lower.
-    let log2_len = x.len().next_power_of_two().trailing_zeros() as i32;
-    let floor = f32::from_bits(((top_exponent - 2 - (log2_len + 1) / 2) as u32) << 23);
-    // The first pass: thresholds around where Gaussian-like scopes have their optimum
-    // (about 3/4 of the mean |x|), and the floor.
-    let mean = ((k.abs_sum)(x) / x.len() as f64) as f32;
-    let mut thresholds = [1.3f32, 0.88, 0.81, 0.77, 0.73, 0.69, 0.5, 0.0].map(|f| (mean * f).max(floor).min(top));
-    // The candidates that could still win lie in (lower.t, upper.t]: the others stay
-    // out of reach, as the best known score only grows. The first pass has no lower
-    // edge (its last threshold is the floor), so its last probe comes twice.
-    let mut probes = [Probe { t: top, units: 0, count: 0 }; TALLIES + 2];
-    let mut best = 0f64;
-    for pass in 1..=MOST_PASSES {
-        debug_assert!(thresholds.windows(2).all(|t| t[0] >= t[1]), "thresholds in decreasing order");
-        let tallies = (k.abs_tallies_above)(x, scale, &thresholds);
-        // In decreasing order of t (equal ones leave empty intervals).
-        for (p, (&t, &(units, count))) in probes[1..].iter_mut().zip(thresholds.iter().zip(&tallies)) {
-            *p = Probe { t, units, count };
-        }
-        if pass == 1 {
-            probes[TALLIES + 1] = probes[TALLIES];
-        }
-        let scores = probes.map(|p| p.low_score(unit));
-        best = scores.iter().fold(best, |best, &score| if score > best { score } else { best });
-        let limit = best * (1.0 - MARGIN);
-        // Only the first and the last interval that reach matter: the search stops at
-        // each end's first hit.
-        let reaches = |i: usize| interval_reaches(probes[i].high(unit), probes[i + 1].high(unit), limit);
-        let Some(first) = (0..=TALLIES).find(|&i| reaches(i)) else {
-            return None; // not reached: the best probe's own interval reaches its score
-        };
-        let last = (first + 1..=TALLIES).rev().find(|&i| reaches(i)).unwrap_or(first);
-        let upper = probes[first];
-        let below = probes[last + 1];
-        // Few values left, or one run of equal ones that no threshold can split.
-        let unsplittable = below.t.to_bits() + 1 >= upper.t.to_bits();
-        if below.count - upper.count <= FEW_ENOUGH || unsplittable || pass == MOST_PASSES {
-            // Exact: every value above upper.t is above the floor.
-            let (sum_above, above) = (k.abs_sum_above)(x, upper.t);
-            debug_assert_eq!(above, upper.count);
-            return Some(gather_and_scan(k, x, (upper.t, sum_above, above), (below.t, 0.0, below.count)));
-        }
-        split(upper.t, below.t, &mut thresholds);
-        (probes[0], probes[TALLIES + 1]) = (upper, below);
-    }
-    None
-}
-
-/// Fills `out` with thresholds evenly spaced between `upper` and `lower` (`lower <
-/// upper`), in decreasing order: within (lower, upper], where rounding may put several at
-/// `upper` or at the f32 just above `lower` (which leaves empty intervals), never out of
-/// order (v decreases with j, and the clamp keeps that).
-fn split(upper: f32, lower: f32, out: &mut [f32]) {
-    let parts = out.len() as f32 + 1.0;
-    for (j, t) in out.iter_mut().enumerate() {
-        let v = upper - (upper - lower) * ((j + 1) as f32 / parts);
-        *t = if v >= upper {
-            upper
-        } else if v > lower {
-            v
-        } else {
-            f32::from_bits(lower.to_bits() + 1)
-        };
-    }
-}
-
-impl Probe {
-    /// A score that the candidate taking every value above t reaches at least: each value
-    /// was rounded to a multiple of the unit, half a unit at most away.
-    fn low_score(self, unit: f64) -> f64 {
-        let sum = (self.units as f64 - 0.5 * self.count as f64) * unit;
-        if self.count == 0 || sum <= 0.0 {
-            0.0
-        } else {
-            sum * sum / self.count as f64
-        }
-    }
-
-    /// (t, the most the sum above t can be, count), for [`interval_reaches`].
-    fn high(self, unit: f64) -> (f32, f64, u64) {
-        (self.t, (self.units as f64 + 0.5 * self.count as f64) * unit, self.count)
-    }
-}
-
-/// Whether a candidate between two probed thresholds could score `limit` or more: it
-/// takes every value above `upper.0` and j >= 1 of the values in (lower.0, upper.0], whose
-/// sum is at most j * upper.0 (bound `by_high`) and at most their total less the rest at
-/// more than lower.0 each (bound `by_low`). The first is the smaller up to the j where
-/// the two meet, the second after it, and each is convex in j (real j included), so the
-/// most is at j = 1, where they meet, or at the end; both are tried where they meet, so
-/// that rounding of the meeting point cannot lower the bound. Scores compare as
-/// fractions.
-fn interval_reaches(upper: (f32, f64, u64), lower: (f32, f64, u64), limit: f64) -> bool {
-    let ((high, sum_above, above), (low, sum_below, below)) = (upper, lower);
-    let values = (below - above) as f64;
-    let (high, low, above) = (f64::from(high), f64::from(low), above as f64);
-    let reaches = |sum: f64, j: f64| sum * sum >= limit * (above + j);
-    let by_high = |j: f64| reaches(sum_above + j * high, j);
-    let by_low = |j: f64| {
-        let sum = sum_below - (values - j) * low;
-        reaches(if sum > 0.0 { sum } else { 0.0 }, j)
-    };
-    // Every value in the interval at `high` bounds both, and is convex in j: most
-    // intervals away from the optimum fall short at both ends.
-    if values == 0.0 || !(by_high(1.0) || reaches(sum_above + values * high, values)) {
-        return false;
-    }
-    // Comparisons, not f64::max: wasm's f64.max treats NaN otherwise, so max is a call.
-    let meet = (sum_below - sum_above - values * low) / (high - low);
-    let meet = if meet > values {
-        values
-    } else if meet > 1.0 {
-        meet
-    } else {
-        1.0
-    };
-    by_low(values) || by_high(meet) || by_low(meet) || by_high(1.0)
-}
-
-/// Scores, in decreasing order, every candidate among the values in (lower.0, upper.0],
-/// starting from the exact sum and count above `upper.0`.
-fn gather_and_scan(k: &Kernels, x: &[f32], upper: (f32, f64, u64), lower: (f32, f64, u64)) -> ScopeScale {
-    let (sum_above, above) = (upper.1, upper.2);
-    // Room for a vector store of 16 values past the last one.
-    let (mut on_stack, mut on_heap) = ([0u32; 64], Vec::new());
-    let in_range = (lower.2 - above) as usize;
-    let buffer = if in_range + 16 <= on_stack.len() {
-        &mut on_stack[..]
-    } else {
-        on_heap.resize(in_range + 16, 0);
-        &mut on_heap[..]
-    };
-    let found = (k.abs_bits_within)(x, lower.0, upper.0, buffer);
-    debug_assert_eq!(found, in_range);
-    let taken = &mut buffer[..in_range];
-    sort_decreasing(taken);
-    let (mut sum, mut best) = (sum_above, Best::NONE);
-    for (j, &bits) in taken.iter().enumerate() {
-        // Exact: every value here is within the exact binades of the largest.
-        sum += f64::from(f32::from_bits(bits));
-        if taken.get(j + 1) != Some(&bits) {
-            best.offer(sum, (above as usize + j + 1) as f64, bits);
-        }
-    }
-    best.scale()
 }
 
 /// The optimal scale with value i's error weighted by `weight(i)` (finite, not negative).
@@ -662,7 +466,7 @@ mod tests {
             // Blocks mostly, and rows up to the longest probed scope.
             x in proptest::prop_oneof![
                 proptest::collection::vec(adversarial_value(), 1..=300),
-                proptest::collection::vec(adversarial_value(), 1..=TALLIED_LEN),
+                proptest::collection::vec(adversarial_value(), 1..=4096),
             ],
             scale in proptest::sample::select(vec![1.0f32, 1e-20, 1e20, 3.0e-39]),
         ) {
@@ -672,7 +476,8 @@ mod tests {
             for backend in [crate::kernels::Backend::Scalar, crate::kernels::Backend::best()] {
                 let k = backend.kernels().unwrap();
                 same(optimal_scale(k, &x), want, &format!("{backend}, {} values", x.len()));
-                if let Some(got) = by_tallies(k, &x) {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(got) = tallies::by_tallies(k, &x) {
                     same(got, want, &format!("{backend}, tallies alone, {} values", x.len()));
                 }
             }
@@ -682,6 +487,7 @@ mod tests {
     /// On Gaussian-like blocks with outliers (the benchmark's weights) the tallying path
     /// decides every block itself, and as the sorting path does.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn tallies_decide_ordinary_blocks() {
         let k = crate::kernels::Backend::best().kernels().unwrap();
         let mut next = xorshift(0x2545_f491_4f6c_dd1d);
@@ -697,7 +503,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let got = by_tallies(k, &x).expect("decided");
+            let got = tallies::by_tallies(k, &x).expect("decided");
             same(got, by_sorting(&x, |_| 1.0), &format!("block {block}"));
         }
     }
@@ -723,6 +529,7 @@ mod tests {
     /// A run of values a few f32 steps below the largest, more than the path gathers at
     /// once: the thresholds that split so narrow a region stay in decreasing order.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn tallies_split_narrow_regions() {
         let k = crate::kernels::Backend::best().kernels().unwrap();
         let below = f32::from_bits(1.5f32.to_bits() - 1);
@@ -731,7 +538,7 @@ mod tests {
         x.push(f32::from_bits(0x3F13_B0C8));
         x.extend([0.0; 4]);
         let want = by_sorting(&x, |_| 1.0);
-        same(by_tallies(k, &x).expect("decided"), want, "tallies");
+        same(tallies::by_tallies(k, &x).expect("decided"), want, "tallies");
         same(optimal_scale(k, &x), want, "optimal_scale");
     }
 

@@ -352,11 +352,6 @@ pub fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
     (scalar::fold_lanes(lanes), n)
 }
 
-// The optimal rule takes its tallying path on x86 only: on four lanes its passes cost
-// as much as the slot path they replace (measured with `wasm_kernel_bench`), so these two
-// kernels are never called in wasm and the table holds the scalar forms.
-pub use scalar::{abs_bits_within, abs_tallies_above};
-
 /// A code rule as vectors: for four f32 lanes, the masks (all ones or zero) of q = -1
 /// and of q = +1.
 trait Rule: Copy {
