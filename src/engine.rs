@@ -1,7 +1,6 @@
 //! The engine: presets, a content-keyed cache, batch quantization and size estimates.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use crate::error::{index_by_name, Error, Result};
@@ -94,31 +93,12 @@ fn content_hash(data: &[f32]) -> u128 {
     (halves[0] as u128) << 64 | halves[1] as u128
 }
 
-/// The cache's table hasher. A key's content is already a 128-bit hash, so a cheap mix
-/// of its words spreads keys well; std's randomly keyed SipHash would add its key setup
-/// and a second hasher to every wasm build.
-#[derive(Default)]
-struct CacheKeyHasher(u64);
+/// The cached tensors with their keys. An engine holds at most a model's tensors, and
+/// every lookup first hashes a whole tensor: a search through the keys costs nothing next
+/// to that, and a hash table would add its code (about 5 KB) to every wasm build.
+type Cache = Vec<(CacheKey, Arc<TernaryTensor>)>;
 
-impl Hasher for CacheKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type Cache = HashMap<CacheKey, Arc<TernaryTensor>, BuildHasherDefault<CacheKeyHasher>>;
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct CacheKey {
     content: u128,
     rows: usize,
@@ -154,7 +134,7 @@ impl QuantizationEngine {
     /// Ternary weights, from the cache when the same bytes, shape and options were seen.
     pub fn quantize_weights(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<Arc<TernaryTensor>> {
         let key = CacheKey { content: content_hash(data), rows, cols, options: self.weights };
-        if let Some(hit) = self.cache.get(&key) {
+        if let Some((_, hit)) = self.cache.iter().find(|(cached, _)| *cached == key) {
             self.stats.hits += 1;
             return Ok(Arc::clone(hit));
         }
@@ -162,7 +142,7 @@ impl QuantizationEngine {
         self.stats.misses += 1;
         self.stats.entries += 1;
         self.stats.bytes += tensor.stored_bytes();
-        self.cache.insert(key, Arc::clone(&tensor));
+        self.cache.push((key, Arc::clone(&tensor)));
         Ok(tensor)
     }
 
