@@ -36,6 +36,9 @@ macro_rules! for_each_kernel {
         /// The bits of every |x| with low < |x| <= high, in order of x: the first `out.len()`
         /// of them in `out` (the rest of `out` may change); returns how many there are.
         fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize;
+        /// Up to [`FEW_SORTED`](crate::kernels::FEW_SORTED) magnitudes' bits (each at most
+        /// 0x7fff_ffff) in decreasing order.
+        fn sort_few_decreasing(values: &mut [u32]);
         /// Ternary codes q of every value.
         fn ternary_codes(x: &[f32], rule: $crate::kernels::CodeRule, out: &mut [i8]);
         /// TQ2_0 blocks of `x` (a multiple of 256 values), all with scale bits `d`.
@@ -133,6 +136,9 @@ pub(crate) const ROUND_BIAS: f32 = 0.499_999_97;
 
 /// Number of logical f64 accumulators in every floating-point sum (see `scalar`).
 pub const SUM_LANES: usize = 16;
+
+/// The most values `sort_few_decreasing` sorts.
+pub const FEW_SORTED: usize = 64;
 
 /// How many thresholds one pass of `abs_tallies_above` counts at.
 pub const TALLIES: usize = 8;

@@ -6,7 +6,7 @@
 //! with 4, 8 or 16 lanes per register keeps 16 logical lanes and pads tails with
 //! +0.0, which leaves every lane unchanged. No FMA is used anywhere.
 
-use super::{CodeRule, MetricSums, ROUND_BIAS, SUM_LANES, TALLIES, TALLY_LIMIT, TALLY_ROUNDING};
+use super::{CodeRule, MetricSums, FEW_SORTED, ROUND_BIAS, SUM_LANES, TALLIES, TALLY_LIMIT, TALLY_ROUNDING};
 use crate::layout::blocks::{f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
 /// Folds the logical lanes pairwise: lane i += lane i+8, then +4, +2, +1 (the f64 sums,
@@ -141,6 +141,33 @@ pub fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize
         }
     }
     found
+}
+
+/// Up to [`FEW_SORTED`] magnitudes' bits in decreasing order, by insertion.
+pub fn sort_few_decreasing(values: &mut [u32]) {
+    debug_assert!(values.len() <= FEW_SORTED);
+    for i in 1..values.len() {
+        let v = values[i];
+        let mut j = i;
+        while j > 0 && values[j - 1] < v {
+            values[j] = values[j - 1];
+            j -= 1;
+        }
+        values[j] = v;
+    }
+}
+
+/// The vector sorts' last step: `places[p]` holds the value with p greater values, or
+/// `u32::MAX` where no value has p (the places a run of equal values covers after its
+/// first); each of those takes the value before it. The first place always has a value
+/// (the largest), and `u32::MAX` is no magnitude's bits.
+#[cfg(any(target_arch = "x86_64", target_feature = "simd128"))]
+pub(crate) fn from_places(places: &[u32; FEW_SORTED], out: &mut [u32]) {
+    let mut last = 0;
+    for (o, &p) in out.iter_mut().zip(places) {
+        last = if p == u32::MAX { last } else { p };
+        *o = last;
+    }
 }
 
 /// The ternary code q in {-1, 0, 1} of one value.

@@ -6,7 +6,7 @@
 //! preserve NaN payloads, even in the scalar code); every other value must have the same
 //! bits. `min_max` may differ in the sign of a zero result, as its contract says.
 
-use super::{scalar, Backend, CodeRule, Kernels, MetricSums, TALLIES};
+use super::{scalar, Backend, CodeRule, Kernels, MetricSums, FEW_SORTED, TALLIES};
 use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 use core::fmt::Debug;
 
@@ -476,6 +476,30 @@ fn abs_bits_within() {
         let written = found.0.min(room);
         check("abs_bits_within", b, &case, &want[..written], &got[..written]);
     });
+}
+
+/// Sorts of every length up to FEW_SORTED: magnitudes of every size, runs of equal ones,
+/// zeros and the largest magnitude; the spec itself against the standard library's sort.
+#[test]
+fn sort_few_decreasing() {
+    let mut rng = Rng::new(0x5eed_5027);
+    for n in 0..=FEW_SORTED {
+        for _ in 0..24 {
+            let shared = [0, 1, 0x3f80_0000, 0x7f7f_ffff, 0x7fff_ffff, rng.u32() & 0x7fff_ffff];
+            let values: Vec<u32> =
+                (0..n).map(|_| if rng.chance(0.4) { shared[rng.below(6)] } else { rng.u32() & 0x7fff_ffff }).collect();
+            let mut want = values.clone();
+            want.sort_unstable_by(|a, b| b.cmp(a));
+            let mut spec = values.clone();
+            scalar::sort_few_decreasing(&mut spec);
+            assert_eq!(spec, want, "the spec sorts {values:?}");
+            for (b, k) in backends() {
+                let mut got = values.clone();
+                (k.sort_few_decreasing)(&mut got);
+                check("sort_few_decreasing", b, &values, &want[..], &got[..]);
+            }
+        }
+    }
 }
 
 #[test]

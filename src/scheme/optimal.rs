@@ -28,7 +28,7 @@
 //! window of slots is counted again over the whole range; importance-weighted scopes
 //! take the sorting path.
 
-use crate::kernels::{CodeRule, Kernels};
+use crate::kernels::{CodeRule, Kernels, FEW_SORTED};
 use crate::scheme::order::{radix_sort, sort_decreasing};
 use crate::scheme::ternary::ScopeScale;
 
@@ -155,8 +155,8 @@ pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
 /// infinities, checked by its counting pass ([`by_whole_range`]) instead of by a pass of
 /// its own: `None` if it holds one, or if the tensor is short (which the caller checks
 /// and scales as any scope).
-pub(crate) fn long_tensor_scale(x: &[f32]) -> Option<ScopeScale> {
-    (x.len() > 4096).then(|| by_whole_range(x)).flatten()
+pub(crate) fn long_tensor_scale(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
+    (x.len() > 4096).then(|| by_whole_range(k, x)).flatten()
 }
 
 /// The whole range's slots: `bits >> WHOLE_SHIFT` of |x|, 2^(23 - WHOLE_SHIFT) per binade.
@@ -167,14 +167,14 @@ const WHOLE_TOP: u32 = 0x7fff_ffff >> WHOLE_SHIFT;
 /// The slot path over the whole range of f32 (its window holds every value, so it always
 /// decides): `None` when x holds NaN or infinities, which (their exponent bits all ones,
 /// and only they) fill its first slots.
-fn by_whole_range(x: &[f32]) -> Option<ScopeScale> {
+fn by_whole_range(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
     let mut slots = vec![(0, 0); WHOLE_TOP as usize + 2];
     count_slots(x, WHOLE_SHIFT, WHOLE_TOP, &mut slots);
     let non_finite = (WHOLE_TOP - (f32::INFINITY.to_bits() >> WHOLE_SHIFT)) as usize;
     if slots[..=non_finite].iter().any(|&(count, _)| count > 0) {
         return None;
     }
-    Some(by_counted_slots(x, WHOLE_SHIFT, WHOLE_TOP, &slots).unwrap_or(ScopeScale::ZERO))
+    Some(by_counted_slots(k, x, WHOLE_SHIFT, WHOLE_TOP, &slots).unwrap_or(ScopeScale::ZERO))
 }
 
 /// The slot path: for long scopes, and for the short ones that the tallies leave.
@@ -184,11 +184,20 @@ fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     // and the fallback.
     let found = if x.len() <= 4096 {
         let top = (k.abs_max)(x).to_bits() >> 20;
-        by_slots(x, 20, top, &mut [(0, 0); 129])
+        by_slots(k, x, 20, top, &mut [(0, 0); 129])
     } else {
         None
     };
-    found.or_else(|| by_whole_range(x)).unwrap_or(ScopeScale::ZERO)
+    found.or_else(|| by_whole_range(k, x)).unwrap_or(ScopeScale::ZERO)
+}
+
+/// Sorts values in decreasing order: few by the backend's kernel, more by radix.
+fn sort_taken(k: &Kernels, values: &mut [u32]) {
+    if values.len() <= FEW_SORTED {
+        (k.sort_few_decreasing)(values);
+    } else {
+        sort_decreasing(values);
+    }
 }
 
 /// The optimal scale with value i's error weighted by `weight(i)` (finite, not negative).
@@ -201,9 +210,9 @@ pub(crate) fn optimal_weighted(x: &[f32], weight: impl Fn(usize) -> f32) -> Scop
 /// slot the values below the others; each slot counts its values and sums their
 /// significands (exactly: they share the exponent). `None` when the optimum may lie in
 /// that last slot.
-fn by_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) -> Option<ScopeScale> {
+fn by_slots(k: &Kernels, x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) -> Option<ScopeScale> {
     count_slots(x, shift, top, slots);
-    by_counted_slots(x, shift, top, slots)
+    by_counted_slots(k, x, shift, top, slots)
 }
 
 /// The counting pass of [`by_slots`]. It sums the stored fraction bits; the implicit
@@ -221,7 +230,7 @@ fn count_slots(x: &[f32], shift: u32, top: u32, slots: &mut [(u64, u64)]) {
 }
 
 /// [`by_slots`] after its counting pass.
-fn by_counted_slots(x: &[f32], shift: u32, top: u32, slots: &[(u64, u64)]) -> Option<ScopeScale> {
+fn by_counted_slots(k: &Kernels, x: &[f32], shift: u32, top: u32, slots: &[(u64, u64)]) -> Option<ScopeScale> {
     debug_assert!(shift <= 23, "one exponent a slot");
     let window = slots.len() - 1;
     let key_bits = |i: usize| top.wrapping_sub(i as u32) << shift;
@@ -313,7 +322,7 @@ fn by_counted_slots(x: &[f32], shift: u32, top: u32, slots: &[(u64, u64)]) -> Op
         }
     }
     let taken = &mut buffer[..in_range];
-    sort_decreasing(taken);
+    sort_taken(k, taken);
     // The slots above the range are taken whole by every candidate in it.
     let (mut exact, mut rough, mut count) = (ExactSum::ZERO, 0f64, 0usize);
     for i in highest..first {
@@ -421,9 +430,9 @@ mod tests {
             same(optimal_scale(k, x), want, &format!("scope {c} ({} values)", x.len()));
             let top = (k.abs_max)(x).to_bits();
             let found = [
-                by_slots(x, 20, top >> 20, &mut [(0, 0); 129]),
-                by_slots(x, WHOLE_SHIFT, WHOLE_TOP, &mut vec![(0, 0); WHOLE_TOP as usize + 2]),
-                by_slots(x, 17, top >> 17, &mut [(0, 0); 257]),
+                by_slots(k, x, 20, top >> 20, &mut [(0, 0); 129]),
+                by_slots(k, x, WHOLE_SHIFT, WHOLE_TOP, &mut vec![(0, 0); WHOLE_TOP as usize + 2]),
+                by_slots(k, x, 17, top >> 17, &mut [(0, 0); 257]),
             ];
             for (config, found) in found.into_iter().enumerate() {
                 if let Some(got) = found {
@@ -512,17 +521,18 @@ mod tests {
     /// every finite value, the extremes included; short tensors are left to the caller.
     #[test]
     fn tensor_counting_finds_non_finite_values() {
+        let k = crate::kernels::Backend::best().kernels().unwrap();
         let mut x: Vec<f32> = (0..5000).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
         x[10] = f32::MAX;
         x[11] = -f32::MAX;
         x[12] = f32::from_bits(1);
         x[13] = -0.0;
-        same(long_tensor_scale(&x).expect("finite"), by_sorting(&x, |_| 1.0), "extremes");
-        assert!(long_tensor_scale(&x[..4096]).is_none(), "short");
+        same(long_tensor_scale(k, &x).expect("finite"), by_sorting(&x, |_| 1.0), "extremes");
+        assert!(long_tensor_scale(k, &x[..4096]).is_none(), "short");
         for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(0x7fff_ffff)] {
             let mut y = x.clone();
             y[4999] = bad;
-            assert!(long_tensor_scale(&y).is_none(), "{bad}");
+            assert!(long_tensor_scale(k, &y).is_none(), "{bad}");
         }
     }
 

@@ -127,7 +127,7 @@ fn tensor_scale(k: &Kernels, data: &[f32], rule: ScaleRule) -> Result<ScopeScale
             // The optimal rule's counting pass over a long tensor doubles as the check;
             // only a bad tensor pays for the search of the first bad index.
             if rule == ScaleRule::Optimal {
-                if let Some(scale) = optimal::long_tensor_scale(data) {
+                if let Some(scale) = optimal::long_tensor_scale(k, data) {
                     return Ok(scale);
                 }
             }

@@ -25,7 +25,8 @@ mod imp {
 
     use super::super::{ROUND_BIAS, TQ1_MUL, TQ1_SHIFT};
     use crate::kernels::{
-        scalar, CodeRule, MetricSums, SUM_LANES, TALLIES, TALLY_COUNT, TALLY_LANE_VALUES, TALLY_PACK, TALLY_ROUNDING,
+        scalar, CodeRule, MetricSums, FEW_SORTED, SUM_LANES, TALLIES, TALLY_COUNT, TALLY_LANE_VALUES, TALLY_PACK,
+        TALLY_ROUNDING,
     };
     use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
@@ -368,6 +369,25 @@ mod imp {
         _mm512_storeu_ps(l.as_mut_ptr(), lo);
         _mm512_storeu_ps(h.as_mut_ptr(), hi);
         (l.iter().fold(f32::INFINITY, |a, &b| a.min(b)), h.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)))
+    }
+
+    /// Each value goes to the place given by the number of greater values, sixteen
+    /// compares to a mask (see the SIMD128 form).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
+    pub(super) unsafe fn sort_few_decreasing(values: &mut [u32]) {
+        let n = values.len();
+        let mut padded = [0u32; FEW_SORTED];
+        padded[..n].copy_from_slice(values);
+        let mut places = [u32::MAX; FEW_SORTED];
+        for &v in values.iter() {
+            let s = _mm512_set1_epi32(v as i32);
+            let mut greater = 0;
+            for c in padded[..n.next_multiple_of(16)].chunks_exact(16) {
+                greater += _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(c.as_ptr().cast()), s).count_ones();
+            }
+            places[greater as usize] = v;
+        }
+        scalar::from_places(&places, values);
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]

@@ -3,9 +3,8 @@
 //! as the slot path they would replace (measured with `wasm_kernel_bench`), and its
 //! kernels would only add to the size of the `.wasm`.
 
-use super::{power_of_two, Best, MARGIN};
+use super::{power_of_two, sort_taken, Best, MARGIN};
 use crate::kernels::{Kernels, TALLIES};
-use crate::scheme::order::sort_decreasing;
 use crate::scheme::ternary::ScopeScale;
 
 /// The longest scope that [`by_tallies`] takes: a few vector passes over a row cost less
@@ -16,7 +15,7 @@ pub(super) const TALLIED_LEN: usize = 4096;
 const MOST_PASSES: usize = 4;
 
 /// How many values [`by_tallies`] is content to gather, sort and score one by one.
-const FEW_ENOUGH: u64 = 12;
+const FEW_ENOUGH: u64 = 24;
 
 /// A probed threshold t, with the tally of the values above it: the sum of their
 /// nearest multiples of the unit, and their count.
@@ -192,7 +191,7 @@ fn gather_and_scan(k: &Kernels, x: &[f32], upper: (f32, f64, u64), lower: (f32, 
     let found = (k.abs_bits_within)(x, lower.0, upper.0, buffer);
     debug_assert_eq!(found, in_range);
     let taken = &mut buffer[..in_range];
-    sort_decreasing(taken);
+    sort_taken(k, taken);
     let (mut sum, mut best) = (sum_above, Best::NONE);
     for (j, &bits) in taken.iter().enumerate() {
         // Exact: every value here is within the exact binades of the largest.
