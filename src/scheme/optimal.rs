@@ -108,6 +108,18 @@ fn unit_shift(bits: u32) -> u32 {
     (bits >> 23).max(1) + 148
 }
 
+/// The bits of a power of two below every value that the winner of a scope can take: a
+/// scope of `len` values whose largest |x| has the biased exponent `top_exponent`. Only
+/// values above top / (2 sqrt(len)) can be taken (the proof is at `tallies::by_tallies`),
+/// and this lies a binade lower still, for the rounding of the scores. `None` where that
+/// is below the normal range of f32. For scopes of up to 4,096 values, sums of values at
+/// or above it are exact in f64: they are multiples of 2^-23 of it and below 2^44 of those.
+fn floor_bits(top_exponent: i32, len: usize) -> Option<u32> {
+    let log2_len = len.next_power_of_two().trailing_zeros() as i32;
+    let exponent = top_exponent - 2 - (log2_len + 1) / 2;
+    (exponent >= 1).then(|| (exponent as u32) << 23)
+}
+
 /// The candidate that wins so far, and the rule it gives.
 struct Best {
     score: f64,
@@ -282,7 +294,8 @@ fn by_counted_slots(k: &Kernels, x: &[f32], shift: u32, top: u32, slots: &[(u64,
         let reach = sum + n * upper;
         let end = reach * reach / (count + n);
         let edge_before = if count > 0.0 { sum * sum / count } else { 0.0 };
-        *reach_of = if end >= edge_before * (1.0 - n * 1e-12) { end.max(edge_before) } else { end };
+        // Comparisons, not f64::max: wasm's f64.max treats NaN otherwise, so max is a call.
+        *reach_of = if end >= edge_before * (1.0 - n * 1e-12) && edge_before > end { edge_before } else { end };
         sum += slot_value(i, significands);
         count += n;
         if i < window && sum * sum * best.1 > best.0 * count {
@@ -323,11 +336,17 @@ fn by_counted_slots(k: &Kernels, x: &[f32], shift: u32, top: u32, slots: &[(u64,
     }
     let taken = &mut buffer[..in_range];
     sort_taken(k, taken);
+    // A short scope whose range lies at or above its floor sums exactly in f64 (see
+    // `floor_bits`, from the top slot's exponent, which is at least the largest value's);
+    // the others keep exact sums as well.
+    let in_f64 = x.len() <= 4096 && floor_bits((key_bits(0) >> 23) as i32, x.len()).is_some_and(|f| low >= f);
     // The slots above the range are taken whole by every candidate in it.
     let (mut exact, mut rough, mut count) = (ExactSum::ZERO, 0f64, 0usize);
     for i in highest..first {
         let (n, significands) = slot(i);
-        exact.add(significands, unit_shift(key_bits(i)));
+        if !in_f64 {
+            exact.add(significands, unit_shift(key_bits(i)));
+        }
         rough += slot_value(i, significands);
         count += n as usize;
     }
@@ -335,14 +354,17 @@ fn by_counted_slots(k: &Kernels, x: &[f32], shift: u32, top: u32, slots: &[(u64,
     // comes near the best.
     let mut best = Best::NONE;
     for (j, &bits) in taken.iter().enumerate() {
-        exact.add(significand(bits), unit_shift(bits));
+        if !in_f64 {
+            exact.add(significand(bits), unit_shift(bits));
+        }
         rough += f64::from(f32::from_bits(bits));
         if taken.get(j + 1) == Some(&bits) {
             continue;
         }
         let taken_count = (count + j + 1) as f64;
-        if rough * rough >= best.score.max(best_edge) * (1.0 - MARGIN) * taken_count {
-            best.offer(exact.to_f64(), taken_count, bits);
+        let to_beat = if best.score > best_edge { best.score } else { best_edge };
+        if rough * rough >= to_beat * (1.0 - MARGIN) * taken_count {
+            best.offer(if in_f64 { rough } else { exact.to_f64() }, taken_count, bits);
         }
     }
     Some(best.scale())

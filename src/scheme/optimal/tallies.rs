@@ -3,7 +3,7 @@
 //! as the slot path they would replace (measured with `wasm_kernel_bench`), and its
 //! kernels would only add to the size of the `.wasm`.
 
-use super::{power_of_two, sort_taken, Best, MARGIN};
+use super::{floor_bits, power_of_two, sort_taken, Best, MARGIN};
 use crate::kernels::{Kernels, TALLIES};
 use crate::scheme::ternary::ScopeScale;
 
@@ -57,8 +57,7 @@ pub(super) fn by_tallies(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
     let scale = f32::from_bits(((268 - top_exponent) as u32) << 23);
     let unit = power_of_two(top_exponent - 141);
     // top / (2 sqrt(n)) >= 2^(top_exponent - 127 - 1 - ceil(log2(n) / 2)), a binade lower.
-    let log2_len = x.len().next_power_of_two().trailing_zeros() as i32;
-    let floor = f32::from_bits(((top_exponent - 2 - (log2_len + 1) / 2) as u32) << 23);
+    let floor = f32::from_bits(floor_bits(top_exponent, x.len())?);
     // The first pass: thresholds around where Gaussian-like scopes have their optimum
     // (about 3/4 of the mean |x|), and the floor.
     let mean = ((k.abs_sum)(x) / x.len() as f64) as f32;
