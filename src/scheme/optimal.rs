@@ -117,7 +117,7 @@ fn unit_shift(bits: u32) -> u32 {
 fn floor_bits(top_exponent: i32, len: usize) -> Option<u32> {
     let log2_len = len.next_power_of_two().trailing_zeros() as i32;
     let exponent = top_exponent - 2 - (log2_len + 1) / 2;
-    (exponent >= 1).then(|| (exponent as u32) << 23)
+    (exponent >= 1).then_some((exponent as u32) << 23)
 }
 
 /// The candidate that wins so far, and the rule it gives.
