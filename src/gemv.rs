@@ -21,10 +21,7 @@ pub fn ternary_mat_vec(w: &TernaryTensor, x: &[f32], backend: Backend) -> Result
     if w.layout == TernaryLayout::Tq2_0 {
         let mut xq = vec![BlockQ8K::default(); w.cols / QK_K];
         (k.quantize_q8_k)(x, &mut xq);
-        let blocks = as_blocks::<BlockTq2_0>(&w.bytes);
-        for (yr, row) in y.iter_mut().zip(blocks.chunks_exact(w.cols / QK_K)) {
-            *yr = (k.dot_tq2_0_q8_k)(row, &xq);
-        }
+        (k.gemv_tq2_0_q8_k)(as_blocks::<BlockTq2_0>(&w.bytes), &xq, &mut y);
         return Ok(y);
     }
     let d_x = (k.abs_max)(x) / 127.0;

@@ -83,6 +83,9 @@ macro_rules! for_each_kernel {
         fn metric_sums(reference: &[f32], approx: &[f32]) -> $crate::kernels::MetricSums;
         /// sum over blocks of (f16(d_w) * d_x) * isum, in block order.
         fn dot_tq2_0_q8_k(w: &[$crate::layout::blocks::BlockTq2_0], x: &[$crate::layout::blocks::BlockQ8K]) -> f32;
+        /// `y[r] = dot_tq2_0_q8_k(row r of w, x)` for every r: `w` holds y.len() rows of
+        /// x.len() blocks each.
+        fn gemv_tq2_0_q8_k(w: &[$crate::layout::blocks::BlockTq2_0], x: &[$crate::layout::blocks::BlockQ8K], y: &mut [f32]);
         /// Integer dot product of ternary codes with int8 values.
         fn dot_codes_i8(w: &[i8], x: &[i8]) -> i64;
         /// f32 dot product in 16 f32 lanes.

@@ -502,22 +502,43 @@ pub fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
 
 /// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order.
 pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
-    dot_tq2_0_q8_k_with(w, x, dot_tq2_0_q8_k_block)
+    dot_tq2_0_q8_k_with(w, x, |xb| xb.d, dot_tq2_0_q8_k_block)
 }
 
 /// [`dot_tq2_0_q8_k`] with the integer block products `isum_b` from `block_dot`: the
-/// spec's scaling and order, for kernels that compute those products their own way.
+/// spec's scaling and order, for kernels that compute those products their own way, from
+/// Q8_K blocks or from a form of them prepared for the purpose (`scale_of` gives d_x).
 #[inline(always)]
-pub(crate) fn dot_tq2_0_q8_k_with(
+pub(crate) fn dot_tq2_0_q8_k_with<X>(
     w: &[BlockTq2_0],
-    x: &[BlockQ8K],
-    block_dot: impl Fn(&BlockTq2_0, &BlockQ8K) -> i32,
+    x: &[X],
+    scale_of: impl Fn(&X) -> f32,
+    block_dot: impl Fn(&BlockTq2_0, &X) -> i32,
 ) -> f32 {
     let mut acc = 0f32;
     for (wb, xb) in w.iter().zip(x) {
-        acc += (f16_value(wb.d) * xb.d) * block_dot(wb, xb) as f32;
+        acc += (f16_value(wb.d) * scale_of(xb)) * block_dot(wb, xb) as f32;
     }
     acc
+}
+
+/// `y[r]` = [`dot_tq2_0_q8_k`] of row r of w with x, for every r.
+pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
+    gemv_rows(w, x.len(), y, |row| dot_tq2_0_q8_k(row, x));
+}
+
+/// A GEMV of `y.len()` rows of `per_row` blocks, one call of `row_dot` per row; rows of
+/// no blocks give 0.
+#[inline(always)]
+pub(crate) fn gemv_rows<W>(w: &[W], per_row: usize, y: &mut [f32], row_dot: impl Fn(&[W]) -> f32) {
+    debug_assert_eq!(w.len(), y.len() * per_row);
+    if per_row == 0 {
+        y.fill(0.0);
+        return;
+    }
+    for (yr, row) in y.iter_mut().zip(w.chunks_exact(per_row)) {
+        *yr = row_dot(row);
+    }
 }
 
 /// Integer dot product of ternary codes with int8 values.

@@ -919,6 +919,32 @@ fn dot_tq2_0_q8_k() {
     });
 }
 
+/// GEMVs of a few rows of a few blocks (none included), with activations from random
+/// blocks and from quantized data: each row as the spec's dot product.
+#[test]
+fn gemv_tq2_0_q8_k() {
+    each_case(29, |rng, b, k| {
+        let (rows, per_row) = (rng.below(5), rng.below(4));
+        let w = tq2_blocks(rng, rows * per_row);
+        let x: Vec<BlockQ8K> = if rng.chance(0.5) {
+            q8_k_blocks(rng, per_row)
+        } else {
+            let data = Gen::random(rng, true).values(rng, per_row * QK_K);
+            let mut x = vec![BlockQ8K::default(); per_row];
+            scalar::quantize_q8_k(&data, &mut x);
+            x
+        };
+        let (mut want, mut got) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+        scalar::gemv_tq2_0_q8_k(&w, &x, &mut want);
+        (k.gemv_tq2_0_q8_k)(&w, &x, &mut got);
+        for (r, row) in w.chunks(per_row.max(1)).enumerate().take(rows) {
+            let dot = if per_row == 0 { 0.0 } else { scalar::dot_tq2_0_q8_k(row, &x) };
+            assert_eq!(want[r].to_bits(), dot.to_bits(), "the spec's GEMV, row {r}");
+        }
+        check("gemv_tq2_0_q8_k", b, &(rows, per_row), &want[..], &got[..]);
+    });
+}
+
 /// `trunc(v + copysign(0.49999997, v))`, the SIMD form of round half away from zero.
 fn round_by_bias(v: f32) -> f32 {
     (v + 0.499_999_97f32.copysign(v)).trunc()

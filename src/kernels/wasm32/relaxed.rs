@@ -74,15 +74,25 @@ pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
     dot_tq2_0_q8_k_relaxed(w, x)
 }
 
+/// `y[r] = dot_tq2_0_q8_k(row r of w, x)` for every r, with the relaxed row kernel.
+pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
+    scalar::gemv_rows(w, x.len(), y, |row| dot_tq2_0_q8_k_relaxed(row, x));
+}
+
 // The block kernel inlines only into a caller with the same target features.
 #[target_feature(enable = "relaxed-simd")]
 fn dot_tq2_0_q8_k_relaxed(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
     let ones = i16x8_splat(1);
-    scalar::dot_tq2_0_q8_k_with(w, x, |w, x| {
-        // sum (c - 1) * q = sum c * q - sum q, with the sums of q in bsums.
-        let bs = i32x4_add(i32x4_dot_i16x8(ld(&x.bsums, 0), ones), i32x4_dot_i16x8(ld(&x.bsums, 8), ones));
-        hsum_i32(i32x4_sub(block_sums(w, x), bs))
-    })
+    scalar::dot_tq2_0_q8_k_with(
+        w,
+        x,
+        |x| x.d,
+        |w, x| {
+            // sum (c - 1) * q = sum c * q - sum q, with the sums of q in bsums.
+            let bs = i32x4_add(i32x4_dot_i16x8(ld(&x.bsums, 0), ones), i32x4_dot_i16x8(ld(&x.bsums, 8), ones));
+            hsum_i32(i32x4_sub(block_sums(w, x), bs))
+        },
+    )
 }
 
 #[cfg(test)]

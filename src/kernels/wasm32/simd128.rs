@@ -1005,6 +1005,18 @@ pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
 /// across the byte boundary are masked off).
 #[inline(always)]
 fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
+    let shifted = |g: usize, l: usize| {
+        let xv = ld(&x.qs, g / 2 * 128 + l * 32 + g % 2 * 16);
+        [i16x8_shl(xv, 8), i16x8_shr(xv, 8)]
+    };
+    hsum_i32(i32x4_sub(block_code_sums(w, shifted), bsum_lanes(x)))
+}
+
+/// The i32 lanes of sum c * q over one block (c the stored 2-bit fields), from each
+/// 16-byte group g of qs and field l given as `shifted(g, l)`: the group's activations as
+/// `[X << 8, X >> 8]` in i16 lanes (see [`dot_tq2_0_q8_k_block`]).
+#[inline(always)]
+fn block_code_sums(w: &BlockTq2_0, shifted: impl Fn(usize, usize) -> [v128; 2]) -> v128 {
     let (even1, odd1) = (u16x8_splat(0x0003), u16x8_splat(0x0300));
     let (even4, odd4) = (u16x8_splat(0x000c), u16x8_splat(0x0c00));
     // acc1 sums 256 * c * q, acc4 1024 * c * q; per lane at most 16 (32) products of
@@ -1017,25 +1029,61 @@ fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
         let b = ld(&w.qs, h * 32 + m0);
         let b4 = u16x8_shr(b, 4);
         let term = |c: v128, l: usize, even: v128, odd: v128| {
-            let xv = ld(&x.qs, h * 128 + l * 32 + m0);
-            i32x4_add(
-                i32x4_dot_i16x8(v128_and(c, even), i16x8_shl(xv, 8)),
-                i32x4_dot_i16x8(v128_and(c, odd), i16x8_shr(xv, 8)),
-            )
+            let [x_even, x_odd] = shifted(g, l);
+            i32x4_add(i32x4_dot_i16x8(v128_and(c, even), x_even), i32x4_dot_i16x8(v128_and(c, odd), x_odd))
         };
         acc1 = i32x4_add(acc1, i32x4_add(term(b, 0, even1, odd1), term(b4, 2, even1, odd1)));
         acc4 = i32x4_add(acc4, i32x4_add(term(b, 1, even4, odd4), term(b4, 3, even4, odd4)));
     }
-    let cq = i32x4_add(i32x4_shr(acc1, 8), i32x4_shr(acc4, 10));
-    // sum (c - 1) * q = sum c * q - sum q, with the sums of q in bsums.
+    i32x4_add(i32x4_shr(acc1, 8), i32x4_shr(acc4, 10))
+}
+
+/// The i32 lanes of sum q over a Q8_K block (from its bsums): sum (c - 1) * q is
+/// sum c * q less this.
+#[inline(always)]
+fn bsum_lanes(x: &BlockQ8K) -> v128 {
     let ones = i16x8_splat(1);
-    let bs = i32x4_add(i32x4_dot_i16x8(ld(&x.bsums, 0), ones), i32x4_dot_i16x8(ld(&x.bsums, 8), ones));
-    hsum_i32(i32x4_sub(cq, bs))
+    i32x4_add(i32x4_dot_i16x8(ld(&x.bsums, 0), ones), i32x4_dot_i16x8(ld(&x.bsums, 8), ones))
 }
 
 /// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order.
 pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
-    scalar::dot_tq2_0_q8_k_with(w, x, dot_tq2_0_q8_k_block)
+    scalar::dot_tq2_0_q8_k_with(w, x, |xb| xb.d, dot_tq2_0_q8_k_block)
+}
+
+/// A Q8_K block as the row kernel multiplies it, prepared once per GEMV instead of once
+/// per row: the shifted activations of [`block_code_sums`] and the sum of the values.
+struct PreparedQ8K {
+    shifted: [[v128; 2]; 16],
+    sum: i32,
+    d: f32,
+}
+
+impl PreparedQ8K {
+    fn of(x: &BlockQ8K) -> Self {
+        let mut shifted = [[u8x16_splat(0); 2]; 16];
+        for (i, s) in shifted.iter_mut().enumerate() {
+            let (g, l) = (i / 4, i % 4);
+            let xv = ld(&x.qs, g / 2 * 128 + l * 32 + g % 2 * 16);
+            *s = [i16x8_shl(xv, 8), i16x8_shr(xv, 8)];
+        }
+        Self { shifted, sum: hsum_i32(bsum_lanes(x)), d: x.d }
+    }
+}
+
+/// `y[r] = dot_tq2_0_q8_k(row r of w, x)` for every r. The activations' shifts are made
+/// once, not once per row: the row kernel is left with two masks, two multiply-adds and an
+/// add per 16 codes, which is where its time goes.
+pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
+    let prepared: Vec<PreparedQ8K> = x.iter().map(PreparedQ8K::of).collect();
+    scalar::gemv_rows(w, x.len(), y, |row| {
+        scalar::dot_tq2_0_q8_k_with(
+            row,
+            &prepared,
+            |p| p.d,
+            |wb, p| hsum_i32(block_code_sums(wb, |g, l| p.shifted[4 * g + l])).wrapping_sub(p.sum),
+        )
+    });
 }
 
 /// Integer dot product of ternary codes with int8 values.

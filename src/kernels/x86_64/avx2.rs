@@ -973,6 +973,11 @@ pub(super) mod imp {
     }
 
     #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
+        scalar::gemv_rows(w, x.len(), y, |row| dot_tq2_0_q8_k(row, x));
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
         let n = w.len().min(x.len());
         let mut acc = 0f32;
