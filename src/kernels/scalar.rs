@@ -157,14 +157,22 @@ pub fn sort_few_decreasing(values: &mut [u32]) {
     }
 }
 
-/// The vector sorts' last step: `places[p]` holds the value with p greater values, or
-/// `u32::MAX` where no value has p (the places a run of equal values covers after its
-/// first); each of those takes the value before it. The first place always has a value
-/// (the largest), and `u32::MAX` is no magnitude's bits.
+/// The vector sorts' frame: each value goes to the place `greater(padded, v)` gives,
+/// the number of values greater than v in `padded` (the values, then zeros up to
+/// [`FEW_SORTED`], which are greater than none). A run of equal values shares one place;
+/// the places after it stay marked (`u32::MAX`, no magnitude's bits) and take the value
+/// before them. The first place always has a value, the largest.
 #[cfg(any(target_arch = "x86_64", target_feature = "simd128"))]
-pub(crate) fn from_places(places: &[u32; FEW_SORTED], out: &mut [u32]) {
+#[inline(always)]
+pub(crate) fn sort_by_places(values: &mut [u32], greater: impl Fn(&[u32; FEW_SORTED], u32) -> usize) {
+    let mut padded = [0u32; FEW_SORTED];
+    padded[..values.len()].copy_from_slice(values);
+    let mut places = [u32::MAX; FEW_SORTED];
+    for &v in values.iter() {
+        places[greater(&padded, v)] = v;
+    }
     let mut last = 0;
-    for (o, &p) in out.iter_mut().zip(places) {
+    for (o, &p) in values.iter_mut().zip(&places) {
         last = if p == u32::MAX { last } else { p };
         *o = last;
     }

@@ -899,20 +899,24 @@ fn dot_codes_i8() {
     }
 }
 
+/// Activations for the TQ2_0 products: random Q8_K blocks, or (half the time) blocks with
+/// consistent bsums, quantized from data.
+fn q8_k_activations(rng: &mut Rng, count: usize) -> Vec<BlockQ8K> {
+    if rng.chance(0.5) {
+        return q8_k_blocks(rng, count);
+    }
+    let data = Gen::random(rng, true).values(rng, count * QK_K);
+    let mut x = vec![BlockQ8K::default(); count];
+    scalar::quantize_q8_k(&data, &mut x);
+    x
+}
+
 #[test]
 fn dot_tq2_0_q8_k() {
     each_case(17, |rng, b, k| {
         let count = rng.below(21);
         let w = tq2_blocks(rng, count + 1);
-        let x: Vec<BlockQ8K> = if rng.chance(0.5) {
-            q8_k_blocks(rng, count)
-        } else {
-            // Consistent bsums, from quantized data.
-            let data = Gen::random(rng, true).values(rng, count * QK_K);
-            let mut x = vec![BlockQ8K::default(); count];
-            scalar::quantize_q8_k(&data, &mut x);
-            x
-        };
+        let x = q8_k_activations(rng, count);
         let woff = rng.below(2);
         let w = &w[woff..woff + count - rng.below(2).min(count)];
         check("dot_tq2_0_q8_k", b, &(count, woff), &scalar::dot_tq2_0_q8_k(w, &x), &(k.dot_tq2_0_q8_k)(w, &x));
@@ -926,14 +930,7 @@ fn gemv_tq2_0_q8_k() {
     each_case(29, |rng, b, k| {
         let (rows, per_row) = (rng.below(5), rng.below(4));
         let w = tq2_blocks(rng, rows * per_row);
-        let x: Vec<BlockQ8K> = if rng.chance(0.5) {
-            q8_k_blocks(rng, per_row)
-        } else {
-            let data = Gen::random(rng, true).values(rng, per_row * QK_K);
-            let mut x = vec![BlockQ8K::default(); per_row];
-            scalar::quantize_q8_k(&data, &mut x);
-            x
-        };
+        let x = q8_k_activations(rng, per_row);
         let (mut want, mut got) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
         scalar::gemv_tq2_0_q8_k(&w, &x, &mut want);
         (k.gemv_tq2_0_q8_k)(&w, &x, &mut got);

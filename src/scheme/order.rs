@@ -32,18 +32,10 @@ pub(crate) fn abs_select(x: &[f32], k: usize) -> f32 {
     f32::from_bits(values[0])
 }
 
-/// Sorts values in decreasing order: few by insertion, more by radix.
+/// Sorts values in decreasing order: few by insertion (the scalar kernel), more by radix.
 pub(crate) fn sort_decreasing(values: &mut [u32]) {
-    if values.len() <= 64 {
-        for i in 1..values.len() {
-            let v = values[i];
-            let mut j = i;
-            while j > 0 && values[j - 1] < v {
-                values[j] = values[j - 1];
-                j -= 1;
-            }
-            values[j] = v;
-        }
+    if values.len() <= crate::kernels::FEW_SORTED {
+        crate::kernels::scalar::sort_few_decreasing(values);
         return;
     }
     let mut keys: Vec<u64> = values.iter().map(|&v| u64::from(v)).collect();

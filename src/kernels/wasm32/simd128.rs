@@ -24,7 +24,7 @@
 use core::arch::wasm32::*;
 
 use super::super::scalar;
-use super::super::{CodeRule, MetricSums, FEW_SORTED, ROUND_BIAS, SUM_LANES};
+use super::super::{CodeRule, MetricSums, ROUND_BIAS, SUM_LANES};
 use crate::layout::blocks::{f16_bits, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
 /// Element types that 16-byte loads and stores may read and write: plain numbers of 1, 2
@@ -352,21 +352,17 @@ pub fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
     (scalar::fold_lanes(lanes), n)
 }
 
-/// Up to [`FEW_SORTED`] magnitudes' bits in decreasing order: each value goes to the
-/// place given by the number of greater values, counted four compares at a time without
-/// a branch (an insertion sort mispredicts one at almost every value). The padding
-/// (zeros) is greater than no value; signed compares order the bits of magnitudes.
+/// Up to [`FEW_SORTED`](super::super::FEW_SORTED) magnitudes' bits in decreasing order:
+/// each value goes to the place given by the number of greater values, counted four
+/// compares at a time without a branch (an insertion sort mispredicts one at almost every
+/// value); signed compares order the bits of magnitudes.
 pub fn sort_few_decreasing(values: &mut [u32]) {
-    let mut padded = [0u32; FEW_SORTED];
-    padded[..values.len()].copy_from_slice(values);
-    let mut places = [u32::MAX; FEW_SORTED];
-    let vectors = &padded[..values.len().next_multiple_of(4)];
-    for &v in values.iter() {
+    let width = values.len().next_multiple_of(4);
+    scalar::sort_by_places(values, |padded, v| {
         let s = u32x4_splat(v);
-        let greater = vectors.chunks_exact(4).fold(u32x4_splat(0), |g, c| i32x4_sub(g, i32x4_gt(ld(c, 0), s)));
-        places[hsum_i32(greater) as usize] = v;
-    }
-    scalar::from_places(&places, values);
+        let greater = padded[..width].chunks_exact(4).fold(u32x4_splat(0), |g, c| i32x4_sub(g, i32x4_gt(ld(c, 0), s)));
+        hsum_i32(greater) as usize
+    });
 }
 
 /// A code rule as vectors: for four f32 lanes, the masks (all ones or zero) of q = -1

@@ -19,8 +19,7 @@ pub(super) mod imp {
 
     use super::super::{ROUND_BIAS, TQ1_MUL, TQ1_SHIFT};
     use crate::kernels::{
-        scalar, CodeRule, MetricSums, FEW_SORTED, SUM_LANES, TALLIES, TALLY_COUNT, TALLY_LANE_VALUES, TALLY_PACK,
-        TALLY_ROUNDING,
+        scalar, CodeRule, MetricSums, SUM_LANES, TALLIES, TALLY_COUNT, TALLY_LANE_VALUES, TALLY_PACK, TALLY_ROUNDING,
     };
     use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
@@ -295,23 +294,18 @@ pub(super) mod imp {
     /// compares at a time (see the SIMD128 form).
     #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn sort_few_decreasing(values: &mut [u32]) {
-        let n = values.len();
-        let mut padded = [0u32; FEW_SORTED];
-        padded[..n].copy_from_slice(values);
-        let mut places = [u32::MAX; FEW_SORTED];
-        for &v in values.iter() {
+        let width = values.len().next_multiple_of(8);
+        scalar::sort_by_places(values, |padded, v| {
             let s = _mm256_set1_epi32(v as i32);
             let mut greater = _mm256_setzero_si256();
-            for c in padded[..n.next_multiple_of(8)].chunks_exact(8) {
-                let w = _mm256_loadu_si256(c.as_ptr().cast());
-                greater = _mm256_sub_epi32(greater, _mm256_cmpgt_epi32(w, s));
+            for c in padded[..width].chunks_exact(8) {
+                greater = _mm256_sub_epi32(greater, _mm256_cmpgt_epi32(_mm256_loadu_si256(c.as_ptr().cast()), s));
             }
             let g = _mm_add_epi32(_mm256_castsi256_si128(greater), _mm256_extracti128_si256::<1>(greater));
             let g = _mm_add_epi32(g, _mm_shuffle_epi32::<0b01_00_11_10>(g));
             let g = _mm_add_epi32(g, _mm_shuffle_epi32::<0b10_11_00_01>(g));
-            places[_mm_cvtsi128_si32(g) as usize] = v;
-        }
-        scalar::from_places(&places, values);
+            _mm_cvtsi128_si32(g) as usize
+        });
     }
 
     #[target_feature(enable = "avx2,f16c")]

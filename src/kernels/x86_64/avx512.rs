@@ -25,8 +25,7 @@ mod imp {
 
     use super::super::{ROUND_BIAS, TQ1_MUL, TQ1_SHIFT};
     use crate::kernels::{
-        scalar, CodeRule, MetricSums, FEW_SORTED, SUM_LANES, TALLIES, TALLY_COUNT, TALLY_LANE_VALUES, TALLY_PACK,
-        TALLY_ROUNDING,
+        scalar, CodeRule, MetricSums, SUM_LANES, TALLIES, TALLY_COUNT, TALLY_LANE_VALUES, TALLY_PACK, TALLY_ROUNDING,
     };
     use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
@@ -375,19 +374,14 @@ mod imp {
     /// compares to a mask (see the SIMD128 form).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
     pub(super) unsafe fn sort_few_decreasing(values: &mut [u32]) {
-        let n = values.len();
-        let mut padded = [0u32; FEW_SORTED];
-        padded[..n].copy_from_slice(values);
-        let mut places = [u32::MAX; FEW_SORTED];
-        for &v in values.iter() {
+        let width = values.len().next_multiple_of(16);
+        scalar::sort_by_places(values, |padded, v| {
             let s = _mm512_set1_epi32(v as i32);
-            let mut greater = 0;
-            for c in padded[..n.next_multiple_of(16)].chunks_exact(16) {
-                greater += _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(c.as_ptr().cast()), s).count_ones();
-            }
-            places[greater as usize] = v;
-        }
-        scalar::from_places(&places, values);
+            padded[..width]
+                .chunks_exact(16)
+                .map(|c| _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(c.as_ptr().cast()), s).count_ones() as usize)
+                .sum()
+        });
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,gfni,f16c,popcnt")]
