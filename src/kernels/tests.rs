@@ -6,7 +6,9 @@
 //! preserve NaN payloads, even in the scalar code); every other value must have the same
 //! bits. `min_max` may differ in the sign of a zero result, as its contract says.
 
-use super::{scalar, Backend, CodeRule, Kernels, MetricSums, FEW_SORTED, TALLIES};
+#[cfg(target_arch = "x86_64")]
+use super::TALLIES;
+use super::{scalar, Backend, CodeRule, Kernels, MetricSums, FEW_SORTED};
 use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 use core::fmt::Debug;
 
@@ -407,6 +409,7 @@ fn reductions() {
 }
 
 /// |v| for a value v of `x` (not empty), or the f32 just below or just above it.
+#[cfg(target_arch = "x86_64")]
 fn near_a_value(rng: &mut Rng, x: &[f32]) -> f32 {
     let v = x[rng.below(x.len())].abs();
     [v, f32::from_bits(v.to_bits().saturating_sub(1)), f32::from_bits(v.to_bits() + 1)][rng.below(3)]
