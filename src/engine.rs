@@ -95,7 +95,7 @@ fn content_hash(data: &[f32]) -> u128 {
 
 /// The cached tensors with their keys. An engine holds at most a model's tensors, and
 /// every lookup first hashes a whole tensor: a search through the keys costs nothing next
-/// to that, and a hash table would add its code (about 5 KB) to every wasm build.
+/// to that, and a hash table added about 4.7 KB to every optimised `.wasm`.
 type Cache = Vec<(CacheKey, Arc<TernaryTensor>)>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

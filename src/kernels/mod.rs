@@ -144,29 +144,32 @@ pub const SUM_LANES: usize = 16;
 pub const FEW_SORTED: usize = 64;
 
 /// How many thresholds one pass of `abs_tallies_above` counts at.
+#[cfg(target_arch = "x86_64")] // the tallies, built for x86 only, as the constants below
 pub const TALLIES: usize = 8;
 
 /// The bound that `abs_tallies_above` puts on |x| * scale: small enough for the vector
 /// forms to add a value and its count in one 32-bit lane (see `TALLY_COUNT`).
+#[cfg(target_arch = "x86_64")]
 pub(crate) const TALLY_LIMIT: f32 = 32768.0;
 
 /// 2^23: v + 2^23 rounds v in [0, 2^23) to an integer, to nearest with ties to even, and
 /// holds it in the low bits of its representation (which is 0x4B00_0000 + the integer).
 /// One add instead of a conversion, which is several instructions in V8.
+#[cfg(target_arch = "x86_64")]
 pub(crate) const TALLY_ROUNDING: f32 = 8_388_608.0;
 
 /// What a lane adds per value in the packed vector tallies: the count sits above bit 22,
 /// the sum of rounded values (each at most 2^15) under it, so a lane holds 64 values
 /// before the sum could reach the count (2^22) and before the count (2^28) nears 2^32.
-#[cfg(target_arch = "x86_64")] // the vector forms
+#[cfg(target_arch = "x86_64")]
 pub(crate) const TALLY_COUNT: u32 = 1 << 22;
 
 /// Added to the bits of v + [`TALLY_ROUNDING`], gives the rounded v plus [`TALLY_COUNT`].
-#[cfg(target_arch = "x86_64")] // the vector forms
+#[cfg(target_arch = "x86_64")]
 pub(crate) const TALLY_PACK: u32 = TALLY_COUNT.wrapping_sub(0x4B00_0000);
 
 /// How many values one packed 32-bit lane may tally before it must be emptied.
-#[cfg(target_arch = "x86_64")] // the vector forms
+#[cfg(target_arch = "x86_64")]
 pub(crate) const TALLY_LANE_VALUES: usize = 64;
 
 /// How a value becomes a ternary code.

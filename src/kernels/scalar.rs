@@ -6,7 +6,9 @@
 //! with 4, 8 or 16 lanes per register keeps 16 logical lanes and pads tails with
 //! +0.0, which leaves every lane unchanged. No FMA is used anywhere.
 
-use super::{CodeRule, MetricSums, FEW_SORTED, ROUND_BIAS, SUM_LANES, TALLIES, TALLY_LIMIT, TALLY_ROUNDING};
+use super::{CodeRule, MetricSums, FEW_SORTED, ROUND_BIAS, SUM_LANES};
+#[cfg(target_arch = "x86_64")]
+use super::{TALLIES, TALLY_LIMIT, TALLY_ROUNDING};
 use crate::layout::blocks::{f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 
 /// Folds the logical lanes pairwise: lane i += lane i+8, then +4, +2, +1 (the f64 sums,
@@ -111,6 +113,7 @@ pub fn abs_sum_above(x: &[f32], t: f32) -> (f64, u64) {
 /// For each threshold t: (sum of |x| * scale rounded to an integer (to nearest, ties to
 /// even) over |x| > t, count of such x). Every |x| * scale must be at most 2^15
 /// (`TALLY_LIMIT`); the sums are exact integers, so any order of addition gives them.
+#[cfg(target_arch = "x86_64")]
 pub fn abs_tallies_above(x: &[f32], scale: f32, thresholds: &[f32; TALLIES]) -> [(u64, u64); TALLIES] {
     let mut tallies = [(0u64, 0u64); TALLIES];
     for &v in x {
@@ -129,6 +132,7 @@ pub fn abs_tallies_above(x: &[f32], scale: f32, thresholds: &[f32; TALLIES]) -> 
 
 /// The bits of every |x| with low < |x| <= high, in order of x: the first `out.len()` of
 /// them in `out`; returns how many there are.
+#[cfg(target_arch = "x86_64")]
 pub fn abs_bits_within(x: &[f32], low: f32, high: f32, out: &mut [u32]) -> usize {
     let mut found = 0;
     for &v in x {
@@ -538,7 +542,7 @@ pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
 /// A GEMV of `y.len()` rows of `per_row` blocks, one call of `row_dot` per row; rows of
 /// no blocks give 0.
 #[inline(always)]
-pub(crate) fn gemv_rows<W>(w: &[W], per_row: usize, y: &mut [f32], row_dot: impl Fn(&[W]) -> f32) {
+pub(crate) fn gemv_rows(w: &[BlockTq2_0], per_row: usize, y: &mut [f32], row_dot: impl Fn(&[BlockTq2_0]) -> f32) {
     debug_assert_eq!(w.len(), y.len() * per_row);
     if per_row == 0 {
         y.fill(0.0);

@@ -108,11 +108,16 @@ fn unit_shift(bits: u32) -> u32 {
     (bits >> 23).max(1) + 148
 }
 
+/// The longest scope that counts and sums below its largest value (the tallies, and the
+/// slot path's window of slots): where [`floor_bits`] makes f64 sums exact. Longer ones,
+/// long tensors, count over the whole range.
+const SHORT_SCOPE: usize = 4096;
+
 /// The bits of a power of two below every value that the winner of a scope can take: a
 /// scope of `len` values whose largest |x| has the biased exponent `top_exponent`. Only
 /// values above top / (2 sqrt(len)) can be taken (the proof is at `tallies::by_tallies`),
 /// and this lies a binade lower still, for the rounding of the scores. `None` where that
-/// is below the normal range of f32. For scopes of up to 4,096 values, sums of values at
+/// is below the normal range of f32. For scopes of up to [`SHORT_SCOPE`] values, sums of values at
 /// or above it are exact in f64: they are multiples of 2^-23 of it and below 2^44 of those.
 fn floor_bits(top_exponent: i32, len: usize) -> Option<u32> {
     let log2_len = len.next_power_of_two().trailing_zeros() as i32;
@@ -154,8 +159,10 @@ impl Best {
 
 /// The optimal scale of one scope of finite values.
 pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
+    // Over a block or a row, a few vector passes cost less than the slot path's one
+    // counting pass.
     #[cfg(target_arch = "x86_64")]
-    if x.len() <= tallies::TALLIED_LEN {
+    if x.len() <= SHORT_SCOPE {
         if let Some(found) = tallies::by_tallies(k, x) {
             return found;
         }
@@ -163,12 +170,12 @@ pub(crate) fn optimal_scale(k: &Kernels, x: &[f32]) -> ScopeScale {
     optimal_by_slots(k, x)
 }
 
-/// The optimal scale of a long tensor (over 4,096 values) that may hold NaN or
+/// The optimal scale of a long tensor (over [`SHORT_SCOPE`] values) that may hold NaN or
 /// infinities, checked by its counting pass ([`by_whole_range`]) instead of by a pass of
 /// its own: `None` if it holds one, or if the tensor is short (which the caller checks
 /// and scales as any scope).
 pub(crate) fn long_tensor_scale(k: &Kernels, x: &[f32]) -> Option<ScopeScale> {
-    (x.len() > 4096).then(|| by_whole_range(k, x)).flatten()
+    (x.len() > SHORT_SCOPE).then(|| by_whole_range(k, x)).flatten()
 }
 
 /// The whole range's slots: `bits >> WHOLE_SHIFT` of |x|, 2^(23 - WHOLE_SHIFT) per binade.
@@ -194,7 +201,7 @@ fn optimal_by_slots(k: &Kernels, x: &[f32]) -> ScopeScale {
     // Short scopes (blocks, short rows) count in 128 slots of 1/8 binade below their
     // largest value; the whole range in slots of 1/256 binade is the way for longer ones
     // and the fallback.
-    let found = if x.len() <= 4096 {
+    let found = if x.len() <= SHORT_SCOPE {
         let top = (k.abs_max)(x).to_bits() >> 20;
         by_slots(k, x, 20, top, &mut [(0, 0); 129])
     } else {
@@ -339,7 +346,7 @@ fn by_counted_slots(k: &Kernels, x: &[f32], shift: u32, top: u32, slots: &[(u64,
     // A short scope whose range lies at or above its floor sums exactly in f64 (see
     // `floor_bits`, from the top slot's exponent, which is at least the largest value's);
     // the others keep exact sums as well.
-    let in_f64 = x.len() <= 4096 && floor_bits((key_bits(0) >> 23) as i32, x.len()).is_some_and(|f| low >= f);
+    let in_f64 = x.len() <= SHORT_SCOPE && floor_bits((key_bits(0) >> 23) as i32, x.len()).is_some_and(|f| low >= f);
     // The slots above the range are taken whole by every candidate in it.
     let (mut exact, mut rough, mut count) = (ExactSum::ZERO, 0f64, 0usize);
     for i in highest..first {
@@ -497,7 +504,7 @@ mod tests {
             // Blocks mostly, and rows up to the longest probed scope.
             x in proptest::prop_oneof![
                 proptest::collection::vec(adversarial_value(), 1..=300),
-                proptest::collection::vec(adversarial_value(), 1..=4096),
+                proptest::collection::vec(adversarial_value(), 1..=SHORT_SCOPE),
             ],
             scale in proptest::sample::select(vec![1.0f32, 1e-20, 1e20, 3.0e-39]),
         ) {
@@ -550,7 +557,7 @@ mod tests {
         x[12] = f32::from_bits(1);
         x[13] = -0.0;
         same(long_tensor_scale(k, &x).expect("finite"), by_sorting(&x, |_| 1.0), "extremes");
-        assert!(long_tensor_scale(k, &x[..4096]).is_none(), "short");
+        assert!(long_tensor_scale(k, &x[..SHORT_SCOPE]).is_none(), "short");
         for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(0x7fff_ffff)] {
             let mut y = x.clone();
             y[4999] = bad;

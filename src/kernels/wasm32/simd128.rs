@@ -1001,11 +1001,15 @@ pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
 /// across the byte boundary are masked off).
 #[inline(always)]
 fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
-    let shifted = |g: usize, l: usize| {
-        let xv = ld(&x.qs, g / 2 * 128 + l * 32 + g % 2 * 16);
-        [i16x8_shl(xv, 8), i16x8_shr(xv, 8)]
-    };
-    hsum_i32(i32x4_sub(block_code_sums(w, shifted), bsum_lanes(x)))
+    hsum_i32(i32x4_sub(block_code_sums(w, |g, l| shifted_group(x, g, l)), bsum_lanes(x)))
+}
+
+/// The activations that field l of 16-byte group g of a TQ2_0 block's qs multiplies, as
+/// `[X << 8, X >> 8]` in i16 lanes.
+#[inline(always)]
+fn shifted_group(x: &BlockQ8K, g: usize, l: usize) -> [v128; 2] {
+    let xv = ld(&x.qs, g / 2 * 128 + l * 32 + g % 2 * 16);
+    [i16x8_shl(xv, 8), i16x8_shr(xv, 8)]
 }
 
 /// The i32 lanes of sum c * q over one block (c the stored 2-bit fields), from each
@@ -1057,12 +1061,7 @@ struct PreparedQ8K {
 
 impl PreparedQ8K {
     fn of(x: &BlockQ8K) -> Self {
-        let mut shifted = [[u8x16_splat(0); 2]; 16];
-        for (i, s) in shifted.iter_mut().enumerate() {
-            let (g, l) = (i / 4, i % 4);
-            let xv = ld(&x.qs, g / 2 * 128 + l * 32 + g % 2 * 16);
-            *s = [i16x8_shl(xv, 8), i16x8_shr(xv, 8)];
-        }
+        let shifted = core::array::from_fn(|i| shifted_group(x, i / 4, i % 4));
         Self { shifted, sum: hsum_i32(bsum_lanes(x)), d: x.d }
     }
 }

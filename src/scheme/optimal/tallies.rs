@@ -7,10 +7,6 @@ use super::{floor_bits, power_of_two, sort_taken, Best, MARGIN};
 use crate::kernels::{Kernels, TALLIES};
 use crate::scheme::ternary::ScopeScale;
 
-/// The longest scope that [`by_tallies`] takes: a few vector passes over a row cost less
-/// than the slot path's one counting pass.
-pub(super) const TALLIED_LEN: usize = 4096;
-
 /// How many passes of [`TALLIES`] thresholds [`by_tallies`] makes at most.
 const MOST_PASSES: usize = 4;
 
