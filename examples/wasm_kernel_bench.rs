@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use ternary_quant::kernels::Backend;
 use ternary_quant::layout::blocks::{as_blocks, BlockQ8K, BlockTq2_0, QK_K};
-use ternary_quant::{mat_vec_f32, quantize_ternary, ternary_mat_vec, ScaleRule, Scope, TernaryLayout, TernaryOptions};
+use ternary_quant::{
+    mat_vec_f32, quantize_ternary, ternary_mat_vec, PreparedWeights, ScaleRule, Scope, TernaryLayout, TernaryOptions,
+};
 
 #[path = "../tests/io_util/xorshift.rs"]
 mod xorshift;
@@ -293,7 +295,8 @@ fn bench_gemv(backends: &[Backend], best: Backend, runs: usize, quick: bool) {
     for &backend in backends {
         let k = backend.kernels().expect("supported backend");
         let reps = if quick { 3 } else { 10 };
-        let t_ternary = time(runs, reps, || ternary_mat_vec(&wt, &x, backend).expect("gemv"));
+        let prepared = PreparedWeights::new(wt.clone(), backend).expect("prepare");
+        let t_ternary = time(runs, reps, || prepared.mat_vec(&x).expect("gemv"));
         let t_f32 = time(runs, reps, || mat_vec_f32(&w, rows, cols, &x, backend).expect("gemv"));
         // The f32 API validates its 64 MB of weights on every call; the bare kernel loop
         // shows the product alone.
@@ -356,8 +359,17 @@ fn side_by_side(build: &str, backend: Backend, runs: usize, only: Option<&str>) 
         });
     }
     let wt = quantize_ternary(&w, rows, cols, &absmax).expect("quantize");
-    time("gemv_tq2_0", runs, &mut || {
+    // As inference multiplies: weights prepared once (ggml repacks at load likewise),
+    // then GEMVs. The one-off products and the preparation are timed beside it.
+    time("gemv_tq2_0_unprepared", runs, &mut || {
         black_box(ternary_mat_vec(&wt, &x, backend).expect("gemv"));
+    });
+    time("prepare_tq2_0", runs, &mut || {
+        black_box(PreparedWeights::new(wt.clone(), backend).expect("prepare"));
+    });
+    let prepared = PreparedWeights::new(wt, backend).expect("prepare");
+    time("gemv_tq2_0", runs, &mut || {
+        black_box(prepared.mat_vec(&x).expect("gemv"));
     });
     let mut halves = vec![0u16; n];
     time("f32_to_f16", runs, &mut || {

@@ -16,11 +16,14 @@ for variant in "${variants[@]}"; do
   mkdir -p "pkg.tmp/$variant"
   cp "$src_dir/ternary_quant.js" "pkg.tmp/$variant/"
   # npm's binaryen, never Debian's: an old wasm-opt emits modules that fail to load.
-  # -O2 for the SIMD builds (relaxed is one): -O3 inlines the SIMD kernels' callers into a module about
-  # 9 KB larger (over the 150 KB bar) and no faster. -O3 for the scalar builds: there
-  # it costs under 200 bytes, and -O2 left absmax-per-block quantization 1.7x slower.
+  # -Os for the SIMD builds (relaxed is one): 1.6 KB smaller than -O2 and no slower
+  # (bench-node.mjs, one machine: F32Buffer quantization 2.07 vs 1.86 G values/s bitnet,
+  # 2.50 vs 2.43 absmax/block; ternaryMatVec 30.1 vs 29.3); -O3 inlines the SIMD kernels'
+  # callers into a module about 9 KB larger than -O2 (over the 150 KB bar) and no faster.
+  # -O3 for the scalar builds: there it costs under 200 bytes, and -O2 left
+  # absmax-per-block quantization 1.7x slower.
   case $variant in
-    *simd | relaxed) level=-O2 ;;
+    *simd | relaxed) level=-Os ;;
     *) level=-O3 ;;
   esac
   # --low-memory-unused: rustc links the stack first, from address 1 MiB down, so an

@@ -34,7 +34,7 @@ pub use engine::{
     SizeEstimate, StoredAs, TensorReport, PRESETS,
 };
 pub use error::{Error, Result};
-pub use gemv::{mat_vec_f32, ternary_mat_vec};
+pub use gemv::{mat_vec_f32, ternary_mat_vec, PreparedWeights};
 #[cfg(feature = "model-files")]
 pub use io::{
     convert_tensor, plan_conversion, read_model, ConversionPlan, ConvertedTensor, DType, ModelHeader, PlanOp,

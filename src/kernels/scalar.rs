@@ -9,7 +9,7 @@
 use super::{CodeRule, MetricSums, FEW_SORTED, ROUND_BIAS, SUM_LANES};
 #[cfg(target_arch = "x86_64")]
 use super::{TALLIES, TALLY_LIMIT, TALLY_ROUNDING};
-use crate::layout::blocks::{f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
+use crate::layout::blocks::{f16_value, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, BlockTq2_0x16, QK8_0, QK_K};
 
 /// Folds the logical lanes pairwise: lane i += lane i+8, then +4, +2, +1 (the f64 sums,
 /// and the f32 lanes of `dot_f32`).
@@ -550,6 +550,35 @@ pub(crate) fn gemv_rows(w: &[BlockTq2_0], per_row: usize, y: &mut [f32], row_dot
     }
     for (yr, row) in y.iter_mut().zip(w.chunks_exact(per_row)) {
         *yr = row_dot(row);
+    }
+}
+
+/// `y[r]` for the 16 rows of each group of interleaved blocks (`x.len()` blocks per
+/// group, `y.len()` = 16 * groups): as [`gemv_tq2_0_q8_k`], sum over blocks b of
+/// (d_w * d_x) * isum_b in block order, with isum_b = sum (c - 1) * q from the codes and
+/// the values themselves (the bsums are not read).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // see layout::blocks::interleave_tq2_0
+pub fn gemv_tq2_0x16_q8_k(w: &[BlockTq2_0x16], x: &[BlockQ8K], y: &mut [f32]) {
+    if x.is_empty() {
+        y.fill(0.0);
+        return;
+    }
+    for (group, ys) in w.chunks_exact(x.len()).zip(y.chunks_exact_mut(16)) {
+        for (r, yr) in ys.iter_mut().enumerate() {
+            let mut acc = 0f32;
+            for (wb, xb) in group.iter().zip(x) {
+                let mut isum = 0i32;
+                for (j, bytes) in wb.qs.iter().enumerate() {
+                    let (half, m) = (j / 32, j % 32);
+                    for lane in 0..4 {
+                        let c = ((bytes[r] >> (2 * lane)) & 3) as i32;
+                        isum += (c - 1) * xb.qs[half * 128 + lane * 32 + m] as i32;
+                    }
+                }
+                acc += (wb.d[r] * xb.d) * isum as f32;
+            }
+            *yr = acc;
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::TALLIES;
 use super::{scalar, Backend, CodeRule, Kernels, MetricSums, FEW_SORTED};
+use crate::gemv::interleave_tq2_0 as interleave_rows;
 use crate::layout::blocks::{BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
 use core::fmt::Debug;
 
@@ -942,6 +943,77 @@ fn gemv_tq2_0_q8_k() {
             assert_eq!(want[r].to_bits(), dot.to_bits(), "the spec's GEMV, row {r}");
         }
         check("gemv_tq2_0_q8_k", b, &(rows, per_row), &want[..], &got[..]);
+    });
+}
+
+/// TQ2_0 blocks without the code 3, a quarter of them all q = -1 and a quarter all
+/// q = +1: with activations of one extreme value throughout, those take the lookup
+/// kernels' i8 and i16 sums to their bounds.
+fn tq2_blocks_without_code_3(rng: &mut Rng, n: usize) -> Vec<BlockTq2_0> {
+    let mut blocks = tq2_blocks(rng, n);
+    for block in &mut blocks {
+        match rng.below(4) {
+            0 => block.qs = [0x00; 64],
+            1 => block.qs = [0xAA; 64],
+            _ => block.qs.iter_mut().for_each(|byte| *byte &= !((*byte & (*byte >> 1) & 0x55) << 1)),
+        }
+    }
+    blocks
+}
+
+/// Q8_K activations, some blocks all -128 or all 127, with bsums that are the sums of
+/// their values (which the row kernels read and the interleaved ones do not).
+fn q8_k_extreme_activations(rng: &mut Rng, count: usize) -> Vec<BlockQ8K> {
+    let mut x = q8_k_activations(rng, count);
+    for block in &mut x {
+        match rng.below(4) {
+            0 => block.qs = [-128; QK_K],
+            1 => block.qs = [127; QK_K],
+            _ => {}
+        }
+        for (s, q) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&v| v as i16).sum();
+        }
+    }
+    x
+}
+
+/// The interleaved GEMV's spec gives the row GEMV's results, bit for bit, on the rows of
+/// whole groups; interleaving refuses the code 3.
+#[test]
+fn interleaved_gemv_spec_is_the_row_gemv() {
+    let mut rng = Rng::new(31);
+    for _ in 0..60 {
+        let (rows, per_row) = (rng.below(40), rng.below(3));
+        let w = tq2_blocks_without_code_3(&mut rng, rows * per_row);
+        let x = q8_k_extreme_activations(&mut rng, per_row);
+        let interleaved = interleave_rows(&w, per_row).expect("no code 3");
+        let grouped = if per_row == 0 { 0 } else { rows / 16 * 16 };
+        assert_eq!(interleaved.len(), grouped / 16 * per_row);
+        let (mut want, mut got) = (vec![f32::NAN; grouped], vec![f32::NAN; grouped]);
+        scalar::gemv_tq2_0_q8_k(&w[..grouped * per_row], &x, &mut want);
+        scalar::gemv_tq2_0x16_q8_k(&interleaved, &x, &mut got);
+        check("gemv_tq2_0x16_q8_k (spec)", Backend::Scalar, &(rows, per_row), &want[..], &got[..]);
+        if rows >= 16 && per_row > 0 {
+            let mut with_3 = w.clone();
+            let (b, j) = (rng.below(16 * per_row), rng.below(64));
+            with_3[b].qs[j] |= 3 << (2 * rng.below(4));
+            assert!(interleave_rows(&with_3, per_row).is_none(), "a code 3 at block {b}, byte {j}");
+        }
+    }
+}
+
+/// Each backend's interleaved GEMV against the spec, on groups of rows of a few blocks
+/// with random activations (bsums unrelated to the values) or extreme ones.
+#[cfg(target_arch = "wasm32")]
+#[test]
+fn gemv_tq2_0x16_q8_k() {
+    each_case(37, |rng, b, k| {
+        let (groups, per_row) = (rng.below(3), rng.below(4));
+        let w = tq2_blocks_without_code_3(rng, 16 * groups * per_row);
+        let x = if rng.chance(0.5) { q8_k_blocks(rng, per_row) } else { q8_k_extreme_activations(rng, per_row) };
+        let w = interleave_rows(&w, per_row).expect("no code 3");
+        check_kernel!(gemv_tq2_0x16_q8_k, b, k, &(groups, per_row), vec![f32::NAN; 16 * groups], (&w, &x));
     });
 }
 

@@ -46,6 +46,22 @@ pub struct BlockQ8K {
     pub bsums: [i16; QK_K / 16],
 }
 
+/// Sixteen rows' TQ2_0 blocks of one block column, interleaved for a GEMV by table
+/// lookup: `qs[j][r]` is byte j of row r's block and `d[r]` that block's scale as f32.
+/// A byte keeps its four 2-bit codes where TQ2_0 has them, so its low nibble holds the
+/// codes of values m and m + 32 of its half (j = 32 * half + m) as c0 + 4 * c1, and its
+/// high nibble those of values m + 64 and m + 96: a nibble indexes a 16-entry table of a
+/// pair of activations. Made by `gemv::interleave_tq2_0` alone, which leaves out code 3,
+/// so a nibble's two codes stand for q in {-1, 0, 1}.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockTq2_0x16 {
+    pub(crate) qs: [[u8; 16]; QK_K / 4],
+    pub(crate) d: [f32; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<BlockTq2_0x16>() == 16 * 64 + 4 * 16);
+
 const _: () = assert!(core::mem::size_of::<BlockTq2_0>() == 66);
 const _: () = assert!(core::mem::align_of::<BlockTq2_0>() == 1);
 const _: () = assert!(core::mem::size_of::<BlockTq1_0>() == 54);

@@ -25,7 +25,7 @@ use core::arch::wasm32::*;
 
 use super::super::scalar;
 use super::super::{CodeRule, MetricSums, ROUND_BIAS, SUM_LANES};
-use crate::layout::blocks::{f16_bits, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, QK8_0, QK_K};
+use crate::layout::blocks::{f16_bits, BlockQ8K, BlockQ8_0, BlockTq1_0, BlockTq2_0, BlockTq2_0x16, QK8_0, QK_K};
 
 /// Element types that 16-byte loads and stores may read and write: plain numbers of 1, 2
 /// or 4 bytes, for which every bit pattern is a valid value.
@@ -989,21 +989,6 @@ pub fn metric_sums(reference: &[f32], approx: &[f32]) -> MetricSums {
     lanes.finish()
 }
 
-/// Integer dot product of one TQ2_0 block with one Q8_K block, as the spec's
-/// `dot_tq2_0_q8_k_block`.
-///
-/// Neither side is widened. Sixteen bytes are read as eight i16 lanes, lane k holding
-/// bytes 2k (low) and 2k+1 (high): for the activations, `X << 8` is 256 * x[2k] and
-/// `X >> 8` (arithmetic) is x[2k+1]; for the codes, `B & 0x0003` is c[2k] and
-/// `B & 0x0300` is 256 * c[2k+1]. Both products are then 256 * c * x, which
-/// `i32x4_dot_i16x8` sums exactly. Lanes 1 and 3 of a byte use the masks 0x000c/0x0c00
-/// (one more factor 4), and lanes 2 and 3 read `B >> 4` (the bits that the shift moves
-/// across the byte boundary are masked off).
-#[inline(always)]
-fn dot_tq2_0_q8_k_block(w: &BlockTq2_0, x: &BlockQ8K) -> i32 {
-    hsum_i32(i32x4_sub(block_code_sums(w, |g, l| shifted_group(x, g, l)), bsum_lanes(x)))
-}
-
 /// The activations that field l of 16-byte group g of a TQ2_0 block's qs multiplies, as
 /// `[X << 8, X >> 8]` in i16 lanes.
 #[inline(always)]
@@ -1014,7 +999,15 @@ fn shifted_group(x: &BlockQ8K, g: usize, l: usize) -> [v128; 2] {
 
 /// The i32 lanes of sum c * q over one block (c the stored 2-bit fields), from each
 /// 16-byte group g of qs and field l given as `shifted(g, l)`: the group's activations as
-/// `[X << 8, X >> 8]` in i16 lanes (see [`dot_tq2_0_q8_k_block`]).
+/// `[X << 8, X >> 8]` in i16 lanes.
+///
+/// Neither side is widened. Sixteen bytes are read as eight i16 lanes, lane k holding
+/// bytes 2k (low) and 2k+1 (high): for the activations, `X << 8` is 256 * x[2k] and
+/// `X >> 8` (arithmetic) is x[2k+1]; for the codes, `B & 0x0003` is c[2k] and
+/// `B & 0x0300` is 256 * c[2k+1]. Both products are then 256 * c * x, which
+/// `i32x4_dot_i16x8` sums exactly. Lanes 1 and 3 of a byte use the masks 0x000c/0x0c00
+/// (one more factor 4), and lanes 2 and 3 read `B >> 4` (the bits that the shift moves
+/// across the byte boundary are masked off).
 #[inline(always)]
 fn block_code_sums(w: &BlockTq2_0, shifted: impl Fn(usize, usize) -> [v128; 2]) -> v128 {
     let (even1, odd1) = (u16x8_splat(0x0003), u16x8_splat(0x0300));
@@ -1046,9 +1039,13 @@ fn bsum_lanes(x: &BlockQ8K) -> v128 {
     i32x4_add(i32x4_dot_i16x8(ld(&x.bsums, 0), ones), i32x4_dot_i16x8(ld(&x.bsums, 8), ones))
 }
 
-/// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order.
+/// sum over blocks b of (f16(w_b.d) * x_b.d) * isum_b, accumulated in block order: the
+/// GEMV's row kernel on x prepared as the GEMV prepares it, so that the .wasm holds one
+/// copy of the block kernel (the product of a row is the GEMV's business; this kernel is
+/// there for comparisons).
 pub fn dot_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K]) -> f32 {
-    scalar::dot_tq2_0_q8_k_with(w, x, |xb| xb.d, dot_tq2_0_q8_k_block)
+    let prepared: Vec<PreparedQ8K> = x.iter().take(w.len()).map(PreparedQ8K::of).collect();
+    row_dot(w, &prepared)
 }
 
 /// A Q8_K block as the row kernel multiplies it, prepared once per GEMV instead of once
@@ -1071,14 +1068,109 @@ impl PreparedQ8K {
 /// add per 16 codes, which is where its time goes.
 pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
     let prepared: Vec<PreparedQ8K> = x.iter().map(PreparedQ8K::of).collect();
-    scalar::gemv_rows(w, x.len(), y, |row| {
-        scalar::dot_tq2_0_q8_k_with(
-            row,
-            &prepared,
-            |p| p.d,
-            |wb, p| hsum_i32(block_code_sums(wb, |g, l| p.shifted[4 * g + l])).wrapping_sub(p.sum),
-        )
-    });
+    scalar::gemv_rows(w, x.len(), y, |row| row_dot(row, &prepared));
+}
+
+/// The dot product of a row with prepared activations (`sum c * q - sum q` per block).
+#[inline(never)]
+fn row_dot(row: &[BlockTq2_0], prepared: &[PreparedQ8K]) -> f32 {
+    scalar::dot_tq2_0_q8_k_with(
+        row,
+        prepared,
+        |p| p.d,
+        |wb, p| hsum_i32(block_code_sums(wb, |g, l| p.shifted[4 * g + l])).wrapping_sub(p.sum),
+    )
+}
+
+/// The lookup tables of one Q8_K block for [`gemv_tq2_0x16_q8_k`]. For byte j of a TQ2_0
+/// block, whose low nibble holds the codes (c0, c1) of values m and m + 32 of its half and
+/// whose high nibble those of m + 64 and m + 96, `tables[j]` maps a nibble c0 + 4 * c1 to
+/// (c0 - 1) * q_a + (c1 - 1) * q_b for its pair (a, b), in two parts: each value split as
+/// q = 16 * (q >> 4) + (q & 15), tables `[low nibble, q & 15]`, `[high nibble, q & 15]`,
+/// `[low nibble, q >> 4]`, `[high nibble, q >> 4]`. An entry lies in [-30, 30] (low part)
+/// or [-16, 16] (high part), so four of them add in i8 without overflow.
+struct PairTables {
+    tables: [[v128; 4]; QK_K / 4],
+    d: f32,
+}
+
+impl PairTables {
+    fn of(x: &BlockQ8K) -> Self {
+        let tables = core::array::from_fn(|j| {
+            let at = (j / 32) * 128 + j % 32;
+            let [a, b, c, e] = [0, 32, 64, 96].map(|o| x.qs[at + o]);
+            [
+                pair_table(a & 15, b & 15),
+                pair_table(c & 15, e & 15),
+                pair_table(a >> 4, b >> 4),
+                pair_table(c >> 4, e >> 4),
+            ]
+        });
+        Self { tables, d: x.d }
+    }
+}
+
+/// The 16 entries (c0 - 1) * u + (c1 - 1) * v for nibbles c0 + 4 * c1 (entries with a code
+/// 3 are never looked up: they hold what the masks give).
+#[inline(always)]
+fn pair_table(u: i8, v: i8) -> v128 {
+    const FIRST_PLUS: v128 = u8x16(0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 0);
+    const FIRST_MINUS: v128 = u8x16(255, 0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0);
+    const SECOND_PLUS: v128 = u8x16(0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0);
+    const SECOND_MINUS: v128 = u8x16(255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    let (u, v) = (i8x16_splat(u), i8x16_splat(v));
+    let first = i8x16_sub(v128_and(u, FIRST_PLUS), v128_and(u, FIRST_MINUS));
+    let second = i8x16_sub(v128_and(v, SECOND_PLUS), v128_and(v, SECOND_MINUS));
+    i8x16_add(first, second)
+}
+
+/// `y` for 16 interleaved rows per group by table lookup: per byte column j, the 16 rows'
+/// nibbles index the activations' pair tables with `i8x16.swizzle`, so 16 rows advance
+/// four values each in 4 lookups (2 per part). Four lookups add in i8, then widen into i16
+/// sums per part (at most 32 * 120 per block); per block, isum = low + 16 * high is exact
+/// and scaled as the spec does, in block order.
+pub fn gemv_tq2_0x16_q8_k(w: &[BlockTq2_0x16], x: &[BlockQ8K], y: &mut [f32]) {
+    if x.is_empty() {
+        y.fill(0.0);
+        return;
+    }
+    let tables: Vec<PairTables> = x.iter().map(PairTables::of).collect();
+    let nibble = u8x16_splat(15);
+    for (group, ys) in w.chunks_exact(x.len()).zip(y.chunks_exact_mut(16)) {
+        let mut acc = [f32x4_splat(0.0); 4];
+        for (wb, t) in group.iter().zip(&tables) {
+            // Rows 0-7 and 8-15 of the low part, then of the high part.
+            let mut sums = [i16x8_splat(0); 4];
+            for j in (0..QK_K / 4).step_by(2) {
+                let (v0, v1) = (ld(&wb.qs[j], 0), ld(&wb.qs[j + 1], 0));
+                let index = [v128_and(v0, nibble), u8x16_shr(v0, 4), v128_and(v1, nibble), u8x16_shr(v1, 4)];
+                let (t0, t1) = (&t.tables[j], &t.tables[j + 1]);
+                let part = |p: usize| {
+                    let first = i8x16_add(i8x16_swizzle(t0[p], index[0]), i8x16_swizzle(t0[p + 1], index[1]));
+                    i8x16_add(first, i8x16_add(i8x16_swizzle(t1[p], index[2]), i8x16_swizzle(t1[p + 1], index[3])))
+                };
+                let (low, high) = (part(0), part(2));
+                sums[0] = i16x8_add(sums[0], i16x8_extend_low_i8x16(low));
+                sums[1] = i16x8_add(sums[1], i16x8_extend_high_i8x16(low));
+                sums[2] = i16x8_add(sums[2], i16x8_extend_low_i8x16(high));
+                sums[3] = i16x8_add(sums[3], i16x8_extend_high_i8x16(high));
+            }
+            let d_x = f32x4_splat(t.d);
+            for (k, a) in acc.iter_mut().enumerate() {
+                let (low, high) = (sums[k / 2], sums[2 + k / 2]);
+                let (low, high) = if k % 2 == 0 {
+                    (i32x4_extend_low_i16x8(low), i32x4_extend_low_i16x8(high))
+                } else {
+                    (i32x4_extend_high_i16x8(low), i32x4_extend_high_i16x8(high))
+                };
+                let isum = i32x4_add(low, i32x4_shl(high, 4));
+                *a = f32x4_add(*a, f32x4_mul(f32x4_mul(ld(&wb.d, 4 * k), d_x), f32x4_convert_i32x4(isum)));
+            }
+        }
+        for (k, a) in acc.into_iter().enumerate() {
+            st(ys, 4 * k, a);
+        }
+    }
 }
 
 /// Integer dot product of ternary codes with int8 values.
