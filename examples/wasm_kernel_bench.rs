@@ -360,7 +360,8 @@ fn side_by_side(build: &str, backend: Backend, runs: usize, only: Option<&str>) 
     }
     let wt = quantize_ternary(&w, rows, cols, &absmax).expect("quantize");
     // As inference multiplies: weights prepared once (ggml repacks at load likewise),
-    // then GEMVs. The one-off products and the preparation are timed beside it.
+    // then GEMVs. The one-off products and the preparation (of a copy, the copy included)
+    // are timed beside it.
     time("gemv_tq2_0_unprepared", runs, &mut || {
         black_box(ternary_mat_vec(&wt, &x, backend).expect("gemv"));
     });

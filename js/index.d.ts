@@ -214,6 +214,12 @@ export const rules: ReadonlyArray<ScaleRuleName>;
 export function quantizeTernary(data: F32Input, rows: number, cols: number, options?: TernaryOptions): TernaryTensor;
 export function quantizeInt8(data: F32Input, rows: number, cols: number, options?: Int8Options): Int8Tensor;
 export function errorStats(original: F32Input, reconstructed: F32Input): ErrorStats;
+/**
+ * y = W x with x quantized to int8 inside (Q8_K for TQ2_0). In the SIMD128 build, the first call on a TQ2_0
+ * tensor of 16 rows or more keeps its rows interleaved by 16 beside it (about 3% more memory than the
+ * tensor's bytes, freed with the tensor), which later calls read with a table-lookup kernel; the results
+ * are the same, bit for bit, as without it.
+ */
 export function ternaryMatVec(tensor: TernaryTensor, x: F32Input): Float32Array;
 export function matVecF32(w: F32Input, rows: number, cols: number, x: F32Input): Float32Array;
 export function quantizeBatch(

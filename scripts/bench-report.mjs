@@ -42,6 +42,10 @@ const cases = [
   ['quantize_q8_0_ref', 'f32 -> Q8_0, scalar reference', 4, 'read_bandwidth'],
   ['f32_to_f16', 'f32 -> F16', 4, 'read_bandwidth'],
   ['gemv_tq2_0', 'GEMV TQ2_0 x Q8_K (weights in cache)', 66 / 256, 'read_bandwidth_tq2_0_weights'],
+  // Ours only: the one-off product without prepared weights, and the preparation itself
+  // from a copy of the tensor (SIMD128 interleaves the rows by 16; the others keep them).
+  ['gemv_tq2_0_unprepared', 'GEMV TQ2_0, weights not prepared', 66 / 256, 'read_bandwidth_tq2_0_weights'],
+  ['prepare_tq2_0', 'preparing TQ2_0 weights (from a copy)', 66 / 256, 'read_bandwidth_tq2_0_weights'],
   ['gemv_f32', 'GEMV f32', 4, 'read_bandwidth'],
 ];
 const builds = ['native', 'wasm-relaxed', 'wasm-simd128', 'wasm-scalar'];
