@@ -66,7 +66,7 @@ impl PreparedWeights {
 pub(crate) fn interleaved_for(w: &TernaryTensor, backend: Backend) -> Vec<BlockTq2_0x16> {
     // Natively the row kernels are faster than lookups (VNNI, or AVX2's multiply-adds on
     // 32 bytes), and relaxed SIMD's row kernel is as fast as them.
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if backend == Backend::Simd128 && w.layout == TernaryLayout::Tq2_0 && w.rows >= 16 {
         let blocks = as_blocks::<BlockTq2_0>(&w.bytes);
         return interleave_tq2_0(blocks, w.cols / QK_K).unwrap_or_default();
@@ -79,9 +79,10 @@ pub(crate) fn interleaved_for(w: &TernaryTensor, backend: Backend) -> Vec<BlockT
 /// group after group, each group's block columns in order; rows past the last whole group
 /// are left out. `None` when a block holds the code 3 (no quantizer writes it; TQ2_0
 /// reads it as q = 2, which the lookup tables leave out) or when the memory cannot be had.
-/// A one-off preparation, written for size (it goes into every SIMD128 .wasm): a byte at a
-/// time, as LLVM would otherwise unroll it into a kilobyte of lane stores.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+/// A one-off preparation, written for size (it goes into every SIMD128 .wasm): squares of
+/// four rows by four bytes transposed in 32-bit words, in a loop that LLVM is kept from
+/// unrolling (unrolled, it is a kilobyte of lane stores).
+#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
 pub(crate) fn interleave_tq2_0(blocks: &[BlockTq2_0], per_row: usize) -> Option<Vec<BlockTq2_0x16>> {
     if per_row == 0 {
         return Some(Vec::new());
@@ -89,25 +90,43 @@ pub(crate) fn interleave_tq2_0(blocks: &[BlockTq2_0], per_row: usize) -> Option<
     let groups = blocks.len() / per_row / 16;
     let mut out = Vec::new();
     out.try_reserve_exact(groups * per_row).ok()?;
-    // A 2-bit field is 3 where both of its bits are set.
-    let mut both = 0u8;
-    for (i, block) in blocks[..16 * groups * per_row].iter().enumerate() {
-        let (group, r, b) = (i / (16 * per_row), i / per_row % 16, i % per_row);
-        let at = group * per_row + b;
-        if r == 0 {
-            out.push(BlockTq2_0x16 { qs: [[0; 16]; QK_K / 4], d: [0.0; 16] });
-        }
-        let target = &mut out[at];
-        target.d[r] = f16_value(block.d);
-        let mut j = core::hint::black_box(0);
-        while j < QK_K / 4 {
-            let byte = block.qs[j];
-            target.qs[j][r] = byte;
-            both |= byte & (byte >> 1);
-            j += 1;
+    // A 2-bit field is 3 where both of its bits are set: `both` gathers the bits.
+    let mut both = 0u32;
+    for group in blocks[..16 * groups * per_row].chunks_exact(16 * per_row) {
+        for b in 0..per_row {
+            let row = |r: usize| &group[r * per_row + b];
+            let mut block = BlockTq2_0x16 { qs: [[0; 16]; QK_K / 4], d: [0.0; 16] };
+            for (r, d) in block.d.iter_mut().enumerate() {
+                *d = f16_value(row(r).d);
+            }
+            let mut square = core::hint::black_box(0);
+            while square < 64 {
+                let (r0, j0) = (square / 16 * 4, square % 16 * 4);
+                let [w0, w1, w2, w3] = [0, 1, 2, 3].map(|k| {
+                    let q = &row(r0 + k).qs;
+                    u32::from_le_bytes([q[j0], q[j0 + 1], q[j0 + 2], q[j0 + 3]])
+                });
+                both |= (w0 & (w0 >> 1)) | (w1 & (w1 >> 1)) | (w2 & (w2 >> 1)) | (w3 & (w3 >> 1));
+                // Bytes 0 and 2 of rows r0, r0 + 1 side by side, then bytes 1 and 3; likewise
+                // rows r0 + 2, r0 + 3; then the halves put together.
+                const EVEN: u32 = 0x00ff_00ff;
+                let (a, c) = ((w0 & EVEN) | ((w1 & EVEN) << 8), (w2 & EVEN) | ((w3 & EVEN) << 8));
+                let (e, f) = (((w0 >> 8) & EVEN) | (w1 & !EVEN), ((w2 >> 8) & EVEN) | (w3 & !EVEN));
+                let columns = [
+                    (a & 0xffff) | (c << 16),
+                    (e & 0xffff) | (f << 16),
+                    (a >> 16) | (c & 0xffff_0000),
+                    (e >> 16) | (f & 0xffff_0000),
+                ];
+                for (jj, word) in columns.into_iter().enumerate() {
+                    block.qs[j0 + jj][r0..r0 + 4].copy_from_slice(&word.to_le_bytes());
+                }
+                square += 1;
+            }
+            out.push(block);
         }
     }
-    (both & 0x55 == 0).then_some(out)
+    (both & 0x5555_5555 == 0).then_some(out)
 }
 
 /// y = W x, with the rows that `interleaved` holds (the first 16 * groups) read from it.
