@@ -402,8 +402,31 @@ pub fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
 
 /// Q8_K blocks of `x` (a multiple of 256 values), with the symmetric rule of the int8
 /// scheme (d = absmax/127, round half away) and the 16-value sums.
+///
+/// Each block is: d = abs_max / 127, codes `round_away_i8(v * (1 / d))` (0 for d = 0),
+/// bsums the sums of 16 codes. In wasm, blocks of finite values with a normal d (every
+/// block of real activations) take a shorter path to the same bytes: there the clamp, the
+/// sign copy and the saturating conversion of `round_away_i8` cost more than the rest
+/// (`q8_k_finite_block`). Natively that path measured 10% slower than this one.
 pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     for (block, xb) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        #[cfg(target_arch = "wasm32")]
+        {
+            // The largest magnitude's bits, in four lanes; above the largest finite
+            // f32's bits when the block holds an infinity or a NaN.
+            let mut lanes = [0u32; 4];
+            for chunk in xb.chunks_exact(4) {
+                for (lane, v) in lanes.iter_mut().zip(chunk) {
+                    *lane = (*lane).max(v.to_bits() & 0x7fff_ffff);
+                }
+            }
+            let max = lanes.into_iter().max().unwrap_or(0);
+            let d = f32::from_bits(max) / 127.0;
+            if max <= f32::MAX.to_bits() && d >= f32::MIN_POSITIVE {
+                q8_k_finite_block(xb, d, block);
+                continue;
+            }
+        }
         let d = abs_max(xb) / 127.0;
         // Sixteen codes at a time, summed while they are made.
         for ((qs, xs), sum) in block.qs.chunks_exact_mut(16).zip(xb.chunks_exact(16)).zip(&mut block.bsums) {
@@ -412,6 +435,35 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
         }
         block.d = d;
     }
+}
+
+/// A Q8_K block of finite values whose scale `d` (abs_max / 127) is a normal number.
+///
+/// The codes are `round_away_i8(v * id)` without its clamp: with d normal, v * id is at
+/// most 127 * (1 + 3 * 2^-24) in magnitude (three roundings), so adding the rounding bias
+/// stays under 128 and truncation gives what the clamp would (127 for the few products
+/// just above 127). The truncated value r, an integer in [-127, 127], becomes an integer
+/// by adding 1.5 * 2^23 (the sum's bits are 0x4B40_0000 + r, whose low byte is r as an
+/// i8) rather than by the saturating conversion, which V8 makes several instructions.
+/// The sums add four biased bytes (code + 128) per 32-bit word in two 16-bit lanes.
+#[cfg(target_arch = "wasm32")]
+#[inline]
+fn q8_k_finite_block(xb: &[f32], d: f32, block: &mut BlockQ8K) {
+    const ONE_AND_A_HALF_2_23: f32 = 12_582_912.0;
+    let id = 1.0 / d;
+    for (q, &v) in block.qs.iter_mut().zip(xb) {
+        let p = v * id;
+        *q = ((p + ROUND_BIAS.copysign(p)).trunc() + ONE_AND_A_HALF_2_23).to_bits() as i8;
+    }
+    for (sum, qs) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+        let mut pairs = 0u32;
+        for w in qs.chunks_exact(4) {
+            let biased = u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]) ^ 0x8080_8080;
+            pairs += (biased & 0x00ff_00ff) + ((biased >> 8) & 0x00ff_00ff);
+        }
+        *sum = ((pairs & 0xffff) + (pairs >> 16)) as i16 - 16 * 128;
+    }
+    block.d = d;
 }
 
 /// Dequantized Q8_K blocks.

@@ -785,6 +785,38 @@ fn quantize_q8() {
     });
 }
 
+/// The scalar Q8_K quantizer's short path for finite blocks gives the bytes of its
+/// definition (abs_max, `round_away_i8(v * (1 / d))`, sums of 16 codes) on hard data:
+/// ties, NaN and infinities, and scales near and below the smallest normal f32.
+#[test]
+fn quantize_q8_k_is_its_definition() {
+    let mut rng = Rng::new(43);
+    for _ in 0..CASES {
+        let blocks = 1 + rng.below(4);
+        let mut x = match rng.below(3) {
+            0 => q8_tie_data(&mut rng, blocks, QK_K),
+            1 => Gen::random(&mut rng, true).values(&mut rng, blocks * QK_K),
+            _ => Gen::random(&mut rng, false).values(&mut rng, blocks * QK_K),
+        };
+        if rng.chance(0.3) {
+            let s = rng.pow2(-148, -100);
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        let mut got = vec![BlockQ8K { d: 3.0, qs: [5; QK_K], bsums: [9; 16] }; blocks];
+        scalar::quantize_q8_k(&x, &mut got);
+        for (i, (block, xb)) in got.iter().zip(x.chunks_exact(QK_K)).enumerate() {
+            let d = scalar::abs_max(xb) / 127.0;
+            let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+            let codes: Vec<i8> = xb.iter().map(|&v| scalar::round_away_i8(v * id)).collect();
+            assert_eq!(block.d.to_bits(), d.to_bits(), "block {i}");
+            assert_eq!(&block.qs[..], &codes[..], "block {i}, d = {d:e}");
+            for (s, c) in block.bsums.iter().zip(codes.chunks(16)) {
+                assert_eq!(*s as i32, c.iter().map(|&q| q as i32).sum::<i32>(), "block {i}");
+            }
+        }
+    }
+}
+
 fn q8_k_blocks(rng: &mut Rng, n: usize) -> Vec<BlockQ8K> {
     (0..n)
         .map(|_| {
