@@ -216,9 +216,9 @@ export function quantizeInt8(data: F32Input, rows: number, cols: number, options
 export function errorStats(original: F32Input, reconstructed: F32Input): ErrorStats;
 /**
  * y = W x with x quantized to int8 inside (Q8_K for TQ2_0). In the SIMD128 build, the first call on a TQ2_0
- * tensor of 16 rows or more keeps its rows interleaved by 16 beside it (about 3% more memory than the
- * tensor's bytes, freed with the tensor), which later calls read with a table-lookup kernel; the results
- * are the same, bit for bit, as without it.
+ * tensor of 16 rows or more keeps a copy of its rows interleaved by 16 beside it (1.03 times the tensor's
+ * bytes, freed with the tensor), which later calls read with a table-lookup kernel; the results are the
+ * same, bit for bit, as without it. Where that memory cannot be had, the row kernel is used instead.
  */
 export function ternaryMatVec(tensor: TernaryTensor, x: F32Input): Float32Array;
 export function matVecF32(w: F32Input, rows: number, cols: number, x: F32Input): Float32Array;

@@ -86,8 +86,9 @@ macro_rules! for_each_kernel {
         /// `y[r] = dot_tq2_0_q8_k(row r of w, x)` for every r: `w` holds y.len() rows of
         /// x.len() blocks each.
         fn gemv_tq2_0_q8_k(w: &[$crate::layout::blocks::BlockTq2_0], x: &[$crate::layout::blocks::BlockQ8K], y: &mut [f32]);
-        // The GEMV by table lookup, which only wasm32 builds take (`gemv::PreparedWeights`).
-        #[cfg(target_arch = "wasm32")]
+        // The GEMV by table lookup, which only wasm32 SIMD128 builds take
+        // (`gemv::PreparedWeights`).
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         /// `y` = the GEMV of interleaved TQ2_0 rows (16 per group, x.len() blocks each) by
         /// x, each row as `dot_tq2_0_q8_k` with isum from the codes and values.
         fn gemv_tq2_0x16_q8_k(w: &[$crate::layout::blocks::BlockTq2_0x16], x: &[$crate::layout::blocks::BlockQ8K], y: &mut [f32]);

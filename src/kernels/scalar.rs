@@ -609,7 +609,7 @@ pub(crate) fn gemv_rows(w: &[BlockTq2_0], per_row: usize, y: &mut [f32], row_dot
 /// group, `y.len()` = 16 * groups): as [`gemv_tq2_0_q8_k`], sum over blocks b of
 /// (d_w * d_x) * isum_b in block order, with isum_b = sum (c - 1) * q from the codes and
 /// the values themselves (the bsums are not read).
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // see layout::blocks::interleave_tq2_0
+#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))] // see gemv::interleaved_for
 pub fn gemv_tq2_0x16_q8_k(w: &[BlockTq2_0x16], x: &[BlockQ8K], y: &mut [f32]) {
     if x.is_empty() {
         y.fill(0.0);

@@ -1037,7 +1037,7 @@ fn interleaved_gemv_spec_is_the_row_gemv() {
 
 /// Each backend's interleaved GEMV against the spec, on groups of rows of a few blocks
 /// with random activations (bsums unrelated to the values) or extreme ones.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[test]
 fn gemv_tq2_0x16_q8_k() {
     each_case(37, |rng, b, k| {

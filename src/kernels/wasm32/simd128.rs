@@ -1072,6 +1072,7 @@ pub fn gemv_tq2_0_q8_k(w: &[BlockTq2_0], x: &[BlockQ8K], y: &mut [f32]) {
 }
 
 /// The dot product of a row with prepared activations (`sum c * q - sum q` per block).
+// Out of line: the GEMV and the dot product share this one copy in the .wasm.
 #[inline(never)]
 fn row_dot(row: &[BlockTq2_0], prepared: &[PreparedQ8K]) -> f32 {
     scalar::dot_tq2_0_q8_k_with(
